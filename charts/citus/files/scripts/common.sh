@@ -1,0 +1,33 @@
+# Shared by the chart's scripts (POSIX sh; sourced, not run).
+
+log() {
+    printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${CITUS_LOG_TAG:-citus}" "$*" >&2
+}
+
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# file_env VAR: take VAR from $VAR or from the file named by ${VAR}_FILE (never both),
+# as the postgres image does; the result is exported as VAR.
+file_env() {
+    fe_var=$1
+    eval "fe_val=\${$fe_var:-}"
+    eval "fe_file=\${${fe_var}_FILE:-}"
+    if [ -n "$fe_val" ] && [ -n "$fe_file" ]; then
+        die "both $fe_var and ${fe_var}_FILE are set; set only one"
+    fi
+    if [ -n "$fe_file" ]; then
+        [ -r "$fe_file" ] || die "${fe_var}_FILE=$fe_file is not readable"
+        fe_val=$(cat "$fe_file")
+    fi
+    eval "$fe_var=\$fe_val"
+    export "$fe_var"
+    unset "${fe_var}_FILE" fe_val fe_file
+}
+
+# pgpass_escape STRING: escape ':' and '\' for a password file line.
+pgpass_escape() {
+    printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g'
+}

@@ -1,0 +1,61 @@
+{{/*
+Affinity presets with the bitnami/common meanings: soft = preferred (weight 1), hard = required,
+"" = none; an explicit <component>.affinity replaces all presets.
+Call with (dict "ctx" $ "component" "coordinator"|"worker").
+*/}}
+{{- define "citus.affinity" -}}
+{{- $v := index .ctx.Values .component -}}
+{{- if $v.affinity -}}
+{{- include "citus.tplvalues" (dict "value" $v.affinity "ctx" .ctx) -}}
+{{- else -}}
+{{- $pod := include "citus.podAffinityTerm" (dict "ctx" .ctx "component" .component "preset" $v.podAffinityPreset) -}}
+{{- $anti := include "citus.podAffinityTerm" (dict "ctx" .ctx "component" .component "preset" $v.podAntiAffinityPreset) -}}
+{{- $node := include "citus.nodeAffinity" $v.nodeAffinityPreset -}}
+{{- if $pod }}
+podAffinity:
+  {{- $pod | nindent 2 }}
+{{- end }}
+{{- if $anti }}
+podAntiAffinity:
+  {{- $anti | nindent 2 }}
+{{- end }}
+{{- if $node }}
+nodeAffinity:
+  {{- $node | nindent 2 }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{- define "citus.podAffinityTerm" -}}
+{{- if eq .preset "soft" -}}
+preferredDuringSchedulingIgnoredDuringExecution:
+  - weight: 1
+    podAffinityTerm:
+      labelSelector:
+        matchLabels:
+          {{- include "citus.selectorLabels" . | nindent 10 }}
+      topologyKey: kubernetes.io/hostname
+{{- else if eq .preset "hard" -}}
+requiredDuringSchedulingIgnoredDuringExecution:
+  - labelSelector:
+      matchLabels:
+        {{- include "citus.selectorLabels" . | nindent 8 }}
+    topologyKey: kubernetes.io/hostname
+{{- end -}}
+{{- end -}}
+
+{{- define "citus.nodeAffinity" -}}
+{{- $expr := dict "key" .key "operator" "In" "values" .values -}}
+{{- if eq .type "soft" -}}
+preferredDuringSchedulingIgnoredDuringExecution:
+  - weight: 1
+    preference:
+      matchExpressions:
+        - {{- toYaml $expr | nindent 10 }}
+{{- else if eq .type "hard" -}}
+requiredDuringSchedulingIgnoredDuringExecution:
+  nodeSelectorTerms:
+    - matchExpressions:
+        - {{- toYaml $expr | nindent 10 }}
+{{- end -}}
+{{- end -}}

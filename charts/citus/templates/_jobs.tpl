@@ -1,0 +1,33 @@
+{{/* Pieces shared by the chart's Job, CronJob and test pods (they all run psql against the cluster). */}}
+
+{{/* Pod-level settings: non-root with the coordinator's ids, no service account token, pull secrets. */}}
+{{- define "citus.job.podSettings" -}}
+{{- include "citus.imagePullSecrets" (dict "image" .image "ctx" .ctx) }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  fsGroup: {{ .ctx.Values.coordinator.podSecurityContext.fsGroup }}
+  runAsNonRoot: true
+  seccompProfile:
+    type: RuntimeDefault
+{{- end -}}
+
+{{/* Volumes of a job pod: scripts, a writable /tmp, and the password files when used. */}}
+{{- define "citus.job.volumes" -}}
+- name: scripts
+  configMap:
+    name: {{ include "citus.scriptsName" . }}
+    defaultMode: 0555
+- name: tmp
+  emptyDir: {}
+{{- include "citus.passwordFilesVolume" . }}
+{{- end -}}
+
+{{- define "citus.job.volumeMounts" -}}
+- name: scripts
+  mountPath: /opt/citus/scripts
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- include "citus.passwordFilesMount" . }}
+{{- end -}}

@@ -1,0 +1,304 @@
+{{/*
+The StatefulSet of a Citus node group. Coordinator and workers differ only in their values
+(.Values.coordinator / .Values.worker), so both files call this with
+(dict "ctx" $ "component" "coordinator"|"worker").
+*/}}
+{{- define "citus.node.statefulset" -}}
+{{- $ctx := .ctx -}}
+{{- $v := index $ctx.Values .component -}}
+{{- $existingClaim := "" -}}
+{{- if eq .component "coordinator" }}{{ $existingClaim = $v.persistence.existingClaim }}{{ end -}}
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ include "citus.componentName" . }}
+  namespace: {{ $ctx.Release.Namespace | quote }}
+  labels:
+    {{- include "citus.labels" . | nindent 4 }}
+  {{- include "citus.annotations" (dict "ctx" $ctx) | nindent 2 }}
+spec:
+  {{- if not (and (eq .component "worker") $v.autoscaling.enabled) }}
+  replicas: {{ $v.replicaCount }}
+  {{- end }}
+  serviceName: {{ include "citus.headlessName" . }}
+  podManagementPolicy: {{ $v.podManagementPolicy }}
+  updateStrategy:
+    {{- toYaml $v.updateStrategy | nindent 4 }}
+  selector:
+    matchLabels:
+      {{- include "citus.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "citus.node.podLabels" . | nindent 8 }}
+      annotations:
+        checksum/config: {{ include (print $ctx.Template.BasePath "/configmap.yaml") $ctx | sha256sum }}
+        checksum/scripts: {{ include (print $ctx.Template.BasePath "/scripts-configmap.yaml") $ctx | sha256sum }}
+        {{- with $v.podAnnotations }}
+        {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 8 }}
+        {{- end }}
+    spec:
+      {{- include "citus.node.podSpec" (dict "ctx" $ctx "component" .component "existingClaim" $existingClaim) | nindent 6 }}
+  {{- if and $v.persistence.enabled (not $existingClaim) }}
+  volumeClaimTemplates:
+    - apiVersion: v1
+      kind: PersistentVolumeClaim
+      metadata:
+        name: data
+        labels:
+          {{- include "citus.selectorLabels" . | nindent 10 }}
+          {{- with $v.persistence.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        {{- with $v.persistence.annotations }}
+        annotations:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+      spec:
+        accessModes:
+          {{- toYaml $v.persistence.accessModes | nindent 10 }}
+        resources:
+          requests:
+            storage: {{ $v.persistence.size | quote }}
+        {{- include "citus.storageClass" (dict "persistence" $v.persistence "ctx" $ctx) | nindent 8 }}
+        {{- with $v.persistence.selector }}
+        selector:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+  {{- end }}
+{{- end -}}
+
+{{/* Pod labels: commonLabels and podLabels first, selector labels last so they always win. */}}
+{{- define "citus.node.podLabels" -}}
+{{- $v := index .ctx.Values .component -}}
+{{- $labels := merge (include "citus.selectorLabels" . | fromYaml) ($v.podLabels | default (dict)) (include "citus.labels" . | fromYaml) -}}
+{{- toYaml $labels -}}
+{{- end -}}
+
+{{- define "citus.node.podSpec" -}}
+{{- $ctx := .ctx -}}
+{{- $v := index $ctx.Values .component -}}
+{{- include "citus.imagePullSecrets" (dict "image" $ctx.Values.image "ctx" $ctx) }}
+serviceAccountName: {{ include "citus.serviceAccountName" . }}
+automountServiceAccountToken: {{ $v.serviceAccount.automountServiceAccountToken }}
+enableServiceLinks: false
+{{- with $v.hostAliases }}
+hostAliases:
+  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+{{- end }}
+{{- with (include "citus.affinity" .) }}
+affinity:
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+{{- end }}
+{{- with $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+{{- end }}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with $v.schedulerName }}
+schedulerName: {{ . | quote }}
+{{- end }}
+terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+{{- include "citus.podSecurityContext" $v.podSecurityContext }}
+{{- $persistent := or $v.persistence.enabled .existingClaim }}
+{{- if or (and $ctx.Values.volumePermissions.enabled $persistent) $v.initContainers }}
+initContainers:
+  {{- if and $ctx.Values.volumePermissions.enabled $persistent }}
+  - name: volume-permissions
+    image: {{ include "citus.image" (dict "image" $ctx.Values.volumePermissions.image "ctx" $ctx) }}
+    imagePullPolicy: {{ $ctx.Values.volumePermissions.image.pullPolicy }}
+    command: ["/bin/sh", "-ec"]
+    args:
+      - |
+        mkdir -p /var/lib/postgresql/data/pgdata
+        chown {{ $v.containerSecurityContext.runAsUser }}:{{ $v.podSecurityContext.fsGroup }} /var/lib/postgresql/data /var/lib/postgresql/data/pgdata
+        chmod 0700 /var/lib/postgresql/data/pgdata
+    securityContext:
+      runAsUser: {{ $ctx.Values.volumePermissions.containerSecurityContext.runAsUser }}
+      runAsNonRoot: false
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities:
+        drop: ["ALL"]
+        add: ["CHOWN", "FOWNER", "DAC_OVERRIDE"]
+      seccompProfile:
+        type: RuntimeDefault
+    resources:
+      requests:
+        cpu: 10m
+        memory: 32Mi
+      limits:
+        cpu: 100m
+        memory: 64Mi
+    volumeMounts:
+      - name: data
+        mountPath: /var/lib/postgresql/data
+  {{- end }}
+  {{- with $v.initContainers }}
+  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- end }}
+{{- end }}
+containers:
+  - name: postgresql
+    image: {{ include "citus.image" (dict "image" $ctx.Values.image "ctx" $ctx) }}
+    imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+    {{- if $ctx.Values.diagnosticMode.enabled }}
+    command:
+      {{- toYaml $ctx.Values.diagnosticMode.command | nindent 6 }}
+    args:
+      {{- toYaml $ctx.Values.diagnosticMode.args | nindent 6 }}
+    {{- else }}
+    command:
+      {{- if $v.command }}
+      {{- include "citus.tplvalues" (dict "value" $v.command "ctx" $ctx) | nindent 6 }}
+      {{- else }}
+      - /bin/sh
+      - /opt/citus/scripts/entrypoint.sh
+      {{- end }}
+    {{- with $v.args }}
+    args:
+      {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
+    {{- end }}
+    {{- end }}
+    {{- include "citus.containerSecurityContext" $v.containerSecurityContext | nindent 4 }}
+    env:
+      - name: CITUS_NODE_ROLE
+        value: {{ .component }}
+      - name: PGDATA
+        value: /var/lib/postgresql/data/pgdata
+      - name: PGPORT
+        value: {{ $v.containerPorts.postgresql | quote }}
+      - name: POSTGRES_USER
+        value: {{ include "citus.superuser" $ctx | quote }}
+      - name: POSTGRES_DB
+        value: {{ $ctx.Values.auth.database | quote }}
+      {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "POSTGRES_PASSWORD" "key" (include "citus.superuserPasswordKey" $ctx)) | nindent 6 }}
+      {{- if include "citus.hasAppUser" $ctx }}
+      - name: CITUS_APP_USER
+        value: {{ $ctx.Values.auth.username | quote }}
+      {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "CITUS_APP_PASSWORD" "key" $ctx.Values.auth.secretKeys.userPasswordKey) | nindent 6 }}
+      {{- end }}
+      {{- with $v.extraEnvVars }}
+      {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
+      {{- end }}
+    {{- if or $v.extraEnvVarsCM $v.extraEnvVarsSecret }}
+    envFrom:
+      {{- with $v.extraEnvVarsCM }}
+      - configMapRef:
+          name: {{ include "citus.tplvalues" (dict "value" . "ctx" $ctx) }}
+      {{- end }}
+      {{- with $v.extraEnvVarsSecret }}
+      - secretRef:
+          name: {{ include "citus.tplvalues" (dict "value" . "ctx" $ctx) }}
+      {{- end }}
+    {{- end }}
+    ports:
+      - name: postgresql
+        containerPort: {{ $v.containerPorts.postgresql }}
+        protocol: TCP
+    {{- if not $ctx.Values.diagnosticMode.enabled }}
+    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "livenessProbe" "custom" $v.customLivenessProbe "probe" $v.livenessProbe) | nindent 4 }}
+    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "readinessProbe" "custom" $v.customReadinessProbe "probe" $v.readinessProbe) | nindent 4 }}
+    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "startupProbe" "custom" $v.customStartupProbe "probe" $v.startupProbe) | nindent 4 }}
+    {{- end }}
+    {{- with $v.lifecycleHooks }}
+    lifecycle:
+      {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
+    {{- end }}
+    {{- include "citus.resources" . | nindent 4 }}
+    volumeMounts:
+      - name: data
+        mountPath: /var/lib/postgresql/data
+      - name: config
+        mountPath: /etc/citus/conf
+        readOnly: true
+      - name: scripts
+        mountPath: /opt/citus/scripts
+        readOnly: true
+      - name: tmp
+        mountPath: /tmp
+      - name: run
+        mountPath: /var/run/postgresql
+      - name: dshm
+        mountPath: /dev/shm
+      {{- include "citus.passwordFilesMount" $ctx | nindent 6 }}
+      {{- with $v.extraVolumeMounts }}
+      {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
+      {{- end }}
+  {{- if $ctx.Values.metrics.enabled }}
+  {{- include "citus.metrics.container" . | nindent 2 }}
+  {{- end }}
+  {{- with $v.sidecars }}
+  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- end }}
+volumes:
+  - name: config
+    configMap:
+      name: {{ include "citus.configMapName" $ctx }}
+  - name: scripts
+    configMap:
+      name: {{ include "citus.scriptsName" $ctx }}
+      defaultMode: 0555
+  - name: tmp
+    emptyDir: {}
+  - name: run
+    emptyDir: {}
+  - name: dshm
+    emptyDir:
+      medium: Memory
+  {{- if .existingClaim }}
+  - name: data
+    persistentVolumeClaim:
+      claimName: {{ include "citus.tplvalues" (dict "value" .existingClaim "ctx" $ctx) }}
+  {{- else if not $v.persistence.enabled }}
+  - name: data
+    emptyDir: {}
+  {{- end }}
+  {{- include "citus.passwordFilesVolume" $ctx | nindent 2 }}
+  {{- with $v.extraVolumes }}
+  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{/* A password as VAR (secretKeyRef) or VAR_FILE (auth.usePasswordFiles). */}}
+{{- define "citus.node.passwordEnv" -}}
+{{- if .ctx.Values.auth.usePasswordFiles -}}
+- name: {{ .var }}_FILE
+  value: {{ printf "/opt/citus/secrets/%s" .key | quote }}
+{{- else -}}
+- name: {{ .var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "citus.secretName" .ctx }}
+      key: {{ .key }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A probe: the custom one when set, else pg_isready over TCP. The node only listens on TCP once its first-start
+initialisation is over, so readiness also means "database and extension exist".
+*/}}
+{{- define "citus.node.probe" -}}
+{{- if .custom -}}
+{{ .name }}:
+  {{- include "citus.tplvalues" (dict "value" .custom "ctx" .ctx) | nindent 2 }}
+{{- else if .probe.enabled -}}
+{{ .name }}:
+  exec:
+    command:
+      - /bin/sh
+      - -c
+      - exec pg_isready -q -h 127.0.0.1 -p "$PGPORT" -U "$POSTGRES_USER" -d "dbname=$POSTGRES_DB"
+  {{- toYaml (omit .probe "enabled") | nindent 2 }}
+{{- end -}}
+{{- end -}}

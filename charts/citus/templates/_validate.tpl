@@ -1,0 +1,84 @@
+{{/*
+Checks across values that the schema cannot express. Every problem found is reported at once, each naming
+the values involved. Included from configmap.yaml, which every render produces.
+*/}}
+{{- define "citus.validateValues" -}}
+{{- $errors := list -}}
+{{- $v := .Values -}}
+
+{{- $kube := include "citus.kubeVersion" . -}}
+{{- if not (semverCompare ">=1.23.0-0" $kube) -}}
+{{- $errors = append $errors (printf "Kubernetes %s is not supported: this chart needs 1.23 or newer (kubeVersion=%q)" $kube $v.kubeVersion) -}}
+{{- end -}}
+
+{{- if gt (int $v.coordinator.replicaCount) 1 -}}
+{{- $errors = append $errors (printf "coordinator.replicaCount=%v: a Citus cluster has exactly one coordinator (its metadata is not replicated between coordinator pods); use 1, or 0 to stop it" $v.coordinator.replicaCount) -}}
+{{- end -}}
+
+{{- if not $v.auth.enablePostgresUser -}}
+{{- if not $v.auth.username -}}
+{{- $errors = append $errors "auth.enablePostgresUser=false needs auth.username: that user becomes the cluster's superuser" -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $v.auth.username "postgres" -}}
+{{- $errors = append $errors "auth.username=postgres: the postgres superuser is configured by auth.enablePostgresUser and auth.postgresPassword; choose another application user name, or set auth.username to \"\" for none" -}}
+{{- end -}}
+{{- if and $v.auth.existingSecret (or $v.auth.postgresPassword $v.auth.password) -}}
+{{- $errors = append $errors (printf "auth.existingSecret=%q and auth.postgresPassword/auth.password are both set: the passwords come from the existing Secret only; remove the password values" $v.auth.existingSecret) -}}
+{{- end -}}
+
+{{- range $component := list "coordinator" "worker" -}}
+{{- $c := index $v $component -}}
+{{- $min := toString $c.pdb.minAvailable -}}
+{{- $max := toString $c.pdb.maxUnavailable -}}
+{{- if $c.pdb.create -}}
+{{- if and (ne $min "") (ne $min "<nil>") (ne $max "") (ne $max "<nil>") -}}
+{{- $errors = append $errors (printf "%s.pdb.minAvailable=%s and %s.pdb.maxUnavailable=%s: a PodDisruptionBudget takes only one; set the other to \"\"" $component $min $component $max) -}}
+{{- else if and (or (eq $min "") (eq $min "<nil>")) (or (eq $max "") (eq $max "<nil>")) -}}
+{{- $errors = append $errors (printf "%s.pdb.create=true needs %s.pdb.minAvailable or %s.pdb.maxUnavailable" $component $component $component) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $c.nodeAffinityPreset.type (not $c.nodeAffinityPreset.key) -}}
+{{- $errors = append $errors (printf "%s.nodeAffinityPreset.type=%s needs %s.nodeAffinityPreset.key and values" $component $c.nodeAffinityPreset.type $component) -}}
+{{- end -}}
+{{- end -}}
+
+{{- if and $v.coordinator.persistence.existingClaim (not $v.coordinator.persistence.enabled) -}}
+{{- $errors = append $errors "coordinator.persistence.existingClaim is set but coordinator.persistence.enabled=false: enable persistence to use the claim" -}}
+{{- end -}}
+
+{{- if and (eq (toString $v.worker.service.clusterIP) "None") (ne $v.worker.service.type "ClusterIP") -}}
+{{- $errors = append $errors (printf "worker.service.type=%s cannot be headless: set worker.service.clusterIP to \"\" as well" $v.worker.service.type) -}}
+{{- end -}}
+
+{{- $as := $v.worker.autoscaling -}}
+{{- if $as.enabled -}}
+{{- if gt (int $as.minReplicas) (int $as.maxReplicas) -}}
+{{- $errors = append $errors (printf "worker.autoscaling.minReplicas=%v is above worker.autoscaling.maxReplicas=%v" $as.minReplicas $as.maxReplicas) -}}
+{{- end -}}
+{{- if lt (int $as.minReplicas) 1 -}}
+{{- $errors = append $errors "worker.autoscaling.minReplicas must be at least 1" -}}
+{{- end -}}
+{{- if and (eq (toString $as.targetCPU) "") (eq (toString $as.targetMemory) "") -}}
+{{- $errors = append $errors "worker.autoscaling.enabled=true needs worker.autoscaling.targetCPU or worker.autoscaling.targetMemory" -}}
+{{- end -}}
+{{- end -}}
+
+{{- if and $v.metrics.serviceMonitor.enabled (not $v.metrics.enabled) -}}
+{{- $errors = append $errors "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the exporters it scrapes)" -}}
+{{- end -}}
+{{- if and $v.metrics.prometheusRule.enabled (not $v.metrics.enabled) -}}
+{{- $errors = append $errors "metrics.prometheusRule.enabled=true needs metrics.enabled=true (the metrics its alerts read)" -}}
+{{- end -}}
+{{- if and $v.metrics.prometheusRule.enabled (not $v.metrics.prometheusRule.defaultRules) (not $v.metrics.prometheusRule.rules) -}}
+{{- $errors = append $errors "metrics.prometheusRule.enabled=true with defaultRules=false and no metrics.prometheusRule.rules would create an empty PrometheusRule" -}}
+{{- end -}}
+
+{{- if and $v.ingress.enabled (not $v.ingress.hostname) (not $v.ingress.extraHosts) -}}
+{{- $errors = append $errors "ingress.enabled=true needs ingress.hostname or ingress.extraHosts" -}}
+{{- end -}}
+
+{{- if $errors -}}
+{{- fail (printf "\n\nVALUES ERROR:\n  - %s\n" (join "\n  - " $errors)) -}}
+{{- end -}}
+{{- end -}}
