@@ -7,7 +7,7 @@
 # Environment: PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE, BACKUP_DIR, BACKUP_RETENTION_DAYS.
 set -eu
 CITUS_LOG_TAG=citus-backup
-. /opt/citus/scripts/common.sh
+. "$(dirname "$0")/common.sh"
 
 : "${PGHOST:?}" "${PGDATABASE:?}" "${PGUSER:?}" "${BACKUP_DIR:?}" "${BACKUP_RETENTION_DAYS:?}"
 file_env PGPASSWORD

@@ -6,7 +6,7 @@
 # (Citus connects between nodes with libpq defaults), then exec postgres with the chart's configuration.
 set -eu
 CITUS_LOG_TAG="citus-${CITUS_NODE_ROLE:-node}"
-. /opt/citus/scripts/common.sh
+. "$(dirname "$0")/common.sh"
 
 : "${PGDATA:?PGDATA is not set}"
 : "${POSTGRES_USER:?POSTGRES_USER is not set}"
@@ -55,6 +55,11 @@ with_passwd_entry() {
     LD_PRELOAD=$nss_lib NSS_WRAPPER_PASSWD="$STATE_DIR/passwd" NSS_WRAPPER_GROUP="$STATE_DIR/group" "$@"
 }
 
+setup_failed() {
+    pg_ctl -D "$PGDATA" -w -t 120 -m fast stop >/dev/null 2>&1 || true
+    die "creating the role, database or extension failed (see the errors above)"
+}
+
 # Role, database and extension, idempotently, on a server that only listens on its socket.
 setup_database() {
     pg_ctl -D "$PGDATA" -w -t 120 start -l "$STATE_DIR/setup-server.log" \
@@ -62,7 +67,7 @@ setup_database() {
         || { cat "$STATE_DIR/setup-server.log" >&2; die "the setup server did not start"; }
     owner=${CITUS_APP_USER:-$POSTGRES_USER}
     psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -U "$POSTGRES_USER" -d postgres -v app_user= -v app_password= \
-        -v owner="$owner" -v db="$POSTGRES_DB" <<'SQL' || die "creating the role, database or extension failed"
+        -v owner="$owner" -v db="$POSTGRES_DB" <<'SQL' || setup_failed
 \getenv app_user CITUS_APP_USER
 \getenv app_password CITUS_APP_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'app_user', :'app_password')

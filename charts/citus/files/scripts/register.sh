@@ -6,7 +6,7 @@
 # CITUS_WORKER_PORT, CITUS_WAIT_SECONDS, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE.
 set -eu
 CITUS_LOG_TAG=citus-registration
-. /opt/citus/scripts/common.sh
+. "$(dirname "$0")/common.sh"
 
 : "${CITUS_COORDINATOR_HOST:?}" "${CITUS_COORDINATOR_PORT:?}" "${CITUS_WORKER_PORT:?}" "${PGDATABASE:?}" "${PGUSER:?}"
 WORKER_HOSTS=${CITUS_WORKER_HOSTS:-}

@@ -4,7 +4,7 @@
 # Environment: PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE.
 set -eu
 CITUS_LOG_TAG=citus-test
-. /opt/citus/scripts/common.sh
+. "$(dirname "$0")/common.sh"
 file_env PGPASSWORD
 
 workers=$(psql -X -t -A -v ON_ERROR_STOP=1 -c 'SELECT count(*) FROM citus_get_active_worker_nodes()') \
