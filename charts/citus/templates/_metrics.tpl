@@ -42,8 +42,7 @@
     periodSeconds: 10
     timeoutSeconds: 5
   {{- end }}
-  resources:
-    {{- toYaml $m.resources | nindent 4 }}
+  {{- include "citus.job.resources" $m | nindent 2 }}
   {{- if $ctx.Values.auth.usePasswordFiles }}
   volumeMounts:
     {{- include "citus.passwordFilesMount" $ctx | nindent 4 }}

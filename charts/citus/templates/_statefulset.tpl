@@ -15,7 +15,10 @@ metadata:
   namespace: {{ $ctx.Release.Namespace | quote }}
   labels:
     {{- include "citus.labels" . | nindent 4 }}
-  {{- include "citus.annotations" (dict "ctx" $ctx) | nindent 2 }}
+  {{- $images := list $ctx.Values.image -}}
+  {{- if $ctx.Values.metrics.enabled }}{{ $images = append $images $ctx.Values.metrics.image }}{{ end -}}
+  {{- $skips := include "citus.checkov.skips" (dict "ctx" $ctx "images" $images "securityContext" $v.containerSecurityContext "probes" true) | fromYaml }}
+  {{- include "citus.annotations" (dict "ctx" $ctx "extra" $skips) | nindent 2 }}
 spec:
   {{- if not (and (eq .component "worker") $v.autoscaling.enabled) }}
   replicas: {{ $v.replicaCount }}
