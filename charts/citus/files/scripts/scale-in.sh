@@ -1,6 +1,7 @@
 #!/bin/sh
 # Drains the workers a `helm upgrade` is about to remove (pre-upgrade hook), so that the StatefulSet only
-# shrinks once no shard lives on the pods that go away. For every registered worker of this release whose
+# shrinks once no shard lives on the pods that go away. Runs on every upgrade; does nothing when no pod
+# exists at an ordinal >= CITUS_WORKER_TARGET. For every registered worker of this release whose
 # ordinal is >= CITUS_WORKER_TARGET: citus_drain_node (moves its shards to the remaining workers),
 # citus_cleanup_orphaned_resources, then citus_remove_node once nothing is left for its group.
 # Any failure fails the hook, and Helm then aborts the upgrade before touching the StatefulSet.
@@ -21,8 +22,16 @@ coord() {
     psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$CITUS_COORDINATOR_HOST" -p "$CITUS_COORDINATOR_PORT" "$@"
 }
 
+# StatefulSet ordinals are contiguous: if no pod answers to the name at the target ordinal, nothing is
+# removed and the coordinator is not needed (an upgrade may be meant to repair it).
+first_removed="${CITUS_WORKER_PREFIX}${CITUS_WORKER_TARGET}${CITUS_WORKER_DOMAIN}"
+if ! getent hosts "$first_removed" >/dev/null 2>&1; then
+    log "no worker pod at ordinal $CITUS_WORKER_TARGET or above ($first_removed does not resolve): nothing to drain"
+    exit 0
+fi
+
 nodes=$(echo "SELECT nodename || ' ' || nodeport || ' ' || groupid FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodename" | coord) \
-    || die "cannot read pg_dist_node on the coordinator $CITUS_COORDINATOR_HOST: no worker can be drained, so the upgrade is aborted"
+    || die "workers from ordinal $CITUS_WORKER_TARGET on are being removed but pg_dist_node cannot be read on the coordinator $CITUS_COORDINATOR_HOST: nothing is drained and the upgrade is aborted"
 
 echo "$nodes" | while read -r host port group; do
     [ -n "$host" ] || continue
