@@ -35,7 +35,7 @@ pub(crate) fn render(
     if options.is_upgrade {
         cmd.arg("--is-upgrade");
     }
-    let stdout = run(&mut cmd, |stderr| classify(stderr))?;
+    let stdout = run(&mut cmd, classify)?;
     Ok(split_sources(&stdout))
 }
 
