@@ -1,0 +1,76 @@
+//! `cargo xtask <task>`: the project's set-up and entry points (see README.md).
+
+mod render;
+mod setup;
+mod values;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Citus chart tasks: setup, render, test")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the tests need into .tools/ (and PostgreSQL with apt); skips what is there.
+    Setup {
+        /// Only this tool.
+        #[arg(long, value_enum)]
+        only: Option<setup::Tool>,
+    },
+    /// Render the chart like `helm template` (default release my-citus in namespace citus).
+    Render(render::Args),
+    /// Install everything, then run `cargo test --workspace` with the tools' locations set.
+    Test {
+        /// Extra arguments for cargo test (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let root = workspace_root();
+    match cli.task {
+        Task::Setup { only } => {
+            setup::run(&root, only)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Render(args) => {
+            setup::run(&root, Some(setup::Tool::Helm))?;
+            render::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Test { cargo_args } => {
+            setup::run(&root, None)?;
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(&root)
+                .args(["test", "--workspace"])
+                .args(&cargo_args)
+                .envs(setup::tool_env(&root))
+                .status()
+                .context("running cargo test")?;
+            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
