@@ -27,6 +27,8 @@ enum Task {
     },
     /// Render the chart like `helm template` (default release my-citus in namespace citus).
     Render(render::Args),
+    /// Regenerate charts/citus/values.schema.json from the @param/@schema comments of values.yaml.
+    Schema,
     /// Install everything, then run `cargo test --workspace` with the tools' locations set.
     Test {
         /// Extra arguments for cargo test (after `--`).
@@ -55,6 +57,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Render(args) => {
             setup::run(&root, Some(setup::Tool::Helm))?;
             render::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Schema => {
+            let chart = chart_values::chart_dir();
+            let text = std::fs::read_to_string(chart.join("values.yaml")).context("reading values.yaml")?;
+            let doc = chart_values::ValuesDoc::parse(&text)?;
+            let schema = format!("{}\n", serde_json::to_string_pretty(&doc.json_schema())?);
+            std::fs::write(chart.join("values.schema.json"), schema).context("writing values.schema.json")?;
+            eprintln!("wrote {}", chart.join("values.schema.json").display());
             Ok(ExitCode::SUCCESS)
         }
         Task::Test { cargo_args } => {
