@@ -48,16 +48,16 @@ app.kubernetes.io/name: {{ include "citus.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* Labels of every resource: selector labels + version/chart + commonLabels. */}}
+{{/* Labels of every resource: commonLabels, version/chart labels, and the selector labels, which always win. */}}
 {{- define "citus.labels" -}}
-{{ include "citus.selectorLabels" . }}
-app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
-app.kubernetes.io/part-of: citus
-helm.sh/chart: {{ include "citus.chart" .ctx }}
-{{- with .ctx.Values.commonLabels }}
-{{ include "citus.tplvalues" (dict "value" . "ctx" $.ctx) }}
-{{- end }}
+{{- $common := dict -}}
+{{- with .ctx.Values.commonLabels }}{{ $common = include "citus.tplvalues" (dict "value" . "ctx" $.ctx) | fromYaml }}{{ end -}}
+{{- $chart := dict
+  "app.kubernetes.io/version" .ctx.Chart.AppVersion
+  "app.kubernetes.io/managed-by" .ctx.Release.Service
+  "app.kubernetes.io/part-of" "citus"
+  "helm.sh/chart" (include "citus.chart" .ctx) -}}
+{{- toYaml (merge (include "citus.selectorLabels" . | fromYaml) $chart $common) -}}
 {{- end -}}
 
 {{/* metadata.annotations from commonAnnotations merged with extra ones (a dict or nil). */}}
@@ -204,7 +204,7 @@ Environment that gives a container the superuser's connection credentials
 - name: secrets
   secret:
     secretName: {{ include "citus.secretName" . }}
-    defaultMode: 0440
+    defaultMode: 288 # 0440
 {{- end }}
 {{- end -}}
 

@@ -17,7 +17,7 @@ securityContext:
 - name: scripts
   configMap:
     name: {{ include "citus.scriptsName" . }}
-    defaultMode: 0555
+    defaultMode: 365 # 0555: the YAML 1.2 reading of an octal literal is a string
 - name: tmp
   emptyDir: {}
 {{- include "citus.passwordFilesVolume" . }}

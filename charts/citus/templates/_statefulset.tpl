@@ -251,7 +251,7 @@ volumes:
   - name: scripts
     configMap:
       name: {{ include "citus.scriptsName" $ctx }}
-      defaultMode: 0555
+      defaultMode: 365 # 0555: the YAML 1.2 reading of an octal literal is a string
   - name: tmp
     emptyDir: {}
   - name: run

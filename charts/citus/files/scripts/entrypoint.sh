@@ -91,6 +91,11 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     rm -f "$STATE_DIR/initdb-pwfile"
 else
     log "using the existing data directory $PGDATA"
+    # The kubelet's fsGroup ownership change (fsGroupChangePolicy Always, on volumes that support it) adds
+    # group write to everything on the volume at every pod start. PostgreSQL refuses a group-writable data
+    # directory and a group-readable TLS key (Citus writes server.key into PGDATA): restore both.
+    chmod 0700 "$PGDATA"
+    if [ -e "$PGDATA/server.key" ]; then chmod 0600 "$PGDATA/server.key"; fi
 fi
 
 if [ ! -e "$INIT_DONE" ]; then

@@ -11,6 +11,11 @@ CITUS_LOG_TAG=citus-registration
 : "${CITUS_COORDINATOR_HOST:?}" "${CITUS_COORDINATOR_PORT:?}" "${CITUS_WORKER_PORT:?}" "${PGDATABASE:?}" "${PGUSER:?}"
 WORKER_HOSTS=${CITUS_WORKER_HOSTS:-}
 WAIT_SECONDS=${CITUS_WAIT_SECONDS:-300}
+# One deadline for all nodes, ending a little before CITUS_WAIT_SECONDS: the chart passes the Job's
+# activeDeadlineSeconds there, and the node that never came up must be named before the Job is killed.
+MARGIN=$(( WAIT_SECONDS / 10 ))
+[ "$MARGIN" -le 15 ] || MARGIN=15
+DEADLINE=$(( $(date +%s) + WAIT_SECONDS - MARGIN ))
 file_env PGPASSWORD
 [ -n "$PGPASSWORD" ] || die "no password for $PGUSER (PGPASSWORD or PGPASSWORD_FILE)"
 export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-5}
@@ -22,9 +27,8 @@ sql() {
     psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$sql_host" -p "$sql_port" "$@"
 }
 
-# wait_for LABEL HOST PORT: until the node accepts an authenticated query, within WAIT_SECONDS.
+# wait_for LABEL HOST PORT: until the node accepts an authenticated query, before DEADLINE.
 wait_for() {
-    deadline=$(( $(date +%s) + WAIT_SECONDS ))
     while :; do
         if out=$(echo 'SELECT 1' | sql "$2" "$3" 2>&1); then
             log "$1 $2:$3 accepts connections"
@@ -34,8 +38,8 @@ wait_for() {
             *"password authentication failed"*|*"no password supplied"*|*"role \""*"\" does not exist"*)
                 die "cannot log in to $1 $2:$3 as $PGUSER: $(echo "$out" | tr '\n' ' ')" ;;
         esac
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            die "$1 $2:$3 did not accept connections within ${WAIT_SECONDS}s: $(echo "$out" | tr '\n' ' ')"
+        if [ "$(date +%s)" -ge "$DEADLINE" ]; then
+            die "$1 $2:$3 did not accept connections in time (CITUS_WAIT_SECONDS=$WAIT_SECONDS): $(echo "$out" | tr '\n' ' ')"
         fi
         log "waiting for $1 $2:$3: $(echo "$out" | head -n 1)"
         sleep 2
