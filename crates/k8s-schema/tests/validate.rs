@@ -5,6 +5,9 @@ use serde_json::{json, Value};
 
 const VERSIONS: [&str; 2] = ["1.23", "1.37"];
 
+/// A change to a valid document, where the error must be reported, and a word of its message.
+type Case = (fn(&mut Value), &'static str, &'static str);
+
 fn load(version: &str) -> SchemaSet {
     SchemaSet::load(version).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -89,7 +92,7 @@ fn crd_kinds_validate_strictly() {
 #[test]
 fn api_server_rules_beyond_the_schema() {
     let set = load("1.37");
-    let cases: Vec<(fn(&mut Value), &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (|d| d["metadata"]["name"] = json!("Bad_Name"), "/metadata/name", "DNS-1123"),
         (|d| d["metadata"]["labels"]["x"] = json!("a".repeat(64)), "/metadata/labels/x", "label value"),
         (|d| d["spec"]["template"]["spec"]["containers"][0]["name"] = json!("Postgres"), "/spec/template/spec/containers/0/name", "DNS-1123"),

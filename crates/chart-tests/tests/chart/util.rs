@@ -17,11 +17,3 @@ pub fn render_error(values: &Value) -> helm_engine::Error {
         Err(e) => e,
     }
 }
-
-pub fn find<'a>(docs: &'a [Document], kind: &str, name: &str) -> &'a Value {
-    &docs
-        .iter()
-        .find(|d| d.kind() == kind && d.name() == name)
-        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
-        .value
-}

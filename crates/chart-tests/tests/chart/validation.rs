@@ -52,7 +52,7 @@ fn coordinator_replicas_above_one_are_refused() {
 #[test]
 fn an_upgrade_never_generates_new_passwords() {
     let upgrade = helm_engine::RenderOptions { is_upgrade: true, ..options(KUBE_VERSIONS[1]) };
-    let err = helm().render(&chart_dir(), &json!({}), &upgrade).err().expect("an upgrade without readable Secret fails");
+    let err = helm().render(&chart_dir(), &json!({}), &upgrade).expect_err("an upgrade without readable Secret fails");
     assert!(err.to_string().contains("never generates a new password"), "{err}");
     let values = json!({"auth": {"postgresPassword": "a", "password": "b"}});
     let docs = helm().render(&chart_dir(), &values, &upgrade).and_then(|r| r.documents()).unwrap_or_else(|e| panic!("{e}"));
