@@ -99,6 +99,10 @@ for host in $WORKER_HOSTS; do
     esac
 done
 
+# citus_add_node does not copy reference tables to a new worker (Citus >= 11 defers that to the first
+# rebalance), and until they are there no shard can be moved onto it: copy them now (no-op when complete).
+echo "SELECT replicate_reference_tables()" | coord >/dev/null || die "replicate_reference_tables() failed"
+
 active=$(echo "SELECT count(*) FROM pg_dist_node WHERE isactive AND noderole = 'primary' AND groupid <> 0" | coord) \
     || die "cannot count the active workers"
 log "done: $active active worker(s) registered, $expected expected from this release"

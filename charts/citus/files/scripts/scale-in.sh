@@ -49,8 +49,15 @@ echo "$nodes" | while read -r host port group; do
         || die "citus_drain_node($host, $port) failed: its shards stay where they are and the upgrade is aborted"
     echo "CALL citus_cleanup_orphaned_resources()" | coord >/dev/null \
         || die "citus_cleanup_orphaned_resources() failed after draining $host"
-    left=$(echo "SELECT (SELECT count(*) FROM pg_dist_placement WHERE groupid = :group) + (SELECT count(*) FROM pg_dist_cleanup WHERE node_group_id = :group)" \
-        | coord -v group="$group") || die "cannot check what is left on $host"
+    # Reference tables keep a copy on every node (the drain never moves it); citus_remove_node drops it.
+    left=$(coord -v group="$group" <<'SQL'
+SELECT (SELECT count(*) FROM pg_dist_placement p
+          JOIN pg_dist_shard s USING (shardid)
+          JOIN pg_dist_partition t USING (logicalrelid)
+         WHERE p.groupid = :group AND NOT (t.partmethod = 'n' AND t.repmodel = 't'))
+     + (SELECT count(*) FROM pg_dist_cleanup WHERE node_group_id = :group)
+SQL
+    ) || die "cannot check what is left on $host"
     [ "$left" = 0 ] || die "$host still has $left shard placement(s) or cleanup record(s) after the drain; not removing it"
     echo "SELECT citus_remove_node(:'host', :port)" | coord -v host="$host" -v port="$port" >/dev/null \
         || die "citus_remove_node($host, $port) failed"

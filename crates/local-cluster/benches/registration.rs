@@ -1,0 +1,48 @@
+//! Seconds from "all pods started" to "registration complete" (the post-install hook Job succeeded), for
+//! 1 coordinator + 3 workers and 1 + 8. Prints `skipped: <reason>` without root, PostgreSQL or Citus.
+//! Run: `cargo bench -p local-cluster --bench registration`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use local_cluster::{Cluster, Phase, Postgres, Settings};
+use serde_json::json;
+
+fn main() -> anyhow::Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        println!("skipped: needs root (network and mount namespaces)");
+        return Ok(());
+    }
+    let pg_config = std::env::var("LOCAL_CLUSTER_PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
+    let postgres = Postgres::from_pg_config(Path::new(&pg_config)).context("PostgreSQL")?;
+    if !postgres.citus_library().exists() {
+        println!(
+            "skipped: Citus is not installed (no citus.so in {})",
+            postgres.pkglibdir.display()
+        );
+        return Ok(());
+    }
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus");
+    for workers in [3, 8] {
+        let mut cluster = Cluster::new(Settings::new(
+            &chart,
+            postgres.clone(),
+            std::env::temp_dir(),
+        ))?;
+        let values = json!({
+            "auth": {"postgresPassword": "bench-postgres", "password": "bench-app"},
+            "worker": {"replicaCount": workers},
+        });
+        let manifest = cluster.render(&values, false)?;
+        cluster.apply(&manifest)?;
+        let started = Instant::now();
+        cluster.run_hooks(&manifest, Phase::PostInstall)?;
+        println!(
+            "registration of 1 coordinator + {workers} workers: {:.1} s after all pods started",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

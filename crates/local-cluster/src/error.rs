@@ -1,0 +1,96 @@
+//! The one error type of the crate. Every variant names what failed (pod, job, command, path) and, where a
+//! process was involved, carries the tail of its log so that a failing test explains itself.
+
+use std::time::Duration;
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Helm could not render the chart.
+    #[error("rendering the chart failed")]
+    Render(#[source] helm_engine::Error),
+    /// A rendered object is malformed or refers to something that does not exist.
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+    /// The manifest asks for something this harness does not emulate.
+    #[error("not supported by the local cluster: {0}")]
+    Unsupported(String),
+    /// A file system operation of the harness failed.
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A system call of the harness failed.
+    #[error("{context}")]
+    Sys {
+        context: String,
+        #[source]
+        source: nix::Error,
+    },
+    /// An external command (iproute2, pg_config) failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    /// A condition was not reached in time.
+    #[error("timed out after {waited:?} waiting for {what}{log_tail}")]
+    Timeout {
+        what: String,
+        waited: Duration,
+        log_tail: String,
+    },
+    /// A pod's container ended while something still needed it.
+    #[error("pod {pod} exited ({status}) {during}{log_tail}")]
+    PodExited {
+        pod: String,
+        status: String,
+        during: String,
+        log_tail: String,
+    },
+    /// A Job (or a hook Pod) did not succeed.
+    #[error("job {job} failed after {attempts} attempt(s): {reason}{log_tail}")]
+    JobFailed {
+        job: String,
+        attempts: u32,
+        reason: String,
+        log_tail: String,
+    },
+    /// A Helm hook failed; Helm stops the release operation there.
+    #[error("{phase} hook {kind}/{name} failed")]
+    Hook {
+        phase: String,
+        kind: String,
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+/// Adds context to io and nix results.
+pub(crate) trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: what(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for nix::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Sys {
+            context: what(),
+            source,
+        })
+    }
+}

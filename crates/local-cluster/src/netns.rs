@@ -1,0 +1,210 @@
+//! The pod network: one network namespace per pod, all joined by a bridge that lives in a namespace of its
+//! own (the "switch"), so nothing is added to the host's network namespace and every cluster can use the
+//! same subnet. Namespaces are named `lc<pid>-<cluster>-<n>`; those of a harness process that no longer
+//! exists are removed by [`remove_stale`].
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+
+const NETNS_DIR: &str = "/run/netns";
+const PREFIX: &str = "lc";
+/// The subnet of every cluster (each has its own isolated bridge); .1 stays unused.
+const SUBNET: [u8; 3] = [10, 231, 0];
+
+fn ip(args: &[&str]) -> Result<()> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| Error::Command {
+            command: format!("ip {}", args.join(" ")),
+            status: e.to_string(),
+            stderr: String::new(),
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Command {
+            command: format!("ip {}", args.join(" ")),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// A named network namespace; deleted (after killing what runs in it) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn create(name: String) -> Result<Self> {
+        ip(&["netns", "add", &name])?;
+        let ns = Netns { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(NETNS_DIR).join(&self.name)
+    }
+
+    /// Every process that runs in this namespace (the pod's processes, whoever their parent is).
+    pub fn processes(&self) -> Vec<Pid> {
+        processes_in(&self.path())
+    }
+
+    /// SIGKILLs everything in the namespace and waits (up to `timeout`) until nothing is left.
+    pub fn kill_all(&self, timeout: Duration) -> bool {
+        kill_all_in(&self.path(), timeout)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.kill_all(Duration::from_secs(10));
+        // Nothing to report to at drop time; a leftover is removed by the next run's remove_stale.
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+fn processes_in(netns: &std::path::Path) -> Vec<Pid> {
+    let Ok(target) = fs::metadata(netns).map(|m| m.ino()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == target))
+        .map(Pid::from_raw)
+        .collect()
+}
+
+fn kill_all_in(netns: &std::path::Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pids = processes_in(netns);
+        if pids.is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        for pid in pids {
+            let _ = kill(pid, Signal::SIGKILL); // gone already is fine
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The bridge namespace of one cluster.
+#[derive(Debug)]
+pub struct Network {
+    switch: Netns,
+    prefix: String,
+    next_port: u32,
+    last_host: u8,
+}
+
+/// A pod's namespace with its address; dropping it unplugs the pod.
+#[derive(Debug)]
+pub struct PodNet {
+    pub netns: Netns,
+    pub ip: Ipv4Addr,
+}
+
+impl Network {
+    pub fn new() -> Result<Self> {
+        static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let switch = Netns::create(format!("{prefix}-sw"))?;
+        ip(&["-n", switch.name(), "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", switch.name(), "link", "set", "br0", "up"])?;
+        Ok(Network {
+            switch,
+            prefix,
+            next_port: 0,
+            last_host: 1,
+        })
+    }
+
+    /// A new namespace plugged into the bridge with the next address not `in_use`, round robin, so that a
+    /// recreated pod gets a new address as it usually would in Kubernetes.
+    pub fn add_pod(&mut self, in_use: &[Ipv4Addr]) -> Result<PodNet> {
+        let host = (self.last_host + 1..=254)
+            .chain(2..=self.last_host)
+            .find(|h| !in_use.iter().any(|a| a.octets()[3] == *h))
+            .ok_or_else(|| Error::Unsupported("more than 253 pods at once".to_owned()))?;
+        let port = self.next_port;
+        self.next_port += 1;
+        let netns = Netns::create(format!("{}-{port}", self.prefix))?;
+        let ip_addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], host);
+        let veth = format!("v{port}");
+        let sw = self.switch.name();
+        ip(&[
+            "-n",
+            sw,
+            "link",
+            "add",
+            &veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            netns.name(),
+        ])?;
+        ip(&["-n", sw, "link", "set", &veth, "master", "br0", "up"])?;
+        ip(&[
+            "-n",
+            netns.name(),
+            "addr",
+            "add",
+            &format!("{ip_addr}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", netns.name(), "link", "set", "eth0", "up"])?;
+        self.last_host = host;
+        Ok(PodNet { netns, ip: ip_addr })
+    }
+}
+
+/// Removes the namespaces (and kills the processes) of harness processes that died without cleaning up.
+pub fn remove_stale() {
+    let Ok(entries) = fs::read_dir(NETNS_DIR) else {
+        return;
+    };
+    for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if fs::metadata(format!("/proc/{pid}")).is_err() {
+            drop(Netns { name });
+        }
+    }
+}

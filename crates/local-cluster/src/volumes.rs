@@ -1,0 +1,273 @@
+//! The kubelet's volume work: each volume of a pod becomes a host directory (or a tmpfs) that
+//! [`crate::mounts`] binds at the container's mount path.
+//! - configMap/secret: a fresh directory of files per pod start, mode `defaultMode`/item mode, owned by
+//!   root with group fsGroup and group read added (what the kubelet's ownership change does to read-only
+//!   volumes). Plain files, not the kubelet's `..data` symlink layout.
+//! - emptyDir: a fresh directory per pod (tmpfs for `medium: Memory`), mode 0777, setgid + fsGroup.
+//! - persistentVolumeClaim (also from volumeClaimTemplates, claim `<template>-<pod>`): a directory per
+//!   claim that outlives pods. New volumes start as root:root 0755 like a fresh file system; with an fsGroup
+//!   every mount applies the ownership change of a block-storage CSI volume (fsGroupPolicy File):
+//!   `fsGroupChangePolicy: Always` walks the whole volume, `OnRootMismatch` only when the root differs.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{lchown, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Context, Error, Result};
+use crate::objects::Objects;
+use crate::podspec::{file_mode, KeyToPath, PodSpec, Volume};
+
+/// What appears at a mount path.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A host directory or file, bind-mounted.
+    Path(PathBuf),
+    /// A new tmpfs with these mount options.
+    Tmpfs(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub target: PathBuf,
+    pub source: Source,
+    pub read_only: bool,
+}
+
+/// Where a pod's volumes live on the host.
+pub struct VolumeDirs<'a> {
+    /// Per pod start; removed with the pod.
+    pub pod: &'a Path,
+    /// Per cluster; claims live here across pod restarts.
+    pub claims: &'a Path,
+    /// volume name -> claim name, from the StatefulSet's volumeClaimTemplates.
+    pub claim_templates: &'a BTreeMap<String, String>,
+}
+
+const SETGID: u32 = 0o2000;
+
+/// Materialises every volume the container mounts and returns the mounts, in the container's order.
+pub fn materialise(
+    owner: &str,
+    spec: &PodSpec,
+    objects: &Objects,
+    dirs: &VolumeDirs,
+) -> Result<Vec<Mount>> {
+    let fs_group = spec.security_context.fs_group;
+    let mut prepared: BTreeMap<&str, Source> = BTreeMap::new();
+    let mut mounts = Vec::new();
+    for m in &spec.container.volume_mounts {
+        let source = match prepared.get(m.name.as_str()) {
+            Some(source) => source.clone(),
+            None => {
+                let source = match spec.volumes.iter().find(|v| v.name == m.name) {
+                    Some(volume) => volume_source(owner, volume, spec, objects, dirs)?,
+                    None => match dirs.claim_templates.get(&m.name) {
+                        Some(claim) => claim_source(dirs.claims, claim, fs_group, spec)?,
+                        None => {
+                            return Err(Error::Manifest(format!(
+                                "{owner} mounts volume {} that it does not define",
+                                m.name
+                            )))
+                        }
+                    },
+                };
+                prepared.insert(&m.name, source.clone());
+                source
+            }
+        };
+        mounts.push(Mount {
+            target: PathBuf::from(&m.mount_path),
+            source,
+            read_only: m.read_only,
+        });
+    }
+    Ok(mounts)
+}
+
+fn volume_source(
+    owner: &str,
+    v: &Volume,
+    spec: &PodSpec,
+    objects: &Objects,
+    dirs: &VolumeDirs,
+) -> Result<Source> {
+    let fs_group = spec.security_context.fs_group;
+    let dir = dirs.pod.join("volumes").join(&v.name);
+    match (&v.config_map, &v.secret, &v.empty_dir, &v.persistent_volume_claim) {
+        (Some(cm), None, None, None) => {
+            let ctx = Projection { owner, kind: "ConfigMap", name: &cm.name, optional: cm.optional, items: &cm.items };
+            project(&ctx, objects, &dir, cm.default_mode.as_ref(), fs_group)?;
+            Ok(Source::Path(dir))
+        }
+        (None, Some(s), None, None) => {
+            let ctx = Projection { owner, kind: "Secret", name: &s.secret_name, optional: s.optional, items: &s.items };
+            project(&ctx, objects, &dir, s.default_mode.as_ref(), fs_group)?;
+            Ok(Source::Path(dir))
+        }
+        (None, None, Some(e), None) => match e.medium.as_str() {
+            "Memory" => Ok(Source::Tmpfs(match fs_group {
+                Some(g) => format!("mode=2777,gid={g}"),
+                None => "mode=0777".to_owned(),
+            })),
+            "" => {
+                create_dir(&dir)?;
+                set_owner_mode(&dir, fs_group, 0o777)?;
+                Ok(Source::Path(dir))
+            }
+            other => Err(Error::Unsupported(format!("{owner}: emptyDir medium {other}"))),
+        },
+        (None, None, None, Some(c)) => claim_source(dirs.claims, &c.claim_name, fs_group, spec),
+        _ => Err(Error::Unsupported(format!("{owner}: volume {} is not exactly one of configMap, secret, emptyDir, persistentVolumeClaim", v.name))),
+    }
+}
+
+struct Projection<'a> {
+    owner: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    optional: bool,
+    items: &'a [KeyToPath],
+}
+
+/// Writes a ConfigMap/Secret volume: every key (or the listed items) as a file.
+fn project(
+    p: &Projection,
+    objects: &Objects,
+    dir: &Path,
+    default_mode: Option<&Value>,
+    fs_group: Option<u32>,
+) -> Result<()> {
+    let mode = default_mode
+        .map(|m| file_mode(p.owner, m))
+        .transpose()?
+        .unwrap_or(0o644);
+    create_dir(dir)?;
+    let data = match objects.data(p.kind, p.name)? {
+        Some(data) => data,
+        None if p.optional => BTreeMap::new(),
+        None => {
+            return Err(Error::Manifest(format!(
+                "{} mounts {} {}, which does not exist",
+                p.owner, p.kind, p.name
+            )))
+        }
+    };
+    let files: Vec<(String, &Vec<u8>, u32)> = if p.items.is_empty() {
+        data.iter().map(|(k, v)| (k.clone(), v, mode)).collect()
+    } else {
+        p.items
+            .iter()
+            .map(|item| {
+                let bytes = data.get(&item.key).ok_or_else(|| {
+                    Error::Manifest(format!(
+                        "{}: {} {} has no key {}",
+                        p.owner, p.kind, p.name, item.key
+                    ))
+                })?;
+                Ok((
+                    item.path.clone(),
+                    bytes,
+                    item.mode
+                        .as_ref()
+                        .map(|m| file_mode(p.owner, m))
+                        .transpose()?
+                        .unwrap_or(mode),
+                ))
+            })
+            .collect::<Result<_>>()?
+    };
+    for (rel, bytes, file_mode) in files {
+        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(Error::Manifest(format!(
+                "{}: item path {rel} of {} {}",
+                p.owner, p.kind, p.name
+            )));
+        }
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(&path, bytes).context(|| format!("writing {}", path.display()))?;
+        // The kubelet adds group read for the fsGroup on read-only volumes.
+        set_owner_mode(&path, fs_group, file_mode | fs_group.map_or(0, |_| 0o040))?;
+    }
+    set_owner_mode(dir, fs_group, 0o755)
+}
+
+/// A persistent volume: created on first use, then the fsGroup ownership change of the mount.
+fn claim_source(root: &Path, claim: &str, fs_group: Option<u32>, spec: &PodSpec) -> Result<Source> {
+    let dir = root.join(claim);
+    if !dir.exists() {
+        create_dir(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+            .context(|| format!("chmod {}", dir.display()))?;
+    }
+    if let Some(group) = fs_group {
+        let policy = spec
+            .security_context
+            .fs_group_change_policy
+            .as_deref()
+            .unwrap_or("Always");
+        match policy {
+            "Always" => change_ownership(&dir, group)?,
+            "OnRootMismatch" => {
+                if !root_matches(&dir, group)? {
+                    change_ownership(&dir, group)?;
+                }
+            }
+            other => return Err(Error::Manifest(format!("fsGroupChangePolicy {other}"))),
+        }
+    }
+    Ok(Source::Path(dir))
+}
+
+fn root_matches(dir: &Path, group: u32) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir).context(|| format!("stat {}", dir.display()))?;
+    Ok(meta.gid() == group && meta.mode() & 0o2070 == 0o2070)
+}
+
+/// The kubelet's recursive fsGroup change: group = fsGroup, group read/write added to everything,
+/// and execute + setgid added to directories.
+fn change_ownership(path: &Path, group: u32) -> Result<()> {
+    let meta = fs::symlink_metadata(path).context(|| format!("stat {}", path.display()))?;
+    lchown(path, None, Some(group)).context(|| format!("chgrp {}", path.display()))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    let added = if meta.is_dir() {
+        0o060 | 0o010 | SETGID
+    } else {
+        0o060
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode | added))
+        .context(|| format!("chmod {}", path.display()))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).context(|| format!("reading {}", path.display()))? {
+            let entry = entry.context(|| format!("reading {}", path.display()))?;
+            change_ownership(&entry.path(), group)?;
+        }
+    }
+    Ok(())
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))
+}
+
+/// root:fsGroup (or root:root) with `mode`, plus setgid on directories that have a group.
+fn set_owner_mode(path: &Path, fs_group: Option<u32>, mode: u32) -> Result<()> {
+    lchown(path, Some(0), Some(fs_group.unwrap_or(0)))
+        .context(|| format!("chown {}", path.display()))?;
+    let setgid = if fs_group.is_some() && path.is_dir() {
+        SETGID
+    } else {
+        0
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode | setgid))
+        .context(|| format!("chmod {}", path.display()))
+}

@@ -1,0 +1,92 @@
+//! Credential variants: an existing Secret mounted as files, and a worker whose data directory was
+//! initialised with another password than the one the registration Job uses.
+
+use anyhow::{ensure, Context as _};
+use local_cluster::Phase;
+use serde_json::json;
+
+use crate::citus_cluster::{assert_registered, load_tables};
+use crate::util::{self, APP_PASSWORD, POSTGRES_PASSWORD};
+
+#[test]
+fn existing_secret_as_password_files_forms_the_same_cluster() -> anyhow::Result<()> {
+    let Some(postgres) = util::citus_env()? else {
+        return Ok(());
+    };
+    let mut cluster = util::cluster(&postgres)?;
+    cluster.add_object(&json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "citus-credentials", "namespace": "citus"},
+        "stringData": {"postgres-password": POSTGRES_PASSWORD, "password": APP_PASSWORD},
+    }))?;
+    let values = json!({"auth": {"existingSecret": "citus-credentials", "usePasswordFiles": true}});
+    let manifest = cluster.install(&values)?;
+    ensure!(
+        manifest.get("Secret", "my-citus-secret").is_none(),
+        "the chart rendered its own Secret"
+    );
+    cluster.wait_all_ready(util::READY)?;
+    assert_registered(&cluster, 3)?;
+    load_tables(&cluster)?;
+    let files = cluster.exec(util::COORDINATOR, &["ls", "/opt/citus/secrets"], &[], None)?;
+    ensure!(
+        files
+            .stdout
+            .split_whitespace()
+            .eq(["password", "postgres-password"]),
+        "secret files: {}",
+        files.stdout
+    );
+    cluster.helm_test(&manifest)?;
+    Ok(())
+}
+
+#[test]
+fn a_worker_with_another_password_fails_the_job_naming_it() -> anyhow::Result<()> {
+    let Some(postgres) = util::citus_env()? else {
+        return Ok(());
+    };
+    let mut cluster = util::cluster(&postgres)?;
+    let values = util::values(
+        json!({"workerRegistration": {"backoffLimit": 1, "activeDeadlineSeconds": 120}}),
+    );
+    let manifest = cluster.render(&values, false)?;
+    // worker-2's first start sees another Secret value, which initdb bakes into its data directory...
+    cluster.apply_objects(&manifest)?;
+    cluster.set_secret_value("my-citus-secret", "postgres-password", "an-older-password")?;
+    cluster.start_statefulset_pod(&manifest, "my-citus-worker", 2, None)?;
+    cluster.wait_ready("my-citus-worker-2", util::READY)?;
+    // ...then the release's Secret is back for everything else, including the Job.
+    cluster.apply(&manifest)?;
+    let err = cluster
+        .run_hooks(&manifest, Phase::PostInstall)
+        .err()
+        .context("registration succeeded")?;
+    let message = format!("{:#}", anyhow::Error::from(err));
+    let worker = util::worker_fqdn(2);
+    ensure!(
+        message.contains(&format!(
+            "cannot log in to worker {worker}:5432 as postgres"
+        )),
+        "job error:\n{message}"
+    );
+    ensure!(
+        message.contains("password authentication failed"),
+        "job error:\n{message}"
+    );
+    ensure!(
+        message.contains("after 2 attempt(s)"),
+        "backoffLimit 1 means two attempts:\n{message}"
+    );
+    for healthy in [0, 1] {
+        ensure!(
+            !message.contains(&format!(
+                "cannot log in to worker {}",
+                util::worker_fqdn(healthy)
+            )),
+            "{message}"
+        );
+    }
+    Ok(())
+}

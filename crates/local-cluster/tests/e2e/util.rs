@@ -1,0 +1,270 @@
+//! Shared pieces of the scenarios: environment checks (skip with a reason), a cluster per test (at most two
+//! at once on this 2-core machine), chart values with known passwords, and psql through `kubectl exec`.
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use local_cluster::{Cluster, Manifest, Postgres, Settings};
+use serde_json::{json, Value};
+
+pub const POSTGRES_PASSWORD: &str = "pg-super:secret\\1";
+pub const APP_PASSWORD: &str = "app secret 'two'";
+pub const COORDINATOR: &str = "my-citus-coordinator-0";
+pub const COORDINATOR_FQDN: &str =
+    "my-citus-coordinator-0.my-citus-coordinator-headless.citus.svc.cluster.local";
+pub const COORDINATOR_SERVICE: &str = "my-citus-coordinator";
+pub const READY: Duration = Duration::from_secs(180);
+
+pub fn worker_fqdn(n: u32) -> String {
+    format!("my-citus-worker-{n}.my-citus-worker-headless.citus.svc.cluster.local")
+}
+
+pub fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus")
+}
+
+fn skip(reason: &str) -> Option<Postgres> {
+    println!("skipped: {reason}");
+    None
+}
+
+/// What every scenario needs: root (namespaces, mounts, uid changes), iproute2, PostgreSQL, nss_wrapper.
+pub fn postgres_env() -> anyhow::Result<Option<Postgres>> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Ok(skip(
+            "needs root (network and mount namespaces, running pods as uid 1001)",
+        ));
+    }
+    if std::process::Command::new("ip").arg("-V").output().is_err() {
+        return Ok(skip("iproute2 (`ip`) is not installed"));
+    }
+    let pg_config = std::env::var("LOCAL_CLUSTER_PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
+    if !Path::new(&pg_config).exists() {
+        return Ok(skip(&format!(
+            "PostgreSQL is not installed (no {pg_config})"
+        )));
+    }
+    let nss = [
+        "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
+        "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so",
+        "/usr/lib/libnss_wrapper.so",
+    ];
+    if !nss.iter().any(|p| Path::new(p).exists()) {
+        return Ok(skip(
+            "libnss_wrapper.so is not installed (apt-get install libnss-wrapper; the image has it)",
+        ));
+    }
+    Ok(Some(Postgres::from_pg_config(Path::new(&pg_config))?))
+}
+
+/// Additionally Citus (`citus.so` in `pg_config --pkglibdir`).
+pub fn citus_env() -> anyhow::Result<Option<Postgres>> {
+    let Some(postgres) = postgres_env()? else {
+        return Ok(None);
+    };
+    let lib = postgres.citus_library();
+    if !lib.exists() {
+        let dir = postgres.pkglibdir.display().to_string();
+        return Ok(skip(&format!(
+            "Citus is not installed (no citus.so in {dir})"
+        )));
+    }
+    Ok(Some(postgres))
+}
+
+static SLOTS: Mutex<u32> = Mutex::new(2);
+static FREED: Condvar = Condvar::new();
+
+/// A cluster that holds one of the two cluster slots while it exists.
+pub struct TestCluster {
+    cluster: Option<Cluster>,
+}
+
+impl Deref for TestCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        self.cluster.as_ref().expect("cluster exists until drop")
+    }
+}
+
+impl DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        self.cluster.as_mut().expect("cluster exists until drop")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        drop(self.cluster.take());
+        let mut free = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        *free += 1;
+        FREED.notify_one();
+    }
+}
+
+pub fn cluster(postgres: &Postgres) -> anyhow::Result<TestCluster> {
+    let mut free = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+    while *free == 0 {
+        free = FREED.wait(free).unwrap_or_else(|e| e.into_inner());
+    }
+    *free -= 1;
+    drop(free);
+    let mut guard = TestCluster { cluster: None };
+    let mut settings = Settings::new(chart_dir(), postgres.clone(), env!("CARGO_TARGET_TMPDIR"));
+    // Logs and data of a failed scenario are kept on request (a failing test returns an error, no panic).
+    settings.keep_work_dir = std::env::var_os("LOCAL_CLUSTER_KEEP").is_some();
+    guard.cluster = Some(Cluster::new(settings)?);
+    Ok(guard)
+}
+
+/// Chart values: known passwords plus `extra`, merged (objects recursively).
+pub fn values(extra: Value) -> Value {
+    let mut base =
+        json!({"auth": {"postgresPassword": POSTGRES_PASSWORD, "password": APP_PASSWORD}});
+    merge(&mut base, extra);
+    base
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+/// How psql connects.
+pub struct Login<'a> {
+    pub host: &'a str,
+    pub user: &'a str,
+    pub password: Option<&'a str>,
+    pub database: &'a str,
+}
+
+/// Local socket as postgres (trust inside the pod).
+pub const SOCKET: Login = Login {
+    host: "/var/run/postgresql",
+    user: "postgres",
+    password: None,
+    database: "citus",
+};
+
+pub fn tcp<'a>(host: &'a str, user: &'a str, password: &'a str) -> Login<'a> {
+    Login {
+        host,
+        user,
+        password: Some(password),
+        database: "citus",
+    }
+}
+
+/// Runs SQL with psql in `pod` (never prompting for a password); Ok(stdout) or Err(stderr) by exit status.
+pub fn try_psql(
+    cluster: &Cluster,
+    pod: &str,
+    login: &Login,
+    sql: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let argv = [
+        "psql",
+        "-X",
+        "-w",
+        "-q",
+        "-t",
+        "-A",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        login.host,
+        "-U",
+        login.user,
+        "-d",
+        login.database,
+        "-f",
+        "-",
+    ];
+    let mut env = vec![("PGCONNECT_TIMEOUT", "10")];
+    if let Some(p) = login.password {
+        env.push(("PGPASSWORD", p));
+    }
+    let out = cluster.exec(pod, &argv, &env, Some(sql.as_bytes()))?;
+    Ok(if out.status.success() {
+        Ok(out.stdout.trim().to_owned())
+    } else {
+        Err(out.stderr)
+    })
+}
+
+pub fn psql(cluster: &Cluster, pod: &str, login: &Login, sql: &str) -> anyhow::Result<String> {
+    match try_psql(cluster, pod, login, sql)? {
+        Ok(out) => Ok(out),
+        Err(stderr) => bail!(
+            "psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}",
+            login.user,
+            login.host
+        ),
+    }
+}
+
+/// The test-local change for PostgreSQL-only runs: the rendered config without citus in
+/// shared_preload_libraries (the chart itself always preloads it).
+pub fn drop_citus_preload(manifest: &mut Manifest) -> anyhow::Result<()> {
+    let conf = manifest
+        .get_mut("ConfigMap", "my-citus-config")
+        .and_then(|cm| cm.pointer_mut("/data/postgresql.conf"))
+        .context("ConfigMap my-citus-config has no postgresql.conf")?;
+    let text = conf.as_str().context("postgresql.conf is not a string")?;
+    let line = "shared_preload_libraries = 'citus'\n";
+    if !text.contains(line) {
+        bail!("rendered postgresql.conf has no line {line:?}:\n{text}");
+    }
+    *conf = Value::String(text.replace(line, "shared_preload_libraries = ''\n"));
+    Ok(())
+}
+
+/// pg_dist_node as "nodename:port group active role" lines, by nodeid.
+pub fn dist_nodes(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+    let sql = "SELECT nodename || ':' || nodeport || ' ' || groupid || ' ' || isactive || ' ' || noderole FROM pg_dist_node ORDER BY nodeid";
+    Ok(psql(cluster, COORDINATOR, &SOCKET, sql)?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// What a test checks on a pod's process.
+pub struct ProcessFacts {
+    pub uid: u32,
+    pub in_args: bool,
+    pub in_env: bool,
+}
+
+/// The uid of a process and whether `needle` occurs in its arguments and in its environment; `None` when
+/// the process is gone (probes come and go).
+pub fn process_facts(pid: i32, needle: &str) -> anyhow::Result<Option<ProcessFacts>> {
+    let read = |what: &str| std::fs::read(format!("/proc/{pid}/{what}")).ok();
+    let (Some(status), Some(cmdline), Some(environ)) =
+        (read("status"), read("cmdline"), read("environ"))
+    else {
+        return Ok(None);
+    };
+    let status = String::from_utf8_lossy(&status);
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .context("no Uid line")?
+        .parse()?;
+    let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    Ok(Some(ProcessFacts {
+        uid,
+        in_args: contains(&cmdline),
+        in_env: contains(&environ),
+    }))
+}
