@@ -1,10 +1,13 @@
 //! Shared pieces of the chart's tests: the values profiles of `charts/citus/ci/`, rendering them at
 //! the Kubernetes versions the chart supports, and walking the rendered pods.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::path::PathBuf;
 
 use helm_engine::{Document, Helm, HelmError, RenderOptions};
+pub use k8s_objects::{containers, PodTemplate};
 use serde_json::Value;
 
 pub use chart_values::chart_dir;
@@ -66,31 +69,6 @@ pub fn options(kube_version: &str) -> RenderOptions {
 /// Renders the chart with `values` and returns its objects.
 pub fn render(helm: &Helm, values: &Value, kube_version: &str) -> Result<Vec<Document>, HelmError> {
     helm.render(&chart_dir(), values, &options(kube_version))?.documents()
-}
-
-/// The pod template specs of a workload object, with the JSON pointer of each.
-pub fn pod_specs(doc: &Value) -> Vec<(&'static str, &Value)> {
-    match doc["kind"].as_str().unwrap_or_default() {
-        "Pod" => vec![("/spec", &doc["spec"])],
-        "StatefulSet" | "Deployment" | "DaemonSet" | "Job" => vec![("/spec/template/spec", &doc["spec"]["template"]["spec"])],
-        "CronJob" => vec![("/spec/jobTemplate/spec/template/spec", &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])],
-        _ => Vec::new(),
-    }
-}
-
-/// The pod template labels of a workload object.
-pub fn pod_labels(doc: &Value) -> Option<&Value> {
-    match doc["kind"].as_str().unwrap_or_default() {
-        "Pod" => Some(&doc["metadata"]["labels"]),
-        "StatefulSet" | "Deployment" | "DaemonSet" | "Job" => Some(&doc["spec"]["template"]["metadata"]["labels"]),
-        "CronJob" => Some(&doc["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]),
-        _ => None,
-    }
-}
-
-/// All containers (init and regular) of a pod spec.
-pub fn containers(spec: &Value) -> impl Iterator<Item = &Value> {
-    ["initContainers", "containers"].into_iter().flat_map(move |k| spec[k].as_array().into_iter().flatten())
 }
 
 /// Whether every `selector` label equals the label of `labels`.

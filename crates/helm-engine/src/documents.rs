@@ -1,28 +1,13 @@
 use std::collections::BTreeMap;
 
+use k8s_objects::Document;
+
 use crate::Error;
 
 /// Helm's output: template path -> rendered text (NOTES.txt included, disabled templates blank).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {
     pub files: BTreeMap<String, String>,
-}
-
-/// One Kubernetes object of a render.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Document {
-    /// The template that produced it, e.g. `citus/templates/worker/statefulset.yaml`.
-    pub source: String,
-    pub value: serde_json::Value,
-}
-
-/// The helm.sh/hook annotations of a hook object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hook {
-    /// e.g. `post-install`, `pre-upgrade`, `test`.
-    pub events: Vec<String>,
-    pub weight: i32,
-    pub delete_policies: Vec<String>,
 }
 
 impl Rendered {
@@ -34,7 +19,7 @@ impl Rendered {
                 let value: serde_json::Value = serde_yaml::from_str(chunk)
                     .map_err(|e| Error::Parse { what: source.clone(), message: e.to_string() })?;
                 if !value.is_null() {
-                    docs.push(Document { source: source.clone(), value });
+                    docs.push(Document::new(source.clone(), value));
                 }
             }
         }
@@ -96,35 +81,6 @@ fn has_content(chunk: &str) -> bool {
         let t = l.trim();
         !t.is_empty() && !t.starts_with('#')
     })
-}
-
-impl Document {
-    pub fn kind(&self) -> &str {
-        self.value["kind"].as_str().unwrap_or_default()
-    }
-
-    pub fn api_version(&self) -> &str {
-        self.value["apiVersion"].as_str().unwrap_or_default()
-    }
-
-    pub fn name(&self) -> &str {
-        self.value["metadata"]["name"].as_str().unwrap_or_default()
-    }
-
-    pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.value["metadata"]["annotations"][key].as_str()
-    }
-
-    /// The hook this object is, or None for an ordinary release object.
-    pub fn hook(&self) -> Option<Hook> {
-        let events = self.annotation("helm.sh/hook")?;
-        let list = |s: &str| s.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
-        Some(Hook {
-            events: list(events),
-            weight: self.annotation("helm.sh/hook-weight").and_then(|w| w.trim().parse().ok()).unwrap_or(0),
-            delete_policies: self.annotation("helm.sh/hook-delete-policy").map(list).unwrap_or_default(),
-        })
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ mod options;
 
 use std::path::{Path, PathBuf};
 
-pub use documents::{Document, Hook, Rendered};
+pub use documents::Rendered;
+pub use k8s_objects::{Document, Hook, HookEvent, ObjectKey, PodTemplate};
 pub use error::{Error, HelmError};
 pub use options::{LintMessage, LintOptions, LintReport, RenderOptions, Severity};
 

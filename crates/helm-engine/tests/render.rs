@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 use std::path::{Path, PathBuf};
 
 use helm_engine::{Error, Helm, LintOptions, RenderOptions};
@@ -47,8 +48,8 @@ fn hooks_and_notes_are_exposed() {
     let rendered = helm().render(&chart(), &json!({}), &RenderOptions::default()).expect("render");
     let docs = rendered.documents().expect("documents");
     assert_eq!(docs.len(), 2, "ConfigMap and Job, the comment-only document dropped: {docs:?}");
-    let hook = docs.iter().find_map(|d| d.hook()).expect("the Job is a hook");
-    assert_eq!(hook.events, vec!["post-install", "post-upgrade"]);
+    let hook = docs.iter().find_map(|d| d.hook().expect("valid hook annotations")).expect("the Job is a hook");
+    assert_eq!(hook.events, vec![helm_engine::HookEvent::PostInstall, helm_engine::HookEvent::PostUpgrade]);
     assert_eq!(hook.weight, -5);
     assert_eq!(rendered.notes().map(str::trim), Some("Installed my-citus."));
     assert!(!rendered.to_yaml_stream().contains("Installed"), "NOTES is not a manifest");

@@ -5,6 +5,8 @@
 //! made strict the same way. A kind without a schema is an error, never a silent pass. A few checks the
 //! API server makes beyond the schema (names, labels, duplicates, dangling mounts) run too.
 
+#![forbid(unsafe_code)]
+
 mod crd;
 mod error;
 mod semantic;

@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
+use k8s_objects::PodTemplate;
+
 use crate::error::Violation;
 
 static DNS1123_SUBDOMAIN: LazyLock<Regex> =
@@ -23,13 +25,14 @@ pub(crate) fn check(doc: &Value) -> Vec<Violation> {
     let kind = doc["kind"].as_str().unwrap_or_default();
     check_name(doc, kind, &mut out);
     check_labels(&doc["metadata"]["labels"], "/metadata/labels", &mut out);
-    for (path, template) in pod_templates(doc) {
-        check_labels(&template["metadata"]["labels"], &format!("{path}/metadata/labels"), &mut out);
+    if let Some(template) = PodTemplate::of(doc) {
+        let path = template.pointer;
+        check_labels(template.labels(), &format!("{path}/metadata/labels"), &mut out);
         let claim_templates: Vec<&str> = doc["spec"]["volumeClaimTemplates"]
             .as_array()
             .map(|t| t.iter().filter_map(|c| c["metadata"]["name"].as_str()).collect())
             .unwrap_or_default();
-        check_pod_spec(&template["spec"], &format!("{path}/spec"), &claim_templates, &mut out);
+        check_pod_spec(template.spec(), &template.spec_pointer(), &claim_templates, &mut out);
     }
     out
 }
@@ -65,18 +68,6 @@ fn check_labels(labels: &Value, path: &str, out: &mut Vec<Violation>) {
             Some(v) if v.is_empty() || (v.len() <= 63 && LABEL_NAME.is_match(v)) => {}
             _ => violation(out, format!("{path}/{key}"), format!("label value {value} is not a valid label value")),
         }
-    }
-}
-
-/// The pod templates of workload kinds, with their JSON pointer.
-fn pod_templates(doc: &Value) -> Vec<(String, Value)> {
-    match doc["kind"].as_str().unwrap_or_default() {
-        "Pod" => vec![(String::new(), doc.clone())],
-        "StatefulSet" | "Deployment" | "DaemonSet" | "ReplicaSet" | "Job" => {
-            vec![("/spec/template".into(), doc["spec"]["template"].clone())]
-        }
-        "CronJob" => vec![("/spec/jobTemplate/spec/template".into(), doc["spec"]["jobTemplate"]["spec"]["template"].clone())],
-        _ => Vec::new(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Every values profile at every supported Kubernetes version renders into documents that the strict
-//! schemas of that version accept.
+//! schemas of that version accept, with hook annotations Helm reads as written.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,10 @@ fn every_profile_renders_valid_manifests_at_every_version() {
                 *counts.entry(version).or_insert(0usize) += 1;
                 if let Err(f) = schemas.validate(&doc.value) {
                     failures.push(format!("{} @ {version} ({}): {f}", profile.name, doc.source));
+                }
+                // Helm reads a bad hook annotation as weight 0 or no event without a word: refuse it here.
+                if let Err(e) = doc.hook() {
+                    failures.push(format!("{} @ {version} ({}): {e}", profile.name, doc.source));
                 }
             }
         }

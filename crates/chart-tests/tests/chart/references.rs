@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chart_tests::{containers, pod_labels, pod_specs, profiles, selects};
+use chart_tests::{containers, profiles, selects};
 use helm_engine::Document;
 use serde_json::Value;
 
@@ -53,8 +53,7 @@ fn check_profile(name: &str, values: &Value) -> Vec<String> {
     };
     let pods: Vec<(&Document, &Value, &Value)> = docs
         .iter()
-        .flat_map(|d| pod_specs(&d.value).into_iter().map(move |(_, spec)| (d, spec)))
-        .filter_map(|(d, spec)| pod_labels(&d.value).map(|labels| (d, spec, labels)))
+        .filter_map(|d| d.pod_template().map(|t| (d, t.spec(), t.labels())))
         .collect();
     for (doc, spec, _) in &pods {
         let at = format!("{} {}", doc.kind(), doc.name());

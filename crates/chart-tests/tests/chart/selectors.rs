@@ -1,6 +1,5 @@
 //! Selectors are immutable on StatefulSets: commonLabels and podLabels must never reach them.
 
-use chart_tests::pod_labels;
 use serde_json::json;
 
 use crate::util::render;
@@ -27,7 +26,7 @@ fn selectors_do_not_change_with_common_or_pod_labels() {
     }
     assert!(compared >= 8, "only {compared} selectors compared");
     for doc in labelled.iter().filter(|d| d.kind() == "StatefulSet") {
-        let labels = pod_labels(&doc.value).expect("pod labels");
+        let labels = doc.pod_template().expect("pod labels").labels();
         assert_eq!(labels["team"], "data", "{}: commonLabels on the pod template", doc.name());
         assert_eq!(labels["tier"], "db", "{}: podLabels on the pod template", doc.name());
         assert_eq!(labels["app.kubernetes.io/name"], "citus", "{}: selector labels win over commonLabels", doc.name());
