@@ -1,11 +1,15 @@
 //! `cargo xtask <task>`: the project's set-up and entry points (see README.md).
 
+#![forbid(unsafe_code)]
+
 mod render;
 mod setup;
+mod summary;
 mod values;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -70,13 +74,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Task::Test { cargo_args } => {
             setup::run(&root, None)?;
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .current_dir(&root)
                 .args(["test", "--workspace"])
                 .args(&cargo_args)
                 .envs(setup::tool_env(&root))
-                .status()
+                .stdout(Stdio::piped())
+                .spawn()
                 .context("running cargo test")?;
+            let mut totals = summary::Totals::default();
+            let stdout = child.stdout.take().context("cargo test's output")?;
+            for line in BufReader::new(stdout).lines() {
+                let line = line.context("reading cargo test's output")?;
+                println!("{line}");
+                totals.add_line(&line);
+            }
+            let status = child.wait().context("waiting for cargo test")?;
+            println!("xtask test: {totals}");
             Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }

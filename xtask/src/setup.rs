@@ -89,18 +89,19 @@ fn postgres() -> Result<()> {
     let has_initdb = glob_exists("/usr/lib/postgresql", "bin/initdb");
     let has_nss_wrapper = glob_exists("/usr/lib", "libnss_wrapper.so");
     let has_ip = Path::new("/usr/sbin/ip").exists() || Path::new("/sbin/ip").exists();
-    if has_initdb && has_nss_wrapper && has_ip {
+    let has_shellcheck = Path::new("/usr/bin/shellcheck").exists();
+    if has_initdb && has_nss_wrapper && has_ip && has_shellcheck {
         return step("postgres", "present");
     }
-    let install = "apt-get install -y --no-install-recommends postgresql-15 libnss-wrapper iproute2";
+    let install = "apt-get install -y --no-install-recommends postgresql-15 libnss-wrapper iproute2 shellcheck";
     if !is_root() {
-        bail!("PostgreSQL 15, libnss-wrapper or iproute2 is missing; as root run: apt-get update && {install}");
+        bail!("PostgreSQL 15, libnss-wrapper, iproute2 or shellcheck is missing; as root run: apt-get update && {install}");
     }
     exec(Command::new("apt-get").arg("update").arg("-q"))?;
     exec(Command::new("sh").arg("-c").arg(format!("DEBIAN_FRONTEND=noninteractive {install}")))?;
     // Debian starts a default cluster on port 5432; the tests start their own servers.
     let _ = Command::new("pg_ctlcluster").args(["15", "main", "stop"]).status();
-    step("postgres", "installed postgresql-15, libnss-wrapper, iproute2")
+    step("postgres", "installed postgresql-15, libnss-wrapper, iproute2, shellcheck")
 }
 
 /// `pip download` one package (no dependencies) into .tools/dl and return the wheel's path.

@@ -1,6 +1,8 @@
 //! How long rendering plus strict validation of the whole matrix takes (every profile at every
 //! supported Kubernetes version). Run with `cargo bench -p chart-tests`.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use chart_tests::{profiles, render, KUBE_VERSIONS};

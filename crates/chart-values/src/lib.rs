@@ -4,6 +4,8 @@
 //! schema of a key where the type inferred from its default is not precise enough. From these come
 //! `values.schema.json` ([`ValuesDoc::json_schema`]) and the checks on the README tables ([`readme`]).
 
+#![forbid(unsafe_code)]
+
 mod doc;
 pub mod readme;
 mod schema;

@@ -1,5 +1,7 @@
 //! values.yaml, values.schema.json and README.md of the chart must agree.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeSet;
 use std::fs;
 

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 use std::path::Path;
 
 use k8s_schema::{SchemaSet, ValidationFailure};

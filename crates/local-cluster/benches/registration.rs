@@ -2,11 +2,13 @@
 //! 1 coordinator + 3 workers and 1 + 8. Prints `skipped: <reason>` without root, PostgreSQL or Citus.
 //! Run: `cargo bench -p local-cluster --bench registration`.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use local_cluster::{Cluster, Phase, Postgres, Settings};
+use local_cluster::{Cluster, HookEvent, Postgres, Settings};
 use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
@@ -38,7 +40,7 @@ fn main() -> anyhow::Result<()> {
         let manifest = cluster.render(&values, false)?;
         cluster.apply(&manifest)?;
         let started = Instant::now();
-        cluster.run_hooks(&manifest, Phase::PostInstall)?;
+        cluster.run_hooks(&manifest, HookEvent::PostInstall)?;
         println!(
             "registration of 1 coordinator + {workers} workers: {:.1} s after all pods started",
             started.elapsed().as_secs_f64()

@@ -1,12 +1,14 @@
-//! A rendered release: the objects real Helm produced, split into the release's resources and its hooks,
-//! with Helm's hook ordering (weight, then name, then kind install order) and delete policies.
+//! Helm's part: a rendered release, the objects real Helm produced, split into the release's resources and
+//! its hooks (parsed and ordered by the shared object model, `k8s-objects`).
 
 use std::path::Path;
 
 use serde_json::Value;
 
+use k8s_objects::{sort_hooks, Hook, HookEvent};
+
 use crate::error::{Error, Result};
-use crate::objects::kind_and_name;
+use crate::store::kind_and_name;
 
 /// What to render.
 #[derive(Debug, Clone)]
@@ -25,62 +27,11 @@ pub struct Manifest {
     documents: Vec<Value>,
 }
 
-/// Helm hook events this harness runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    PreInstall,
-    PostInstall,
-    PreUpgrade,
-    PostUpgrade,
-    Test,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::PreInstall => "pre-install",
-            Phase::PostInstall => "post-install",
-            Phase::PreUpgrade => "pre-upgrade",
-            Phase::PostUpgrade => "post-upgrade",
-            Phase::Test => "test",
-        }
-    }
-}
-
-/// One hook object of a phase.
+/// One hook object of an event, in Helm's order.
 #[derive(Debug, Clone)]
-pub struct Hook {
+pub struct HookObject {
+    pub hook: Hook,
     pub value: Value,
-    pub kind: String,
-    pub name: String,
-    pub weight: i64,
-    pub delete_before_creation: bool,
-    pub delete_on_success: bool,
-    pub delete_on_failure: bool,
-}
-
-/// Helm's InstallOrder, for the kinds this chart has; it only breaks ties of equal weight and name.
-const KIND_ORDER: [&str; 8] = [
-    "ServiceAccount",
-    "Secret",
-    "ConfigMap",
-    "PersistentVolumeClaim",
-    "Service",
-    "Pod",
-    "StatefulSet",
-    "Job",
-];
-
-fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.pointer("/metadata/annotations")
-        .and_then(|a| a.get(key))
-        .and_then(Value::as_str)
-}
-
-fn hook_events(v: &Value) -> Vec<&str> {
-    annotation(v, "helm.sh/hook")
-        .map(|s| s.split(',').map(str::trim).collect())
-        .unwrap_or_default()
 }
 
 impl Manifest {
@@ -131,54 +82,34 @@ impl Manifest {
     }
 
     /// The release's own objects (everything that is not a hook).
-    pub fn resources(&self) -> Vec<Value> {
-        self.documents
-            .iter()
-            .filter(|d| hook_events(d).is_empty())
-            .cloned()
-            .collect()
+    pub fn resources(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for v in &self.documents {
+            if Hook::of(v).map_err(|e| Error::Manifest(e.to_string()))?.is_none() {
+                out.push(v.clone());
+            }
+        }
+        Ok(out)
     }
 
-    /// The hooks of a phase, in the order Helm runs them.
-    pub fn hooks(&self, phase: Phase) -> Result<Vec<Hook>> {
+    /// The hooks of an event, in the order Helm runs them.
+    pub fn hooks(&self, event: HookEvent) -> Result<Vec<HookObject>> {
         let mut hooks = Vec::new();
         for v in &self.documents {
-            if !hook_events(v).contains(&phase.as_str()) {
-                continue;
+            if let Some(hook) = Hook::of(v).map_err(|e| Error::Manifest(e.to_string()))? {
+                if hook.runs_on(event) {
+                    hooks.push(hook);
+                }
             }
-            let (kind, name) = kind_and_name(v)?;
-            let weight = match annotation(v, "helm.sh/hook-weight") {
-                Some(w) => w
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::Manifest(format!("{kind} {name}: hook weight {w:?}")))?,
-                None => 0,
-            };
-            let policies: Vec<&str> = annotation(v, "helm.sh/hook-delete-policy")
-                .map(|p| p.split(',').map(str::trim).collect())
-                .unwrap_or_default();
-            hooks.push(Hook {
-                value: v.clone(),
-                // Without any policy Helm applies before-hook-creation.
-                delete_before_creation: policies.is_empty()
-                    || policies.contains(&"before-hook-creation"),
-                delete_on_success: policies.contains(&"hook-succeeded"),
-                delete_on_failure: policies.contains(&"hook-failed"),
-                kind,
-                name,
-                weight,
-            });
         }
-        let rank = |kind: &str| {
-            KIND_ORDER
-                .iter()
-                .position(|k| *k == kind)
-                .unwrap_or(KIND_ORDER.len())
-        };
-        hooks.sort_by(|a, b| {
-            (a.weight, &a.name, rank(&a.kind)).cmp(&(b.weight, &b.name, rank(&b.kind)))
-        });
-        Ok(hooks)
+        sort_hooks(&mut hooks);
+        Ok(hooks
+            .into_iter()
+            .filter_map(|hook| {
+                let value = self.get(&hook.key.kind, &hook.key.name)?.clone();
+                Some(HookObject { hook, value })
+            })
+            .collect())
     }
 }
 
@@ -187,81 +118,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn hook(
-        kind: &str,
-        name: &str,
-        events: &str,
-        weight: Option<&str>,
-        policy: Option<&str>,
-    ) -> Value {
-        let mut annotations = json!({"helm.sh/hook": events});
-        if let Some(w) = weight {
-            annotations["helm.sh/hook-weight"] = json!(w);
-        }
-        if let Some(p) = policy {
-            annotations["helm.sh/hook-delete-policy"] = json!(p);
-        }
-        json!({"kind": kind, "metadata": {"name": name, "annotations": annotations}})
-    }
-
     #[test]
-    fn hooks_run_by_weight_then_name_and_keep_helm_delete_policies() -> Result<()> {
+    fn hooks_of_an_event_in_helm_order_and_resources_apart() -> Result<()> {
+        let hook = |name: &str, events: &str, weight: &str| {
+            json!({"kind": "Job", "metadata": {"name": name, "annotations": {"helm.sh/hook": events, "helm.sh/hook-weight": weight}}})
+        };
         let manifest = Manifest::from_documents(vec![
-            hook(
-                "Job",
-                "b-job",
-                "pre-upgrade",
-                Some("0"),
-                Some("before-hook-creation"),
-            ),
-            hook(
-                "ConfigMap",
-                "scripts",
-                "pre-upgrade",
-                Some("-10"),
-                Some("before-hook-creation,hook-succeeded"),
-            ),
-            hook("Job", "a-job", "pre-upgrade, post-upgrade", Some("0"), None),
-            hook(
-                "Job",
-                "register",
-                "post-install,post-upgrade",
-                Some("10"),
-                None,
-            ),
+            hook("b", "pre-upgrade", "0"),
+            hook("a", "pre-upgrade,post-install", "5"),
             json!({"kind": "Secret", "metadata": {"name": "plain"}}),
             json!(null),
         ]);
-        let order: Vec<_> = manifest
-            .hooks(Phase::PreUpgrade)?
-            .into_iter()
-            .map(|h| h.name)
-            .collect();
-        assert_eq!(order, ["scripts", "a-job", "b-job"]);
-        let post: Vec<_> = manifest
-            .hooks(Phase::PostUpgrade)?
-            .into_iter()
-            .map(|h| h.name)
-            .collect();
-        assert_eq!(post, ["a-job", "register"]);
-        let scripts = &manifest.hooks(Phase::PreUpgrade)?[0];
-        assert!(
-            scripts.delete_before_creation
-                && scripts.delete_on_success
-                && !scripts.delete_on_failure
-        );
-        let default = &manifest.hooks(Phase::PostInstall)?[0];
-        assert!(default.delete_before_creation && !default.delete_on_success);
-        assert_eq!(manifest.resources().len(), 1);
+        let names: Vec<_> = manifest.hooks(HookEvent::PreUpgrade)?.into_iter().map(|h| h.hook.key.name).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!(manifest.resources()?.len(), 1);
+        let bad = Manifest::from_documents(vec![hook("j", "post-install", "ten")]);
+        assert!(matches!(bad.hooks(HookEvent::PostInstall), Err(Error::Manifest(m)) if m.contains("Job j") && m.contains("ten")));
         Ok(())
-    }
-
-    #[test]
-    fn a_hook_weight_that_is_not_a_number_is_an_error() {
-        let manifest =
-            Manifest::from_documents(vec![hook("Job", "j", "post-install", Some("ten"), None)]);
-        assert!(
-            matches!(manifest.hooks(Phase::PostInstall), Err(Error::Manifest(m)) if m.contains("ten"))
-        );
     }
 }

@@ -1,6 +1,13 @@
-//! Runs a rendered Helm chart on this machine without Kubernetes: every pod becomes a process tree in its
-//! own network namespace, with its volumes mounted in a private mount namespace, as the pod's uid.
-//! See README.md for what is emulated, what is not, and the image contract.
+//! Runs a rendered Helm chart on this machine without Kubernetes: every pod becomes process trees in its
+//! own network namespace, each container with its volumes in a private mount namespace, as the pod's uid.
+//! See README.md for what is emulated, what is not, and the image contracts.
+//!
+//! Layers, each depending only on those before it:
+//! - [`sandbox`]: the container runtime's OS part (namespaces, mounts, spawning); no Kubernetes types;
+//! - [`store`]: the API server's storage (objects by release);
+//! - [`kubelet`]: pods (containers, images, env, volumes, probes, restarts) and the node's name service;
+//! - [`controllers`]: StatefulSet and Job controllers;
+//! - `helm` (rendering, hooks) and [`Cluster`], the facade with Helm and kubectl verbs and faults.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), local_cluster::Error> {
@@ -14,23 +21,17 @@
 //! ```
 
 mod cluster;
+pub mod controllers;
 mod error;
-mod image;
-mod job;
-mod manifest;
-mod mounts;
-mod netns;
-mod objects;
-mod pod;
-mod podspec;
-mod probe;
-mod process;
-mod statefulset;
-mod volumes;
+mod helm;
+pub mod kubelet;
+pub mod sandbox;
+pub mod store;
 
 pub use cluster::{Cluster, Settings};
+pub use controllers::job::JobReport;
 pub use error::{Error, Result};
-pub use image::Postgres;
-pub use job::JobReport;
-pub use manifest::{Manifest, Phase, RenderRequest};
-pub use pod::{ExecOutput, Pod};
+pub use helm::{HookObject, Manifest, RenderRequest};
+pub use k8s_objects::HookEvent;
+pub use kubelet::image::{Images, Postgres, IMAGES_ENV};
+pub use kubelet::pod::{ExecOutput, Pod};

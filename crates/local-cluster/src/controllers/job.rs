@@ -4,16 +4,24 @@
 //! A hook Pod (`helm test`) runs once.
 
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{template_labels, Cluster};
 use crate::error::{Error, Result};
-use crate::objects::kind_and_name;
-use crate::pod::{log_tail, Owner, PodConfig};
-use crate::podspec::PodSpec;
+use crate::kubelet::node::{template_labels, Node};
+use crate::kubelet::pod::{log_tail, Owner, PodConfig};
+use crate::kubelet::podspec::PodSpec;
+use crate::store::{kind_and_name, Store};
+
+/// What the Job controller needs besides the node.
+pub struct JobContext<'a> {
+    pub store: &'a Store,
+    /// Helm's `--timeout` for hooks (the Job fails when it runs out).
+    pub timeout: Duration,
+    /// Numbers the pods of Jobs (`<job>-<n>`), across the cluster's life.
+    pub pod_counter: &'a mut u32,
+}
 
 /// How a Job went.
 #[derive(Debug)]
@@ -27,13 +35,13 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(360);
 
 enum Outcome {
-    Exited(ExitStatus),
+    /// Every container ended: whether all succeeded, and the first container's status.
+    Exited(bool, String),
     DeadlineReached,
 }
 
-impl Cluster {
-    /// Runs a Job object to completion.
-    pub fn run_job(&mut self, job: &Value) -> Result<JobReport> {
+/// Runs a Job object to completion.
+pub fn run_job(node: &mut Node, ctx: &mut JobContext, job: &Value) -> Result<JobReport> {
         let (_, name) = kind_and_name(job)?;
         let bad = |what: &str| Error::Manifest(format!("Job {name}: {what}"));
         let spec = job.get("spec").ok_or_else(|| bad("no spec"))?;
@@ -55,10 +63,10 @@ impl Cluster {
             .and_then(Value::as_u64)
             .unwrap_or(6);
         let started = Instant::now();
-        let mut deadline = started + self.settings.hook_timeout;
+        let mut deadline = started + ctx.timeout;
         let mut deadline_reason = format!(
             "Helm's hook timeout ({:?}) ran out",
-            self.settings.hook_timeout
+            ctx.timeout
         );
         if let Some(secs) = spec.get("activeDeadlineSeconds").and_then(Value::as_u64) {
             if started + Duration::from_secs(secs) < deadline {
@@ -74,10 +82,10 @@ impl Cluster {
         };
         let mut failures = 0u64;
         loop {
-            self.job_pods += 1;
+            *ctx.pod_counter += 1;
             let config = PodConfig {
-                name: format!("{name}-{}", self.job_pods),
-                namespace: self.settings.namespace.clone(),
+                name: format!("{name}-{}", ctx.pod_counter),
+                namespace: node.namespace.clone(),
                 spec: spec.clone(),
                 labels: template_labels(template),
                 subdomain: None,
@@ -86,11 +94,11 @@ impl Cluster {
                 owner: Owner::Job(name.clone()),
             };
             report.attempts += 1;
-            let (outcome, log) = self.run_to_completion(config, deadline)?;
+            let (outcome, log) = run_to_completion(node, ctx.store, config, deadline)?;
             report.logs.push(log.clone());
             let status = match outcome {
-                Outcome::Exited(status) if status.success() => return Ok(report),
-                Outcome::Exited(status) => status,
+                Outcome::Exited(true, _) => return Ok(report),
+                Outcome::Exited(false, status) => status,
                 Outcome::DeadlineReached => {
                     return Err(failed(&name, &report, &deadline_reason, &log))
                 }
@@ -114,15 +122,15 @@ impl Cluster {
         }
     }
 
-    /// A hook Pod: runs once, must exit 0.
-    pub(crate) fn run_hook_pod(&mut self, pod: &Value) -> Result<()> {
+/// A hook Pod: runs once, must exit 0.
+pub fn run_hook_pod(node: &mut Node, store: &Store, timeout: Duration, pod: &Value) -> Result<()> {
         let (_, name) = kind_and_name(pod)?;
         let spec_value = pod
             .get("spec")
             .ok_or_else(|| Error::Manifest(format!("Pod {name}: no spec")))?;
         let config = PodConfig {
             name: name.clone(),
-            namespace: self.settings.namespace.clone(),
+            namespace: node.namespace.clone(),
             spec: PodSpec::from_value(&format!("Pod {name}"), spec_value)?,
             labels: template_labels(pod),
             subdomain: None,
@@ -130,14 +138,14 @@ impl Cluster {
             command_override: None,
             owner: Owner::HookPod,
         };
-        let deadline = Instant::now() + self.settings.hook_timeout;
+        let deadline = Instant::now() + timeout;
         let report = JobReport {
             attempts: 1,
             logs: Vec::new(),
         };
-        match self.run_to_completion(config, deadline)? {
-            (Outcome::Exited(status), _) if status.success() => Ok(()),
-            (Outcome::Exited(status), log) => {
+        match run_to_completion(node, store, config, deadline)? {
+            (Outcome::Exited(true, _), _) => Ok(()),
+            (Outcome::Exited(false, status), log) => {
                 Err(failed(&name, &report, &format!("pod {status}"), &log))
             }
             (Outcome::DeadlineReached, log) => {
@@ -146,24 +154,25 @@ impl Cluster {
         }
     }
 
-    /// Runs a pod until it exits or the deadline passes (then it is killed); the pod is deleted either way.
-    fn run_to_completion(
-        &mut self,
-        config: PodConfig,
-        deadline: Instant,
-    ) -> Result<(Outcome, PathBuf)> {
-        let name = config.name.clone();
-        self.create_pod(config)?;
-        let pod = self.pod_mut(&name)?;
-        let log = pod.log_path().to_path_buf();
-        let outcome = match pod.wait_exit(deadline.saturating_duration_since(Instant::now())) {
-            Ok(status) => Outcome::Exited(status),
-            Err(Error::Timeout { .. }) => Outcome::DeadlineReached,
-            Err(e) => return Err(e),
-        };
-        self.delete_pod(&name)?;
-        Ok((outcome, log))
-    }
+/// Runs a pod until all its containers have ended or the deadline passes (then it is killed); the pod is
+/// deleted either way. The kubelet runs meanwhile, so faults and probes of other pods go on.
+fn run_to_completion(node: &mut Node, store: &Store, config: PodConfig, deadline: Instant) -> Result<(Outcome, PathBuf)> {
+    let name = config.name.clone();
+    node.create_pod(config, store)?;
+    let log = node.pod(&name)?.log_path().to_path_buf();
+    let outcome = loop {
+        node.sync()?;
+        let pod = node.pod_mut(&name)?;
+        if let Some(succeeded) = pod.completed()? {
+            break Outcome::Exited(succeeded, pod.exit_status()?.map(|s| s.to_string()).unwrap_or_default());
+        }
+        if Instant::now() >= deadline {
+            break Outcome::DeadlineReached;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    node.delete_pod(&name, store)?;
+    Ok((outcome, log))
 }
 
 fn failed(job: &str, report: &JobReport, reason: &str, log: &std::path::Path) -> Error {

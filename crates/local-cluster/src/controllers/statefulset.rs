@@ -7,15 +7,18 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::cluster::{template_labels, Cluster};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::pod::{Owner, PodConfig};
-use crate::podspec::PodSpec;
+use crate::kubelet::node::{template_labels, Node};
+use crate::kubelet::pod::{Owner, PodConfig};
+use crate::kubelet::podspec::PodSpec;
+use crate::store::Store;
 
-struct StatefulSet {
-    name: String,
-    replicas: u32,
+#[derive(Debug, Clone)]
+pub struct StatefulSet {
+    pub name: String,
+    pub replicas: u32,
+    /// Whether the object sets spec.replicas (a server-side default of 1 otherwise).
+    pub replicas_set: bool,
     service: String,
     ordered: bool,
     rolling: bool,
@@ -25,7 +28,7 @@ struct StatefulSet {
 }
 
 impl StatefulSet {
-    fn parse(v: &Value) -> Result<Self> {
+    pub fn parse(v: &Value) -> Result<Self> {
         let name = v
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -33,6 +36,7 @@ impl StatefulSet {
             .to_owned();
         let bad = |what: &str| Error::Manifest(format!("StatefulSet {name}: {what}"));
         let spec = v.get("spec").ok_or_else(|| bad("no spec"))?;
+        let replicas_set = !matches!(spec.get("replicas"), None | Some(Value::Null));
         let replicas = match spec.get("replicas") {
             None | Some(Value::Null) => 1,
             Some(r) => r
@@ -83,16 +87,17 @@ impl StatefulSet {
             rolling: strategy == "RollingUpdate",
             template,
             replicas,
+            replicas_set,
             claim_templates,
             name,
         })
     }
 
-    fn pod_name(&self, ordinal: u32) -> String {
+    pub fn pod_name(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.name)
     }
 
-    fn pod_config(
+    pub fn pod_config(
         &self,
         ordinal: u32,
         namespace: &str,
@@ -125,111 +130,61 @@ impl StatefulSet {
     }
 }
 
-fn statefulsets(manifest: &Manifest) -> Result<Vec<StatefulSet>> {
-    manifest
-        .resources()
-        .iter()
-        .filter(|v| v.get("kind").and_then(Value::as_str) == Some("StatefulSet"))
-        .map(StatefulSet::parse)
-        .collect()
+/// Reconciles one StatefulSet: pods above `replicas` deleted highest ordinal first, pods with an old
+/// template replaced highest ordinal first (RollingUpdate, each ready before the next), missing pods created
+/// (OrderedReady: each after the previous one is ready). A Pending pod (a fault) blocks what follows it as
+/// it would in Kubernetes.
+pub fn reconcile(node: &mut Node, store: &Store, set: &StatefulSet, ready_timeout: std::time::Duration) -> Result<()> {
+    let mut existing: Vec<(u32, String, bool)> = node
+        .pods
+        .values()
+        .filter_map(|p| match &p.config.owner {
+            Owner::StatefulSet { name, ordinal, template } if *name == set.name => Some((*ordinal, p.name().to_owned(), *template == set.template)),
+            _ => None,
+        })
+        .collect();
+    existing.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (_, name, _) in existing.iter().filter(|(ordinal, ..)| *ordinal >= set.replicas) {
+        node.delete_pod(name, store)?;
+    }
+    let namespace = node.namespace.clone();
+    if set.rolling {
+        for (ordinal, name, _) in existing.iter().filter(|(o, _, same)| *o < set.replicas && !same) {
+            node.delete_pod(name, store)?;
+            node.create_pod(set.pod_config(*ordinal, &namespace, None), store)?;
+            if node.is_pending(name) {
+                return Ok(());
+            }
+            node.wait_ready(name, ready_timeout)?;
+        }
+    }
+    for ordinal in 0..set.replicas {
+        let name = set.pod_name(ordinal);
+        if node.pods.contains_key(&name) {
+            continue;
+        }
+        if set.ordered && ordinal > 0 {
+            let previous = set.pod_name(ordinal - 1);
+            if node.is_pending(&previous) {
+                return Ok(());
+            }
+            node.wait_ready(&previous, ready_timeout)?;
+        }
+        node.create_pod(set.pod_config(ordinal, &namespace, None), store)?;
+    }
+    Ok(())
 }
 
-impl Cluster {
-    /// Applies the release: objects, then each StatefulSet reconciled (pods of StatefulSets that are no
-    /// longer rendered are deleted).
-    pub fn apply(&mut self, manifest: &Manifest) -> Result<()> {
-        self.apply_objects(manifest)?;
-        let sets = statefulsets(manifest)?;
-        let orphans: Vec<String> = self
-            .pods
-            .values()
-            .filter(|p| matches!(&p.config.owner, Owner::StatefulSet { name, .. } if !sets.iter().any(|s| &s.name == name)))
-            .map(|p| p.name().to_owned())
-            .collect();
-        for name in orphans {
-            self.delete_pod(&name)?;
-        }
-        for set in &sets {
-            self.reconcile(set)?;
-        }
-        Ok(())
+/// Deletes the pods of StatefulSets that no longer exist.
+pub fn remove_orphans(node: &mut Node, store: &Store, sets: &[StatefulSet]) -> Result<()> {
+    let orphans: Vec<String> = node
+        .pods
+        .values()
+        .filter(|p| matches!(&p.config.owner, Owner::StatefulSet { name, .. } if !sets.iter().any(|s| &s.name == name)))
+        .map(|p| p.name().to_owned())
+        .collect();
+    for name in orphans {
+        node.delete_pod(&name, store)?;
     }
-
-    fn reconcile(&mut self, set: &StatefulSet) -> Result<()> {
-        let mut existing: Vec<(u32, String, bool)> = self
-            .pods
-            .values()
-            .filter_map(|p| match &p.config.owner {
-                Owner::StatefulSet {
-                    name,
-                    ordinal,
-                    template,
-                } if *name == set.name => {
-                    Some((*ordinal, p.name().to_owned(), *template == set.template))
-                }
-                _ => None,
-            })
-            .collect();
-        existing.sort_by_key(|e| std::cmp::Reverse(e.0));
-        for (_, name, _) in existing
-            .iter()
-            .filter(|(ordinal, ..)| *ordinal >= set.replicas)
-        {
-            self.delete_pod(name)?;
-        }
-        if set.rolling {
-            for (ordinal, name, _) in existing
-                .iter()
-                .filter(|(o, _, same)| *o < set.replicas && !same)
-            {
-                self.delete_pod(name)?;
-                self.create_pod(set.pod_config(*ordinal, &self.settings.namespace, None))?;
-                self.wait_ready(name, self.settings.ready_timeout)?;
-            }
-        }
-        for ordinal in 0..set.replicas {
-            if self.pods.contains_key(&set.pod_name(ordinal)) {
-                continue;
-            }
-            if set.ordered && ordinal > 0 {
-                self.wait_ready(&set.pod_name(ordinal - 1), self.settings.ready_timeout)?;
-            }
-            self.create_pod(set.pod_config(ordinal, &self.settings.namespace, None))?;
-        }
-        Ok(())
-    }
-
-    /// Starts pod `ordinal` of a StatefulSet of `manifest` by itself, optionally with its command and args
-    /// replaced (like `kubectl debug --copy-to`). Returns the pod name.
-    pub fn start_statefulset_pod(
-        &mut self,
-        manifest: &Manifest,
-        set: &str,
-        ordinal: u32,
-        command: Option<Vec<String>>,
-    ) -> Result<String> {
-        let value = manifest
-            .get("StatefulSet", set)
-            .ok_or_else(|| Error::Manifest(format!("no StatefulSet {set}")))?;
-        let set = StatefulSet::parse(value)?;
-        let config = set.pod_config(ordinal, &self.settings.namespace, command);
-        let name = config.name.clone();
-        self.create_pod(config)?;
-        Ok(name)
-    }
-
-    /// Deletes a StatefulSet pod and recreates it as its controller would (new address, same claims), then
-    /// waits until it is ready.
-    pub fn restart_pod(&mut self, name: &str) -> Result<()> {
-        let mut config = self.pod(name)?.config.clone();
-        if !matches!(config.owner, Owner::StatefulSet { .. }) {
-            return Err(Error::Manifest(format!(
-                "pod {name} does not belong to a StatefulSet"
-            )));
-        }
-        config.command_override = None;
-        self.delete_pod(name)?;
-        self.create_pod(config)?;
-        self.wait_ready(name, self.settings.ready_timeout)
-    }
+    Ok(())
 }

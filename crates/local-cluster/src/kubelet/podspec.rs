@@ -1,6 +1,6 @@
 //! The parts of a Kubernetes pod spec that the harness acts on, read from rendered JSON.
 //! Fields that only matter to a scheduler or a real kubelet (resources, affinity, ...) are ignored;
-//! fields whose behaviour the harness does not emulate are rejected in [`PodSpec::check_supported`].
+//! probes the harness cannot run are rejected in [`PodSpec::from_value`].
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -12,10 +12,14 @@ fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> R
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// A pod as the harness runs it: one container plus the pod-level settings.
+/// A pod as the harness runs it: its containers plus the pod-level settings.
 #[derive(Debug, Clone)]
 pub struct PodSpec {
-    pub container: Container,
+    /// Run in order, each to completion, before `containers` start.
+    pub init_containers: Vec<Container>,
+    /// At least one; all share the pod's network namespace and volumes.
+    pub containers: Vec<Container>,
+    pub restart_policy: RestartPolicy,
     pub volumes: Vec<Volume>,
     pub security_context: PodSecurityContext,
     pub termination_grace_period_seconds: Option<u64>,
@@ -25,8 +29,10 @@ pub struct PodSpec {
 #[serde(rename_all = "camelCase")]
 struct RawPodSpec {
     #[serde(default, deserialize_with = "nullable")]
-    init_containers: Vec<Value>,
+    init_containers: Vec<Container>,
     containers: Vec<Container>,
+    #[serde(default)]
+    restart_policy: RestartPolicy,
     #[serde(default, deserialize_with = "nullable")]
     volumes: Vec<Volume>,
     #[serde(default, deserialize_with = "nullable")]
@@ -38,6 +44,8 @@ struct RawPodSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     pub name: String,
+    #[serde(default)]
+    pub image: String,
     #[serde(default, deserialize_with = "nullable")]
     pub command: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -51,7 +59,26 @@ pub struct Container {
     #[serde(default, deserialize_with = "nullable")]
     pub security_context: ContainerSecurityContext,
     pub readiness_probe: Option<Probe>,
+    pub liveness_probe: Option<Probe>,
+    pub startup_probe: Option<Probe>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub ports: Vec<ContainerPort>,
     pub working_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub container_port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +214,9 @@ pub struct ContainerSecurityContext {
 #[serde(rename_all = "camelCase")]
 pub struct Probe {
     pub exec: Option<ExecAction>,
+    pub http_get: Option<HttpGetAction>,
+    pub tcp_socket: Option<TcpSocketAction>,
+    pub failure_threshold: Option<u32>,
     #[serde(default)]
     pub initial_delay_seconds: u64,
     pub period_seconds: Option<u64>,
@@ -199,55 +229,64 @@ pub struct ExecAction {
     pub command: Vec<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpGetAction {
+    #[serde(default)]
+    pub path: String,
+    pub port: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TcpSocketAction {
+    pub port: Value,
+}
+
+impl Container {
+    /// A probe's port: a number, or the name of one of the container's ports.
+    pub fn port(&self, port: &Value) -> Option<u16> {
+        match port {
+            Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Value::String(name) => self.ports.iter().find(|p| p.name.as_deref() == Some(name)).map(|p| p.container_port),
+            _ => None,
+        }
+    }
+}
+
 impl PodSpec {
-    /// Reads a pod spec (`spec` of a Pod, `spec.template.spec` of a StatefulSet or Job). The harness runs
-    /// exactly one container per pod, as its own process tree; what it would have to fake is refused
-    /// instead of silently skipped.
     pub fn from_value(owner: &str, spec: &Value) -> Result<Self> {
         let raw: RawPodSpec = serde_json::from_value(spec.clone())
             .map_err(|e| Error::Manifest(format!("pod spec of {owner}: {e}")))?;
-        if !raw.init_containers.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "{owner} has init containers (e.g. volumePermissions.enabled)"
-            )));
+        if raw.containers.is_empty() {
+            return Err(Error::Manifest(format!("{owner} has no containers")));
         }
-        let count = raw.containers.len();
-        let Ok([container]) = <[Container; 1]>::try_from(raw.containers) else {
-            return Err(Error::Unsupported(format!(
-                "{owner} has {count} containers; only single-container pods run here (no sidecars such as metrics.enabled)"
-            )));
-        };
-        if let Some(m) = container
-            .volume_mounts
-            .iter()
-            .find(|m| m.sub_path.is_some())
-        {
-            return Err(Error::Unsupported(format!(
-                "{owner}: subPath mount of volume {}",
-                m.name
-            )));
-        }
-        if container
-            .readiness_probe
-            .as_ref()
-            .is_some_and(|p| p.exec.is_none())
-        {
-            return Err(Error::Unsupported(format!(
-                "{owner}: readiness probes other than exec"
-            )));
+        for c in raw.init_containers.iter().chain(&raw.containers) {
+            for probe in [&c.readiness_probe, &c.liveness_probe, &c.startup_probe].into_iter().flatten() {
+                let port = probe.http_get.as_ref().map(|h| &h.port).or(probe.tcp_socket.as_ref().map(|t| &t.port));
+                match (&probe.exec, port) {
+                    (Some(_), None) => {}
+                    (None, Some(port)) if c.port(port).is_some() => {}
+                    (None, Some(port)) => {
+                        return Err(Error::Manifest(format!("{owner}: container {} probes port {port}, which it does not declare", c.name)))
+                    }
+                    _ => return Err(Error::Unsupported(format!("{owner}: container {}: a probe that is not exactly one of exec, httpGet, tcpSocket", c.name))),
+                }
+            }
         }
         Ok(PodSpec {
-            container,
+            init_containers: raw.init_containers,
+            containers: raw.containers,
+            restart_policy: raw.restart_policy,
             volumes: raw.volumes,
             security_context: raw.security_context,
             termination_grace_period_seconds: raw.termination_grace_period_seconds,
         })
     }
+
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.name == name)
+    }
 }
 
-/// A file mode from the manifest. The API server reads YAML 1.1, where `0555` is octal; a YAML 1.2 reader
-/// leaves it a string, so a string of octal digits with a leading 0 is read the way the API server would.
-/// Kubernetes only accepts 0..=0777.
 pub fn file_mode(owner: &str, mode: &Value) -> Result<u32> {
     let parsed = match mode {
         Value::Number(n) => n.as_u64(),
@@ -287,17 +326,21 @@ mod tests {
     }
 
     #[test]
-    fn pods_with_sidecars_or_init_containers_are_refused() {
-        let two = json!({"containers": [{"name": "a"}, {"name": "b"}]});
-        assert!(
-            matches!(PodSpec::from_value("t", &two), Err(Error::Unsupported(m)) if m.contains("2 containers"))
-        );
-        let init = json!({"initContainers": [{"name": "i"}], "containers": [{"name": "a"}]});
-        assert!(matches!(
-            PodSpec::from_value("t", &init),
-            Err(Error::Unsupported(_))
-        ));
-        let null_args = json!({"containers": [{"name": "a", "command": ["x"], "args": null}]});
-        assert!(PodSpec::from_value("t", &null_args).is_ok_and(|p| p.container.args.is_empty()));
+    fn init_containers_sidecars_and_probes_by_port_name_are_read() {
+        let spec = json!({
+            "initContainers": [{"name": "i", "command": ["true"]}],
+            "containers": [
+                {"name": "a", "command": ["x"], "args": null, "readinessProbe": {"exec": {"command": ["true"]}}},
+                {"name": "m", "ports": [{"name": "http-metrics", "containerPort": 9187}],
+                 "livenessProbe": {"httpGet": {"path": "/", "port": "http-metrics"}}},
+            ]});
+        let pod = PodSpec::from_value("t", &spec).expect("valid");
+        assert_eq!((pod.init_containers.len(), pod.containers.len()), (1, 2));
+        assert!(pod.containers[0].args.is_empty());
+        let m = pod.container("m").expect("m");
+        assert_eq!(m.port(&json!("http-metrics")), Some(9187));
+        let bad = json!({"containers": [{"name": "a", "livenessProbe": {"tcpSocket": {"port": "nope"}}}]});
+        assert!(matches!(PodSpec::from_value("t", &bad), Err(Error::Manifest(m)) if m.contains("does not declare")));
+        assert!(matches!(PodSpec::from_value("t", &json!({"containers": []})), Err(Error::Manifest(_))));
     }
 }

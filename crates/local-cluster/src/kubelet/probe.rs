@@ -1,68 +1,45 @@
-//! Readiness: the container's exec readiness probe, run as the kubelet would (inside the container, with its
-//! user and env, `initialDelaySeconds`, `periodSeconds`, `timeoutSeconds`, `successThreshold`), until a
-//! deadline. Liveness and startup probes are not run: nothing here restarts containers.
+//! The kubelet's probes, run once each: `exec` inside the container (same namespaces, user and env),
+//! `httpGet` and `tcpSocket` from inside the pod's network namespace (the kubelet's own connections come
+//! from the node into the pod network).
 
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::pod::Pod;
+use super::podspec::{Container, Probe};
+use crate::sandbox::netns::connect_in;
 
-/// Waits until the pod is ready. Fails at once when the container exits.
-pub fn wait_ready(pod: &mut Pod, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let probe = pod.config.spec.container.readiness_probe.clone();
-    let mut successes = 0;
-    let mut last = String::from("no probe ran yet");
-    let first =
-        pod.started() + Duration::from_secs(probe.as_ref().map_or(0, |p| p.initial_delay_seconds));
-    loop {
-        if let Some(status) = pod.exit_status()? {
-            return Err(Error::PodExited {
-                pod: pod.name().to_owned(),
-                status: status.to_string(),
-                during: "while waiting for it to become ready".to_owned(),
-                log_tail: pod.log_tail(),
-            });
-        }
-        let now = Instant::now();
-        if now >= first {
-            let Some(probe) = &probe else { return Ok(()) }; // no probe: ready once running
-            let command = probe
-                .exec
-                .as_ref()
-                .map(|e| e.command.clone())
-                .unwrap_or_default();
-            let probe_timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1));
-            match pod.exec(&command, &[], None, probe_timeout) {
-                Ok(out) if out.status.success() => {
-                    successes += 1;
-                    if successes >= probe.success_threshold.unwrap_or(1) {
-                        return Ok(());
-                    }
-                }
-                Ok(out) => {
-                    successes = 0;
-                    last = format!("probe {} {}", out.status, out.stderr.trim());
-                }
-                Err(Error::Timeout { .. }) => {
-                    successes = 0;
-                    last = format!("probe timed out after {probe_timeout:?}");
-                }
-                // The container may be ending (its namespaces go before its exit status comes): report that.
-                Err(_) if pod.wait_exit(Duration::from_secs(2)).is_ok() => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        if now >= deadline {
-            return Err(Error::Timeout {
-                what: format!("pod {} to become ready (last: {last})", pod.name()),
-                waited: timeout,
-                log_tail: pod.log_tail(),
-            });
-        }
-        let period =
-            Duration::from_secs(probe.as_ref().and_then(|p| p.period_seconds).unwrap_or(10));
-        let next = if now < first { first } else { now + period };
-        std::thread::sleep(next.min(deadline).saturating_duration_since(Instant::now()));
+/// What one probe run found: Ok(()) or why it failed.
+pub type Outcome = Result<(), String>;
+
+/// Where the probe runs.
+pub struct Target<'a> {
+    pub container: &'a Container,
+    pub netns: PathBuf,
+    pub ip: Ipv4Addr,
+    /// Runs an exec probe in the container: Ok(exit success, stderr) or Err(reason).
+    pub exec: &'a dyn Fn(&[String], Duration) -> Result<(bool, String), String>,
+}
+
+pub fn run(probe: &Probe, target: &Target) -> Outcome {
+    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1));
+    if let Some(exec) = &probe.exec {
+        return match (target.exec)(&exec.command, timeout) {
+            Ok((true, _)) => Ok(()),
+            Ok((false, stderr)) => Err(format!("exec probe failed: {}", stderr.trim())),
+            Err(e) => Err(e),
+        };
+    }
+    let (port, http_path) = match (&probe.http_get, &probe.tcp_socket) {
+        (Some(h), _) => (&h.port, Some(if h.path.is_empty() { "/" } else { h.path.as_str() })),
+        (None, Some(t)) => (&t.port, None),
+        (None, None) => return Err("probe without a handler".to_owned()),
+    };
+    let port = target.container.port(port).ok_or_else(|| format!("port {port} is not declared"))?;
+    let addr = SocketAddr::from((target.ip, port));
+    match connect_in(target.netns.clone(), addr, http_path.map(str::to_owned), timeout)? {
+        (_, _) if http_path.is_none() => Ok(()),
+        (code, _) if (200..400).contains(&code) => Ok(()),
+        (code, _) => Err(format!("GET {} answered {code}", http_path.unwrap_or_default())),
     }
 }

@@ -1,9 +1,10 @@
 //! The kubelet's volume work: each volume of a pod becomes a host directory (or a tmpfs) that
-//! [`crate::mounts`] binds at the container's mount path.
+//! [`crate::sandbox::mounts`] binds at each container's mount path (or at its `subPath` inside the volume).
 //! - configMap/secret: a fresh directory of files per pod start, mode `defaultMode`/item mode, owned by
 //!   root with group fsGroup and group read added (what the kubelet's ownership change does to read-only
 //!   volumes). Plain files, not the kubelet's `..data` symlink layout.
-//! - emptyDir: a fresh directory per pod (tmpfs for `medium: Memory`), mode 0777, setgid + fsGroup.
+//! - emptyDir: a fresh directory per pod (also for `medium: Memory`, so that every container of the pod
+//!   shares it), mode 0777, setgid + fsGroup.
 //! - persistentVolumeClaim (also from volumeClaimTemplates, claim `<template>-<pod>`): a directory per
 //!   claim that outlives pods. New volumes start as root:root 0755 like a fresh file system; with an fsGroup
 //!   every mount applies the ownership change of a block-storage CSI volume (fsGroupPolicy File):
@@ -16,29 +17,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::podspec::{file_mode, Container, KeyToPath, PodSpec, Volume};
 use crate::error::{Context, Error, Result};
-use crate::objects::Objects;
-use crate::podspec::{file_mode, KeyToPath, PodSpec, Volume};
-
-/// What appears at a mount path.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// A host directory or file, bind-mounted.
-    Path(PathBuf),
-    /// A new tmpfs with these mount options.
-    Tmpfs(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct Mount {
-    pub target: PathBuf,
-    pub source: Source,
-    pub read_only: bool,
-}
+use crate::sandbox::mounts::{Mount, Source};
+use crate::store::Store;
 
 /// Where a pod's volumes live on the host.
 pub struct VolumeDirs<'a> {
-    /// Per pod start; removed with the pod.
+    /// Per pod; removed with the pod.
     pub pod: &'a Path,
     /// Per cluster; claims live here across pod restarts.
     pub claims: &'a Path,
@@ -46,83 +32,103 @@ pub struct VolumeDirs<'a> {
     pub claim_templates: &'a BTreeMap<String, String>,
 }
 
-const SETGID: u32 = 0o2000;
-
-/// Materialises every volume the container mounts and returns the mounts, in the container's order.
-pub fn materialise(
-    owner: &str,
-    spec: &PodSpec,
-    objects: &Objects,
-    dirs: &VolumeDirs,
-) -> Result<Vec<Mount>> {
-    let fs_group = spec.security_context.fs_group;
-    let mut prepared: BTreeMap<&str, Source> = BTreeMap::new();
-    let mut mounts = Vec::new();
-    for m in &spec.container.volume_mounts {
-        let source = match prepared.get(m.name.as_str()) {
-            Some(source) => source.clone(),
-            None => {
-                let source = match spec.volumes.iter().find(|v| v.name == m.name) {
-                    Some(volume) => volume_source(owner, volume, spec, objects, dirs)?,
-                    None => match dirs.claim_templates.get(&m.name) {
-                        Some(claim) => claim_source(dirs.claims, claim, fs_group, spec)?,
-                        None => {
-                            return Err(Error::Manifest(format!(
-                                "{owner} mounts volume {} that it does not define",
-                                m.name
-                            )))
-                        }
-                    },
-                };
-                prepared.insert(&m.name, source.clone());
-                source
-            }
-        };
-        mounts.push(Mount {
-            target: PathBuf::from(&m.mount_path),
-            source,
-            read_only: m.read_only,
-        });
-    }
-    Ok(mounts)
+/// The host directory of every volume of a pod, made once per pod and shared by its containers.
+#[derive(Debug, Clone, Default)]
+pub struct PodVolumes {
+    dirs: BTreeMap<String, PathBuf>,
 }
 
-fn volume_source(
-    owner: &str,
-    v: &Volume,
-    spec: &PodSpec,
-    objects: &Objects,
-    dirs: &VolumeDirs,
-) -> Result<Source> {
+const SETGID: u32 = 0o2000;
+
+/// Materialises every volume the pod's containers mount.
+pub fn prepare(owner: &str, spec: &PodSpec, store: &Store, dirs: &VolumeDirs) -> Result<PodVolumes> {
+    let mut prepared = PodVolumes::default();
+    for m in spec.init_containers.iter().chain(&spec.containers).flat_map(|c| &c.volume_mounts) {
+        if prepared.dirs.contains_key(&m.name) {
+            continue;
+        }
+        let dir = match spec.volumes.iter().find(|v| v.name == m.name) {
+            Some(volume) => volume_dir(owner, volume, spec, store, dirs)?,
+            None => match dirs.claim_templates.get(&m.name) {
+                Some(claim) => claim_dir(dirs.claims, claim, spec)?,
+                None => return Err(Error::Manifest(format!("{owner} mounts volume {} that it does not define", m.name))),
+            },
+        };
+        prepared.dirs.insert(m.name.clone(), dir);
+    }
+    Ok(prepared)
+}
+
+/// Writes the ConfigMap and Secret volumes again from the store, as the kubelet's periodic sync does for
+/// mounted (not subPath) volumes after the object changed.
+pub fn refresh(owner: &str, spec: &PodSpec, store: &Store, volumes: &PodVolumes) -> Result<()> {
+    for v in &spec.volumes {
+        if let Some(dir) = volumes.dirs.get(&v.name) {
+            if v.config_map.is_some() || v.secret.is_some() {
+                project_volume(owner, v, spec.security_context.fs_group, store, dir)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The mounts of one container. A `subPath` is created in the volume when missing, as the kubelet does.
+pub fn container_mounts(owner: &str, container: &Container, volumes: &PodVolumes) -> Result<Vec<Mount>> {
+    container
+        .volume_mounts
+        .iter()
+        .map(|m| {
+            let dir = volumes.dirs.get(&m.name).ok_or_else(|| Error::Manifest(format!("{owner}: volume {} was not prepared", m.name)))?;
+            let source = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                None => dir.clone(),
+                Some(sub) if Path::new(sub).is_absolute() || sub.split('/').any(|c| c == "..") => {
+                    return Err(Error::Manifest(format!("{owner}: subPath {sub:?} of volume {} must be relative without ..", m.name)))
+                }
+                Some(sub) => {
+                    let path = dir.join(sub);
+                    if !path.exists() {
+                        create_dir(&path)?;
+                    }
+                    path
+                }
+            };
+            Ok(Mount { target: PathBuf::from(&m.mount_path), source: Source::Path(source), read_only: m.read_only })
+        })
+        .collect()
+}
+
+fn volume_dir(owner: &str, v: &Volume, spec: &PodSpec, store: &Store, dirs: &VolumeDirs) -> Result<PathBuf> {
     let fs_group = spec.security_context.fs_group;
     let dir = dirs.pod.join("volumes").join(&v.name);
     match (&v.config_map, &v.secret, &v.empty_dir, &v.persistent_volume_claim) {
-        (Some(cm), None, None, None) => {
-            let ctx = Projection { owner, kind: "ConfigMap", name: &cm.name, optional: cm.optional, items: &cm.items };
-            project(&ctx, objects, &dir, cm.default_mode.as_ref(), fs_group)?;
-            Ok(Source::Path(dir))
+        (Some(_), None, None, None) | (None, Some(_), None, None) => {
+            project_volume(owner, v, fs_group, store, &dir)?;
+            Ok(dir)
         }
-        (None, Some(s), None, None) => {
-            let ctx = Projection { owner, kind: "Secret", name: &s.secret_name, optional: s.optional, items: &s.items };
-            project(&ctx, objects, &dir, s.default_mode.as_ref(), fs_group)?;
-            Ok(Source::Path(dir))
+        // medium Memory is a directory too: it must be one file system shared by all containers of the pod.
+        (None, None, Some(e), None) if e.medium.is_empty() || e.medium == "Memory" => {
+            create_dir(&dir)?;
+            set_owner_mode(&dir, fs_group, 0o777)?;
+            Ok(dir)
         }
-        (None, None, Some(e), None) => match e.medium.as_str() {
-            "Memory" => Ok(Source::Tmpfs(match fs_group {
-                Some(g) => format!("mode=2777,gid={g}"),
-                None => "mode=0777".to_owned(),
-            })),
-            "" => {
-                create_dir(&dir)?;
-                set_owner_mode(&dir, fs_group, 0o777)?;
-                Ok(Source::Path(dir))
-            }
-            other => Err(Error::Unsupported(format!("{owner}: emptyDir medium {other}"))),
-        },
-        (None, None, None, Some(c)) => claim_source(dirs.claims, &c.claim_name, fs_group, spec),
-        _ => Err(Error::Unsupported(format!("{owner}: volume {} is not exactly one of configMap, secret, emptyDir, persistentVolumeClaim", v.name))),
+        (None, None, Some(e), None) => Err(Error::Unsupported(format!("{owner}: emptyDir medium {}", e.medium))),
+        (None, None, None, Some(c)) => claim_dir(dirs.claims, &c.claim_name, spec),
+        _ => Err(Error::Unsupported(format!(
+            "{owner}: volume {} is not exactly one of configMap, secret, emptyDir, persistentVolumeClaim",
+            v.name
+        ))),
     }
 }
+
+fn project_volume(owner: &str, v: &Volume, fs_group: Option<u32>, store: &Store, dir: &Path) -> Result<()> {
+    let (ctx, default_mode) = match (&v.config_map, &v.secret) {
+        (Some(cm), _) => (Projection { owner, kind: "ConfigMap", name: &cm.name, optional: cm.optional, items: &cm.items }, cm.default_mode.as_ref()),
+        (_, Some(s)) => (Projection { owner, kind: "Secret", name: &s.secret_name, optional: s.optional, items: &s.items }, s.default_mode.as_ref()),
+        _ => return Ok(()),
+    };
+    project(&ctx, store, dir, default_mode, fs_group)
+}
+
 
 struct Projection<'a> {
     owner: &'a str,
@@ -135,7 +141,7 @@ struct Projection<'a> {
 /// Writes a ConfigMap/Secret volume: every key (or the listed items) as a file.
 fn project(
     p: &Projection,
-    objects: &Objects,
+    store: &Store,
     dir: &Path,
     default_mode: Option<&Value>,
     fs_group: Option<u32>,
@@ -145,7 +151,7 @@ fn project(
         .transpose()?
         .unwrap_or(0o644);
     create_dir(dir)?;
-    let data = match objects.data(p.kind, p.name)? {
+    let data = match store.data(p.kind, p.name)? {
         Some(data) => data,
         None if p.optional => BTreeMap::new(),
         None => {
@@ -198,7 +204,8 @@ fn project(
 }
 
 /// A persistent volume: created on first use, then the fsGroup ownership change of the mount.
-fn claim_source(root: &Path, claim: &str, fs_group: Option<u32>, spec: &PodSpec) -> Result<Source> {
+fn claim_dir(root: &Path, claim: &str, spec: &PodSpec) -> Result<PathBuf> {
+    let fs_group = spec.security_context.fs_group;
     let dir = root.join(claim);
     if !dir.exists() {
         create_dir(&dir)?;
@@ -221,7 +228,7 @@ fn claim_source(root: &Path, claim: &str, fs_group: Option<u32>, spec: &PodSpec)
             other => return Err(Error::Manifest(format!("fsGroupChangePolicy {other}"))),
         }
     }
-    Ok(Source::Path(dir))
+    Ok(dir)
 }
 
 fn root_matches(dir: &Path, group: u32) -> Result<bool> {

@@ -22,7 +22,22 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 
 use crate::error::{Context, Error, Result};
-use crate::volumes::{Mount, Source};
+/// Where a mount's content comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A host directory or file, bound.
+    Path(PathBuf),
+    /// Host directories stacked read-only over the mount point, first one on top (an image layer).
+    Layers(Vec<PathBuf>),
+}
+
+/// One mount of a container.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub target: PathBuf,
+    pub source: Source,
+    pub read_only: bool,
+}
 
 /// One mount system call, with a description for the error message.
 #[derive(Debug)]
@@ -40,6 +55,8 @@ pub(crate) struct Op {
 enum CallSource {
     Fixed(Option<CString>),
     Bind { path: CString, proc_path: [u8; 40] },
+    /// Not a mount: the chroot into a root built by the plan (`target`).
+    Chroot,
 }
 
 /// The operations of one pod start, in order.
@@ -108,9 +125,18 @@ fn host_mount_points() -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Plans the mounts of a pod start. `scratch` is a fresh per-start directory for overlay layers.
-pub fn plan(mounts: &[Mount], scratch: &Path) -> Result<MountPlan> {
+/// Plans the mounts of a container start. `scratch` is a fresh per-start directory for overlay layers and,
+/// when a mount path needs a new directory in `/`, for a root of its own: every entry of the host's `/`
+/// bound into it, the new directories beside them, then a chroot into it. `read_only_root` makes the
+/// root file system read-only, volumes excepted.
+pub fn plan(mounts: &[Mount], scratch: &Path, read_only_root: bool) -> Result<MountPlan> {
     let host_mounts = host_mount_points()?;
+    let new_root = scratch.join("root");
+    let mut ops = Vec::new();
+    let mut root_binds = Vec::new();
+    if mounts.iter().map(|m| resolve(&m.target)).any(|r| r.is_ok_and(|(a, m)| a == Path::new("/") && !m.as_os_str().is_empty())) {
+        root_binds = build_root(&new_root, &mut ops)?;
+    }
     let mut targets = Vec::new();
     for m in mounts {
         let (existing, missing) = resolve(&m.target)?;
@@ -134,10 +160,9 @@ pub fn plan(mounts: &[Mount], scratch: &Path) -> Result<MountPlan> {
             )));
         }
         if ancestor == Path::new("/") {
-            return Err(Error::Unsupported(format!(
-                "mount path {} would need a new directory in /",
-                target.display()
-            )));
+            let dir = new_root.join(missing);
+            fs::create_dir_all(&dir).context(|| format!("creating mount point {}", dir.display()))?;
+            continue;
         }
         if let Some(sub) = host_mounts
             .iter()
@@ -173,7 +198,6 @@ pub fn plan(mounts: &[Mount], scratch: &Path) -> Result<MountPlan> {
         }
     }
 
-    let mut ops = Vec::new();
     overlays.sort_by_key(|(a, _)| depth(a));
     for (ancestor, upper) in &overlays {
         let work = upper.with_file_name("work");
@@ -219,14 +243,22 @@ pub fn plan(mounts: &[Mount], scratch: &Path) -> Result<MountPlan> {
                 flags: MsFlags::MS_BIND,
                 data: None,
             }),
-            Source::Tmpfs(options) => ops.push(Op {
-                what: cstring(format!("tmpfs on {}", target.display()))?,
-                source: CallSource::Fixed(Some(cstring("tmpfs")?)),
-                target: target_c.clone(),
-                fstype: Some(cstring("tmpfs")?),
-                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                data: Some(cstring(options)?),
-            }),
+            Source::Layers(layers) => {
+                // The mount point itself is the bottom layer: files not in any layer stay visible.
+                let lower: Vec<String> =
+                    layers.iter().chain([target]).map(|p| p.display().to_string()).collect();
+                if lower.iter().any(|p| p.contains([',', ':', '\\'])) {
+                    return Err(Error::Unsupported(format!("layer paths with ',', ':' or '\\': {lower:?}")));
+                }
+                ops.push(Op {
+                    what: cstring(format!("layers {lower:?} on {}", target.display()))?,
+                    source: CallSource::Fixed(Some(cstring("overlay")?)),
+                    target: target_c.clone(),
+                    fstype: Some(cstring("overlay")?),
+                    flags: MsFlags::MS_RDONLY,
+                    data: Some(cstring(format!("lowerdir={}", lower.join(":")))?),
+                })
+            }
         }
         if m.read_only {
             ops.push(read_only(
@@ -235,7 +267,61 @@ pub fn plan(mounts: &[Mount], scratch: &Path) -> Result<MountPlan> {
             )?);
         }
     }
+    if read_only_root {
+        ops.push(read_only(cstring("/")?, "read-only remount of /".to_owned())?);
+        for dir in root_binds {
+            let target = cstring(dir.as_os_str().as_bytes())?;
+            ops.push(read_only(target, format!("read-only remount of {}", dir.display()))?);
+        }
+    }
     Ok(MountPlan { ops })
+}
+
+/// Fills `root` with the host's `/` (directories bound, symlinks copied) and plans the binds and the chroot.
+/// Returns the bound directories that belong to the root file system (they follow readOnlyRootFilesystem).
+fn build_root(root: &Path, ops: &mut Vec<Op>) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    fs::create_dir_all(root).context(|| format!("creating {}", root.display()))?;
+    let root_c = cstring(root.as_os_str().as_bytes())?;
+    // A bind of the directory onto itself makes it a mount point, which a read-only remount needs.
+    ops.push(bind(root_c.clone(), root_c.clone(), MsFlags::MS_BIND, format!("bind {} on itself", root.display()))?);
+    let root_dev = fs::metadata("/").context(|| "reading /".to_owned())?.dev();
+    let mut same_fs = Vec::new();
+    for entry in fs::read_dir("/").context(|| "reading /".to_owned())? {
+        let entry = entry.context(|| "reading /".to_owned())?;
+        let host = Path::new("/").join(entry.file_name());
+        let inside = root.join(entry.file_name());
+        let meta = fs::symlink_metadata(&host).context(|| format!("reading {}", host.display()))?;
+        if meta.file_type().is_symlink() {
+            let link = fs::read_link(&host).context(|| format!("reading {}", host.display()))?;
+            std::os::unix::fs::symlink(link, &inside).context(|| format!("creating {}", inside.display()))?;
+            continue;
+        }
+        if meta.is_dir() {
+            fs::create_dir_all(&inside).context(|| format!("creating {}", inside.display()))?;
+        } else {
+            File::create(&inside).context(|| format!("creating {}", inside.display()))?;
+        }
+        if meta.is_dir() && meta.dev() == root_dev {
+            same_fs.push(host.clone());
+        }
+        let (source, target) = (cstring(host.as_os_str().as_bytes())?, cstring(inside.as_os_str().as_bytes())?);
+        let what = format!("bind {} into the pod's root", host.display());
+        ops.push(bind(source, target, MsFlags::MS_BIND | MsFlags::MS_REC, what)?);
+    }
+    ops.push(Op {
+        what: cstring(format!("chroot into {}", root.display()))?,
+        source: CallSource::Chroot,
+        target: root_c,
+        fstype: None,
+        flags: MsFlags::empty(),
+        data: None,
+    });
+    Ok(same_fs)
+}
+
+fn bind(source: CString, target: CString, flags: MsFlags, what: String) -> Result<Op> {
+    Ok(Op { what: cstring(what)?, source: CallSource::Fixed(Some(source)), target, fstype: None, flags, data: None })
 }
 
 fn read_only(target: CString, what: String) -> Result<Op> {
@@ -249,20 +335,8 @@ fn read_only(target: CString, what: String) -> Result<Op> {
     })
 }
 
-/// `readOnlyRootFilesystem`: the root mount of the pod's namespace becomes read-only (volumes stay writable).
-pub(crate) fn read_only_root() -> Result<Op> {
-    read_only(cstring("/")?, "read-only remount of /".to_owned())
-}
-
 fn fail(what: &CStr, errno: nix::Error) -> std::io::Error {
-    crate::process::child_message(&[
-        b"local-cluster: ",
-        what.to_bytes(),
-        b": ",
-        errno.desc().as_bytes(),
-        b"\n",
-    ]);
-    std::io::Error::from(errno)
+    super::child_error(what.to_bytes(), errno)
 }
 
 /// Writes "/proc/self/fd/<fd>\0" into `buf` (no allocation).
@@ -306,6 +380,10 @@ impl Op {
         let source = match &self.source {
             CallSource::Fixed(source) => source.as_deref(),
             CallSource::Bind { proc_path, .. } => CStr::from_bytes_until_nul(proc_path).ok(),
+            CallSource::Chroot => {
+                nix::unistd::chroot(self.target.as_c_str()).map_err(|e| fail(&self.what, e))?;
+                return nix::unistd::chdir(c"/").map_err(|e| fail(&self.what, e));
+            }
         };
         mount(
             source,

@@ -59,6 +59,16 @@ impl Netns {
         &self.name
     }
 
+    /// Drops every packet to `peer` (a network cut as seen from this side; connections time out).
+    pub fn block(&self, peer: Ipv4Addr) -> Result<()> {
+        ip(&["-n", &self.name, "route", "replace", "blackhole", &format!("{peer}/32")])
+    }
+
+    /// Undoes [`Netns::block`].
+    pub fn unblock(&self, peer: Ipv4Addr) -> Result<()> {
+        ip(&["-n", &self.name, "route", "del", "blackhole", &format!("{peer}/32")])
+    }
+
     pub fn path(&self) -> PathBuf {
         PathBuf::from(NETNS_DIR).join(&self.name)
     }
@@ -207,4 +217,27 @@ pub fn remove_stale() {
             drop(Netns { name });
         }
     }
+}
+
+/// A connection from inside a network namespace (how the kubelet's probes and a port-forward reach a pod):
+/// `setns` changes only the calling thread, so a short-lived thread enters the namespace. With `path`, an
+/// HTTP/1.0 GET whose status and body are returned; without, only the TCP connect.
+pub fn connect_in(netns: PathBuf, addr: std::net::SocketAddr, path: Option<String>, timeout: Duration) -> std::result::Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let ns = fs::File::open(&netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("entering {}: {e}", netns.display()))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+        let Some(path) = path else { return Ok((0, String::new())) };
+        stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("GET {path}: {e}"))?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).map_err(|e| format!("GET {path}: {e}"))?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("GET {path}: no HTTP status in {head:?}"))?;
+        Ok((status, body.to_owned()))
+    })
+    .join()
+    .unwrap_or_else(|_| Err("connection thread panicked".to_owned()))
 }

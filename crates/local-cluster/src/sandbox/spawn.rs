@@ -17,7 +17,8 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::{chdir, setgroups, sethostname, setresgid, setresuid, setsid, Gid, Uid};
 
 use crate::error::{Context, Error, Result};
-use crate::mounts::{self, MountPlan, Op};
+use super::child_error;
+use super::mounts::{MountPlan, Op};
 
 /// Who the container runs as.
 #[derive(Debug, Clone)]
@@ -37,7 +38,6 @@ pub enum Enter<'a> {
         netns: &'a Path,
         hostname: &'a str,
         plan: MountPlan,
-        read_only_root: bool,
     },
     /// A command in a running container (exec, probes): the namespaces of that process.
     Join { pid: u32 },
@@ -54,26 +54,8 @@ pub struct Launch<'a> {
     pub stderr: Stdio,
 }
 
-/// Writes to the child's stderr (the container log) without allocating: usable between fork and exec.
-pub(crate) fn child_message(parts: &[&[u8]]) {
-    // SAFETY: fd 2 is the child's stderr, open for the whole pre-exec phase; it is only borrowed here.
-    let fd = unsafe { BorrowedFd::borrow_raw(2) };
-    for part in parts {
-        let _ = nix::unistd::write(fd, part); // nowhere else to report to
-    }
-}
-
 fn step<T>(what: &[u8], r: nix::Result<T>) -> std::io::Result<T> {
-    r.map_err(|errno| {
-        child_message(&[
-            b"local-cluster: ",
-            what,
-            b": ",
-            errno.desc().as_bytes(),
-            b"\n",
-        ]);
-        std::io::Error::from(errno)
-    })
+    r.map_err(|errno| child_error(what, errno))
 }
 
 /// Everything the child needs, prepared before the fork (the child must not allocate).
@@ -148,15 +130,11 @@ pub fn spawn(launch: Launch, enter: Enter) -> Result<Child> {
             netns,
             hostname,
             plan,
-            read_only_root,
         } => {
             let file = File::open(netns).context(|| format!("opening {}", netns.display()))?;
             join.push((file.as_raw_fd(), CloneFlags::CLONE_NEWNET));
             keep.push(file);
-            let MountPlan { mut ops } = plan;
-            if read_only_root {
-                ops.push(mounts::read_only_root()?);
-            }
+            let MountPlan { ops } = plan;
             let hostname = CString::new(hostname)
                 .map_err(|_| Error::Manifest("hostname with NUL".to_owned()))?;
             Some((hostname, ops))

@@ -2,18 +2,18 @@
 //! initialised with another password than the one the registration Job uses.
 
 use anyhow::{ensure, Context as _};
-use local_cluster::Phase;
+use local_cluster::HookEvent;
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, load_tables};
 use crate::util::{self, APP_PASSWORD, POSTGRES_PASSWORD};
+use crate::util::Env;
 
-#[test]
-fn existing_secret_as_password_files_forms_the_same_cluster() -> anyhow::Result<()> {
-    let Some(postgres) = util::citus_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+crate::scenarios!(Citus: existing_secret_as_password_files_forms_the_same_cluster, a_worker_with_another_password_fails_the_job_naming_it);
+
+fn existing_secret_as_password_files_forms_the_same_cluster(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     cluster.add_object(&json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -42,12 +42,9 @@ fn existing_secret_as_password_files_forms_the_same_cluster() -> anyhow::Result<
     Ok(())
 }
 
-#[test]
-fn a_worker_with_another_password_fails_the_job_naming_it() -> anyhow::Result<()> {
-    let Some(postgres) = util::citus_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+fn a_worker_with_another_password_fails_the_job_naming_it(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     let values = util::values(
         json!({"workerRegistration": {"backoffLimit": 1, "activeDeadlineSeconds": 120}}),
     );
@@ -60,7 +57,7 @@ fn a_worker_with_another_password_fails_the_job_naming_it() -> anyhow::Result<()
     // ...then the release's Secret is back for everything else, including the Job.
     cluster.apply(&manifest)?;
     let err = cluster
-        .run_hooks(&manifest, Phase::PostInstall)
+        .run_hooks(&manifest, HookEvent::PostInstall)
         .err()
         .context("registration succeeded")?;
     let message = format!("{:#}", anyhow::Error::from(err));

@@ -10,6 +10,9 @@ use crate::util::{
     self, APP_PASSWORD, COORDINATOR, COORDINATOR_FQDN, COORDINATOR_SERVICE, POSTGRES_PASSWORD,
     SOCKET,
 };
+use crate::util::Env;
+
+crate::scenarios!(Citus: install_registers_workers_serves_tables_and_survives_rerun_and_restart, shard_moves_work_as_postgres_and_as_the_application_user);
 
 pub const ROWS: u32 = 10_000;
 
@@ -92,12 +95,9 @@ pub fn check_tables(cluster: &local_cluster::Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn install_registers_workers_serves_tables_and_survives_rerun_and_restart() -> anyhow::Result<()> {
-    let Some(postgres) = util::citus_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+fn install_registers_workers_serves_tables_and_survives_rerun_and_restart(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     let manifest = cluster.install(&util::values(json!({})))?;
     cluster.wait_all_ready(util::READY)?;
     let before = assert_registered(&cluster, 3)?;
@@ -184,12 +184,9 @@ fn move_shard(
     Ok(shard)
 }
 
-#[test]
-fn shard_moves_work_as_postgres_and_as_the_application_user() -> anyhow::Result<()> {
-    let Some(postgres) = util::citus_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+fn shard_moves_work_as_postgres_and_as_the_application_user(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     cluster.install(&util::values(json!({})))?;
     cluster.wait_all_ready(util::READY)?;
     load_tables(&cluster)?;

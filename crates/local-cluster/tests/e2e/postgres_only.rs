@@ -8,12 +8,15 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
-use local_cluster::{Manifest, Phase};
+use local_cluster::{HookEvent, Manifest};
 use serde_json::json;
 
 use crate::util::{
     self, Login, APP_PASSWORD, COORDINATOR_FQDN, COORDINATOR_SERVICE, POSTGRES_PASSWORD, SOCKET,
 };
+use crate::util::Env;
+
+crate::scenarios!(Postgres: first_start_creates_role_and_database_then_fails_at_the_citus_extension, settings_come_from_values_and_tcp_requires_scram_passwords, restart_reuses_the_data_directory_without_initdb, registration_names_a_node_that_never_listens_before_its_deadline);
 
 const EXTENSION_FAILED: &str = "creating the role, database or extension failed";
 
@@ -107,12 +110,9 @@ fn start_server(cluster: &mut util::TestCluster, manifest: &Manifest) -> anyhow:
     Ok(pod)
 }
 
-#[test]
-fn first_start_creates_role_and_database_then_fails_at_the_citus_extension() -> anyhow::Result<()> {
-    let Some(postgres) = util::postgres_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+fn first_start_creates_role_and_database_then_fails_at_the_citus_extension(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     let (manifest, log, probes) = run_entrypoint(&mut cluster, None)?;
     ensure!(
         log.contains("initialising a new data directory in /var/lib/postgresql/data/pgdata"),
@@ -185,12 +185,9 @@ fn first_start_creates_role_and_database_then_fails_at_the_citus_extension() -> 
     Ok(())
 }
 
-#[test]
-fn settings_come_from_values_and_tcp_requires_scram_passwords() -> anyhow::Result<()> {
-    let Some(postgres) = util::postgres_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+fn settings_come_from_values_and_tcp_requires_scram_passwords(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     let (manifest, _, _) = run_entrypoint(&mut cluster, None)?;
     let pod = start_server(&mut cluster, &manifest)?;
     for (setting, expected) in [
@@ -262,12 +259,9 @@ fn settings_come_from_values_and_tcp_requires_scram_passwords() -> anyhow::Resul
     Ok(())
 }
 
-#[test]
-fn restart_reuses_the_data_directory_without_initdb() -> anyhow::Result<()> {
-    let Some(postgres) = util::postgres_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+fn restart_reuses_the_data_directory_without_initdb(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     let (manifest, _, _) = run_entrypoint(&mut cluster, None)?;
     let pod = start_server(&mut cluster, &manifest)?;
     util::psql(
@@ -318,18 +312,15 @@ fn restart_reuses_the_data_directory_without_initdb() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn registration_names_a_node_that_never_listens_before_its_deadline() -> anyhow::Result<()> {
-    let Some(postgres) = util::postgres_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+fn registration_names_a_node_that_never_listens_before_its_deadline(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     let values = json!({"worker": {"replicaCount": 1}, "workerRegistration": {"backoffLimit": 0, "activeDeadlineSeconds": 30}});
     let mut manifest = cluster.render(&util::values(values), false)?;
     util::drop_citus_preload(&mut manifest)?;
     cluster.apply(&manifest)?;
     let err = cluster
-        .run_hooks(&manifest, Phase::PostInstall)
+        .run_hooks(&manifest, HookEvent::PostInstall)
         .err()
         .context("registration succeeded without citus")?;
     let message = format!("{:#}", anyhow::Error::from(err));

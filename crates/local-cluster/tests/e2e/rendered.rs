@@ -4,7 +4,9 @@ use anyhow::ensure;
 use local_cluster::Manifest;
 use serde_json::{json, Value};
 
-use crate::util::{self, APP_PASSWORD, POSTGRES_PASSWORD};
+use crate::util::{self, Env, APP_PASSWORD, POSTGRES_PASSWORD};
+
+crate::scenarios!(Helm: passwords_are_not_in_arguments_env_values_or_config_maps);
 
 fn render(values: Value) -> anyhow::Result<Manifest> {
     let req = local_cluster::RenderRequest {
@@ -53,8 +55,7 @@ fn container_strings(doc: &Value) -> Vec<String> {
     out
 }
 
-#[test]
-fn passwords_are_not_in_arguments_env_values_or_config_maps() -> anyhow::Result<()> {
+fn passwords_are_not_in_arguments_env_values_or_config_maps(_: &Env) -> anyhow::Result<()> {
     for extra in [json!({}), json!({"auth": {"usePasswordFiles": true}})] {
         let manifest = render(util::values(extra.clone()))?;
         let mut containers = 0;

@@ -5,13 +5,13 @@ use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, check_tables, load_tables};
 use crate::util::{self, SOCKET};
+use crate::util::Env;
 
-#[test]
-fn upgrade_with_extra_configuration_is_live_on_every_node() -> anyhow::Result<()> {
-    let Some(postgres) = util::citus_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+crate::scenarios!(Citus: upgrade_with_extra_configuration_is_live_on_every_node, scale_out_then_in_drains_the_removed_worker_before_its_pod_goes);
+
+fn upgrade_with_extra_configuration_is_live_on_every_node(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     cluster.install(&util::values(json!({})))?;
     cluster.wait_all_ready(util::READY)?;
     let before = assert_registered(&cluster, 3)?;
@@ -47,12 +47,9 @@ fn upgrade_with_extra_configuration_is_live_on_every_node() -> anyhow::Result<()
     Ok(())
 }
 
-#[test]
-fn scale_out_then_in_drains_the_removed_worker_before_its_pod_goes() -> anyhow::Result<()> {
-    let Some(postgres) = util::citus_env()? else {
-        return Ok(());
-    };
-    let mut cluster = util::cluster(&postgres)?;
+fn scale_out_then_in_drains_the_removed_worker_before_its_pod_goes(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
     cluster.install(&util::values(json!({})))?;
     cluster.wait_all_ready(util::READY)?;
     load_tables(&cluster)?;

@@ -1,5 +1,5 @@
-//! Shared pieces of the scenarios: environment checks (skip with a reason), a cluster per test (at most two
-//! at once on this 2-core machine), chart values with known passwords, and psql through `kubectl exec`.
+//! Shared pieces of the scenarios: what a scenario needs and the check of it, a cluster per scenario (at
+//! most two at once on this 2-core machine), chart values with known passwords, psql through `kubectl exec`.
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -26,54 +26,106 @@ pub fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus")
 }
 
-fn skip(reason: &str) -> Option<Postgres> {
-    println!("skipped: {reason}");
-    None
+/// What a scenario needs from this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Helm only (rendering).
+    Helm,
+    /// Root (namespaces, mounts, uid changes), iproute2, PostgreSQL, nss_wrapper.
+    Postgres,
+    /// Also Citus (`citus.so` in `pg_config --pkglibdir`).
+    Citus,
+    /// Also a second Citus build mapped to a `citusdata/citus` tag by `LOCAL_CLUSTER_IMAGES`.
+    TwoCitus,
 }
 
-/// What every scenario needs: root (namespaces, mounts, uid changes), iproute2, PostgreSQL, nss_wrapper.
-pub fn postgres_env() -> anyhow::Result<Option<Postgres>> {
+impl Needs {
+    pub fn label(self) -> &'static str {
+        match self {
+            Needs::Helm => "helm",
+            Needs::Postgres => "postgres",
+            Needs::Citus => "citus",
+            Needs::TwoCitus => "two citus versions",
+        }
+    }
+}
+
+/// One scenario: a name, what it needs, and the function that runs it.
+#[derive(Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub needs: Needs,
+    pub run: fn(&Env) -> anyhow::Result<()>,
+}
+
+/// Declares a module's scenarios: `scenarios!(Citus: a, b; Postgres: c);`.
+#[macro_export]
+macro_rules! scenarios {
+    ($($needs:ident: $($f:ident),+);+ $(;)?) => {
+        pub const SCENARIOS: &[$crate::util::Scenario] = &[
+            $($($crate::util::Scenario { name: stringify!($f), needs: $crate::util::Needs::$needs, run: $f },)+)+
+        ];
+    };
+}
+
+/// What the machine provides to a scenario.
+pub struct Env {
+    postgres: Option<Postgres>,
+    /// A `citusdata/citus` tag that `LOCAL_CLUSTER_IMAGES` maps to another Citus build.
+    pub upgrade_tag: Option<String>,
+}
+
+impl Env {
+    pub fn postgres(&self) -> anyhow::Result<&Postgres> {
+        self.postgres.as_ref().context("this scenario was declared without needing PostgreSQL")
+    }
+}
+
+/// The environment for `needs`, or why this machine cannot provide it.
+pub fn available(needs: Needs) -> Result<Env, String> {
+    if needs == Needs::Helm {
+        helm_engine::Helm::discover().map_err(|e| e.to_string())?;
+        return Ok(Env { postgres: None, upgrade_tag: None });
+    }
     if !nix::unistd::Uid::effective().is_root() {
-        return Ok(skip(
-            "needs root (network and mount namespaces, running pods as uid 1001)",
-        ));
+        return Err("needs root (network and mount namespaces, running pods as uid 1001)".into());
     }
     if std::process::Command::new("ip").arg("-V").output().is_err() {
-        return Ok(skip("iproute2 (`ip`) is not installed"));
+        return Err("iproute2 (`ip`) is not installed".into());
     }
-    let pg_config = std::env::var("LOCAL_CLUSTER_PG_CONFIG")
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
+    let pg_config = std::env::var("LOCAL_CLUSTER_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
     if !Path::new(&pg_config).exists() {
-        return Ok(skip(&format!(
-            "PostgreSQL is not installed (no {pg_config})"
-        )));
+        return Err(format!("PostgreSQL is not installed (no {pg_config})"));
     }
-    let nss = [
-        "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
-        "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so",
-        "/usr/lib/libnss_wrapper.so",
-    ];
+    let nss = ["/usr/lib/x86_64-linux-gnu/libnss_wrapper.so", "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so", "/usr/lib/libnss_wrapper.so"];
     if !nss.iter().any(|p| Path::new(p).exists()) {
-        return Ok(skip(
-            "libnss_wrapper.so is not installed (apt-get install libnss-wrapper; the image has it)",
-        ));
+        return Err("libnss_wrapper.so is not installed (apt-get install libnss-wrapper; the image has it)".into());
     }
-    Ok(Some(Postgres::from_pg_config(Path::new(&pg_config))?))
-}
-
-/// Additionally Citus (`citus.so` in `pg_config --pkglibdir`).
-pub fn citus_env() -> anyhow::Result<Option<Postgres>> {
-    let Some(postgres) = postgres_env()? else {
-        return Ok(None);
-    };
-    let lib = postgres.citus_library();
-    if !lib.exists() {
-        let dir = postgres.pkglibdir.display().to_string();
-        return Ok(skip(&format!(
-            "Citus is not installed (no citus.so in {dir})"
-        )));
+    let postgres = Postgres::from_pg_config(Path::new(&pg_config)).map_err(|e| e.to_string())?;
+    if needs == Needs::Postgres {
+        return Ok(Env { postgres: Some(postgres), upgrade_tag: None });
     }
-    Ok(Some(postgres))
+    if !postgres.citus_library().exists() {
+        return Err(format!("Citus is not installed (no citus.so in {})", postgres.pkglibdir.display()));
+    }
+    if needs == Needs::Citus {
+        return Ok(Env { postgres: Some(postgres), upgrade_tag: None });
+    }
+    let images = std::env::var(local_cluster::IMAGES_ENV).unwrap_or_default();
+    let lib = postgres.pkglibdir.strip_prefix("/").unwrap_or(&postgres.pkglibdir).to_path_buf();
+    let tag = images.split(',').find_map(|entry| {
+        let (image, root) = entry.split_once('=')?;
+        let tag = image.trim().strip_prefix("citusdata/citus:")?;
+        Path::new(root.trim()).join(&lib).join("citus.so").exists().then(|| tag.to_owned())
+    });
+    match tag {
+        Some(tag) => Ok(Env { postgres: Some(postgres), upgrade_tag: Some(tag) }),
+        None => Err(format!(
+            "no second Citus build: set {}=citusdata/citus:<tag>=<DESTDIR root holding {}/citus.so>",
+            local_cluster::IMAGES_ENV,
+            postgres.pkglibdir.display()
+        )),
+    }
 }
 
 static SLOTS: Mutex<u32> = Mutex::new(2);

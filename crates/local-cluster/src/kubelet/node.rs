@@ -1,0 +1,234 @@
+//! The node: every pod of the cluster on this machine, the pod network and the name service (the cluster
+//! DNS stand-in: one hosts file bound over every pod's `/etc/hosts`, rewritten in place).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::image::Images;
+use super::pod::{ClusterDirs, KubeletConfig, Pod, PodConfig, StartContext};
+use crate::error::{Context, Error, Result};
+use crate::sandbox::mounts::{Mount, Source};
+use crate::sandbox::netns::Network;
+use crate::store::{kind_and_name, Store};
+
+/// Faults a scenario asked for (see `Cluster`'s fault verbs).
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Pods that stay Pending when created: no address, no DNS name, no process.
+    pub pending: BTreeSet<String>,
+    /// (pod, line): kill every process of the pod when its log first shows the line.
+    pub kill_on_log: Vec<(String, String)>,
+    /// Pairs of pods that cannot reach each other (in both directions).
+    pub cuts: Vec<(String, String)>,
+}
+
+pub struct Node {
+    pub(crate) pods: BTreeMap<String, Pod>,
+    pub(crate) faults: Faults,
+    network: Network,
+    dir: PathBuf,
+    pub(crate) images: Images,
+    pub(crate) kubelet: KubeletConfig,
+    pub(crate) namespace: String,
+    pub(crate) cluster_domain: String,
+    pub(crate) init_timeout: Duration,
+}
+
+impl Node {
+    pub fn new(dir: PathBuf, images: Images, kubelet: KubeletConfig, namespace: String, init_timeout: Duration) -> Result<Self> {
+        for sub in ["pods", "claims", "logs"] {
+            fs::create_dir_all(dir.join(sub)).context(|| format!("creating {}", dir.join(sub).display()))?;
+        }
+        // No nameserver: glibc then asks 127.0.0.1, which refuses at once inside a pod's namespace.
+        let resolv = "# local-cluster: names come from /etc/hosts\noptions timeout:1 attempts:1\n";
+        fs::write(dir.join("resolv.conf"), resolv).context(|| "writing resolv.conf".to_owned())?;
+        Ok(Node {
+            pods: BTreeMap::new(),
+            faults: Faults::default(),
+            network: Network::new()?,
+            dir,
+            images,
+            kubelet,
+            namespace,
+            cluster_domain: "cluster.local".to_owned(),
+            init_timeout,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn pod(&self, name: &str) -> Result<&Pod> {
+        self.pods.get(name).ok_or_else(|| Error::Manifest(format!("no pod {name}")))
+    }
+
+    pub fn pod_mut(&mut self, name: &str) -> Result<&mut Pod> {
+        self.pods.get_mut(name).ok_or_else(|| Error::Manifest(format!("no pod {name}")))
+    }
+
+    /// Whether a pod is held Pending (a fault).
+    pub fn is_pending(&self, name: &str) -> bool {
+        self.faults.pending.contains(name) && !self.pods.contains_key(name)
+    }
+
+    /// Creates and starts a pod (its name and address join the hosts file first). A pod held Pending is
+    /// not started: it has no address and no DNS name until the hold is released.
+    pub fn create_pod(&mut self, config: PodConfig, store: &Store) -> Result<()> {
+        if self.pods.contains_key(&config.name) {
+            return Err(Error::Manifest(format!("pod {} already exists", config.name)));
+        }
+        if self.faults.pending.contains(&config.name) {
+            return Ok(());
+        }
+        let in_use: Vec<_> = self.pods.values().map(Pod::ip).collect();
+        let net = self.network.add_pod(&in_use)?;
+        self.write_hosts_with(store, Some((&config, net.ip)))?;
+        let extra = [
+            Mount { target: "/etc/hosts".into(), source: Source::Path(self.dir.join("hosts")), read_only: true },
+            Mount { target: "/etc/resolv.conf".into(), source: Source::Path(self.dir.join("resolv.conf")), read_only: true },
+        ];
+        let dirs = ClusterDirs { pods: &self.dir.join("pods"), claims: &self.dir.join("claims"), logs: &self.dir.join("logs") };
+        let ctx = StartContext { store, images: &self.images, dirs: &dirs, extra_mounts: &extra, kubelet: self.kubelet, init_timeout: self.init_timeout };
+        let name = config.name.clone();
+        match Pod::start(config, net, &ctx) {
+            Ok(pod) => {
+                self.pods.insert(name.clone(), pod);
+                self.apply_cuts(&name)
+            }
+            Err(e) => {
+                self.write_hosts(store)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops a pod and removes its namespace and non-persistent volumes.
+    pub fn delete_pod(&mut self, name: &str, store: &Store) -> Result<()> {
+        let pod = self.pods.remove(name).ok_or_else(|| Error::Manifest(format!("no pod {name}")))?;
+        pod.stop()?;
+        self.write_hosts(store)
+    }
+
+    /// One pass of the kubelet over every pod, and the log-triggered kills that are due.
+    pub fn sync(&mut self) -> Result<()> {
+        let mut fired = Vec::new();
+        for (i, (pod, line)) in self.faults.kill_on_log.iter().enumerate() {
+            if let Some(p) = self.pods.get_mut(pod) {
+                if fs::read_to_string(p.log_path()).is_ok_and(|log| log.contains(line.as_str())) {
+                    p.kill_everything();
+                    fired.push(i);
+                }
+            }
+        }
+        for i in fired.into_iter().rev() {
+            self.faults.kill_on_log.remove(i);
+        }
+        for pod in self.pods.values_mut() {
+            pod.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the pod is ready, running the kubelet meanwhile; fails at once when it never will be.
+    pub fn wait_ready(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.sync()?;
+            let pod = self.pod(name)?;
+            if pod.is_ready() {
+                return Ok(());
+            }
+            let why = pod.readiness_problem()?;
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout { what: format!("pod {name} to become ready ({why})"), waited: timeout, log_tail: pod.log_tail() });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Blocks traffic between two pods both ways (and again whenever either is recreated).
+    pub fn cut(&mut self, a: &str, b: &str) -> Result<()> {
+        self.faults.cuts.push((a.to_owned(), b.to_owned()));
+        self.apply_cuts(a)
+    }
+
+    pub fn heal(&mut self, a: &str, b: &str) -> Result<()> {
+        self.faults.cuts.retain(|(x, y)| !((x == a && y == b) || (x == b && y == a)));
+        if let (Some(pa), Some(pb)) = (self.pods.get(a), self.pods.get(b)) {
+            pa.net().netns.unblock(pb.ip())?;
+            pb.net().netns.unblock(pa.ip())?;
+        }
+        Ok(())
+    }
+
+    fn apply_cuts(&self, pod: &str) -> Result<()> {
+        for (a, b) in &self.faults.cuts {
+            let other = if a == pod { b } else if b == pod { a } else { continue };
+            if let (Some(p), Some(o)) = (self.pods.get(pod), self.pods.get(other)) {
+                p.net().netns.block(o.ip())?;
+                o.net().netns.block(p.ip())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn write_hosts(&self, store: &Store) -> Result<()> {
+        self.write_hosts_with(store, None)
+    }
+
+    /// Rewrites the hosts file in place (its inode is bind-mounted into every pod): every pod under its
+    /// hostname and, for StatefulSet pods, `<pod>.<service>[.<ns>[.svc[.<domain>]]]`; every Service under
+    /// `<svc>[.<ns>[.svc[.<domain>]]]` with the addresses of the pods it selects (no virtual IPs).
+    fn write_hosts_with(&self, store: &Store, new: Option<(&PodConfig, Ipv4Addr)>) -> Result<()> {
+        let (ns, domain) = (&self.namespace, &self.cluster_domain);
+        let names = |base: &str| format!("{base}.{ns}.svc.{domain} {base}.{ns}.svc {base}.{ns} {base}");
+        let pods: Vec<(&PodConfig, Ipv4Addr)> = self.pods.values().map(|p| (&p.config, p.ip())).chain(new).collect();
+        let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        for (config, ip) in &pods {
+            match &config.subdomain {
+                Some(sub) => text.push_str(&format!("{ip}\t{}\n", names(&format!("{}.{sub}", config.name)))),
+                None => text.push_str(&format!("{ip}\t{}\n", config.name)),
+            }
+        }
+        for service in store.of_kind("Service") {
+            let Ok((_, name)) = kind_and_name(service) else { continue };
+            let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else { continue };
+            for (config, ip) in &pods {
+                if selector.iter().all(|(k, v)| v.as_str().is_some_and(|v| config.labels.get(k).is_some_and(|l| l == v))) {
+                    text.push_str(&format!("{ip}\t{}\n", names(&name)));
+                }
+            }
+        }
+        let path = self.dir.join("hosts");
+        let mut file = fs::OpenOptions::new().create(true).write(true).truncate(true).open(&path).context(|| format!("opening {}", path.display()))?;
+        file.write_all(text.as_bytes()).context(|| format!("writing {}", path.display()))
+    }
+
+    /// Stops every pod, stop signals first so that their shutdowns overlap.
+    pub fn stop_all(&mut self) {
+        for pod in self.pods.values_mut() {
+            pod.signal_stop();
+        }
+        for (name, pod) in std::mem::take(&mut self.pods) {
+            if let Err(e) = pod.stop() {
+                eprintln!("local-cluster: stopping pod {name}: {e}");
+            }
+        }
+    }
+}
+
+/// Labels of a pod template (`metadata.labels`).
+pub(crate) fn template_labels(template: &Value) -> BTreeMap<String, String> {
+    template
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default()
+}
