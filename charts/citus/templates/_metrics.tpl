@@ -14,14 +14,18 @@
   {{- else }}
   args:
     - --web.listen-address=:{{ $m.containerPorts.metrics }}
+    - --extend.query-path=/etc/citus/metrics/queries.yaml
+    {{- with include "citus.metrics.bgwriterFlag" $m.image }}
+    - {{ . }}
+    {{- end }}
   {{- end }}
   {{- include "citus.containerSecurityContext" (merge (dict "readOnlyRootFilesystem" true) $v.containerSecurityContext) | nindent 2 }}
   env:
     - name: DATA_SOURCE_URI
       value: {{ printf "127.0.0.1:%v/%s?sslmode=disable" $v.containerPorts.postgresql $ctx.Values.auth.database | quote }}
     - name: DATA_SOURCE_USER
-      value: {{ include "citus.superuser" $ctx | quote }}
-    {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "DATA_SOURCE_PASS" "key" (include "citus.superuserPasswordKey" $ctx)) | nindent 4 }}
+      value: {{ $m.username | quote }}
+    {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "DATA_SOURCE_PASS" "key" $ctx.Values.auth.secretKeys.monitoringPasswordKey) | nindent 4 }}
   ports:
     - name: http-metrics
       containerPort: {{ $m.containerPorts.metrics }}
@@ -43,8 +47,48 @@
     timeoutSeconds: 5
   {{- end }}
   {{- include "citus.job.resources" $m | nindent 2 }}
-  {{- if $ctx.Values.auth.usePasswordFiles }}
   volumeMounts:
+    - name: metrics-queries
+      mountPath: /etc/citus/metrics
+      readOnly: true
     {{- include "citus.passwordFilesMount" $ctx | nindent 4 }}
-  {{- end }}
+{{- end -}}
+
+{{/*
+The exporter flag that turns off its bgwriter collector, which fails on PostgreSQL 17 (the columns moved to
+pg_stat_checkpointer) before postgres-exporter 0.17.0; the collector is called bgwriter before 0.13.0.
+Tags that are not versions (latest, a digest's tag) are taken as new enough. Call with the image values.
+*/}}
+{{- define "citus.metrics.bgwriterFlag" -}}
+{{- $tag := toString .tag -}}
+{{- if regexMatch "^v?[0-9]+\\.[0-9]+\\.[0-9]+" $tag -}}
+{{- $version := regexFind "[0-9]+\\.[0-9]+\\.[0-9]+" $tag -}}
+{{- if semverCompare "<0.13.0" $version -}}
+--no-collector.bgwriter
+{{- else if semverCompare "<0.17.0" $version -}}
+--no-collector.stat_bgwriter
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment of the PostgreSQL container for monitoring-role.sh (the role the exporter logs in with). */}}
+{{- define "citus.metrics.nodeEnv" -}}
+{{- if .ctx.Values.metrics.enabled -}}
+- name: CITUS_MONITORING_USER
+  value: {{ .ctx.Values.metrics.username | quote }}
+{{ include "citus.node.passwordEnv" (dict "ctx" .ctx "var" "CITUS_MONITORING_PASSWORD" "key" .ctx.Values.auth.secretKeys.monitoringPasswordKey) }}
+{{- end -}}
+{{- end -}}
+
+{{/* The exporter's queries file, as a pod volume. Call with the root context. */}}
+{{- define "citus.metrics.volumes" -}}
+{{- if .Values.metrics.enabled -}}
+- name: metrics-queries
+  configMap:
+    name: {{ include "citus.metrics.queriesName" . }}
+{{- end -}}
+{{- end -}}
+
+{{- define "citus.metrics.queriesName" -}}
+{{- printf "%s-metrics-queries" (include "citus.fullname" .) -}}
 {{- end -}}
