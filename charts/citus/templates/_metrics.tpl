@@ -92,3 +92,49 @@ Tags that are not versions (latest, a digest's tag) are taken as new enough. Cal
 {{- define "citus.metrics.queriesName" -}}
 {{- printf "%s-metrics-queries" (include "citus.fullname" .) -}}
 {{- end -}}
+
+{{/* Series of this release's exporters (both node groups), and of the coordinator's only. */}}
+{{- define "citus.alerts.selector" -}}
+namespace="{{ .Release.Namespace }}", service=~"{{ include "citus.fullname" . }}-(coordinator|worker)-metrics"
+{{- end -}}
+
+{{- define "citus.alerts.coordinatorSelector" -}}
+namespace="{{ .Release.Namespace }}", service="{{ include "citus.componentName" (dict "ctx" . "component" "coordinator") }}-metrics"
+{{- end -}}
+
+{{/* Where an alert's runbook is: a section of the chart README named after the alert. */}}
+{{- define "citus.alerts.runbook" -}}
+"Chart README (README.en.md / README.md), section Alerts: {{ . }}"
+{{- end -}}
+
+{{/*
+Seconds a backup may be old before CitusBackupTooOld: metrics.prometheusRule.backupMaxAgeSeconds, or the
+longest gap backup.schedule can leave plus an hour for the run itself. The gap is read coarsely from the
+cron fields (a month or day-of-month field: a year or a month; a weekday field: a week; an hour field
+"every N hours": N hours; another hour field: a day; else an hour), so it is an upper bound.
+*/}}
+{{- define "citus.alerts.backupMaxAge" -}}
+{{- $pr := .Values.metrics.prometheusRule -}}
+{{- if gt (int $pr.backupMaxAgeSeconds) 0 -}}
+{{- int $pr.backupMaxAgeSeconds -}}
+{{- else -}}
+{{- $schedule := trim .Values.backup.schedule -}}
+{{- $macros := dict "@yearly" 31622400 "@annually" 31622400 "@monthly" 2678400 "@weekly" 604800 "@daily" 86400 "@midnight" 86400 "@hourly" 3600 -}}
+{{- $period := 86400 -}}
+{{- if hasKey $macros $schedule -}}
+{{- $period = index $macros $schedule -}}
+{{- else -}}
+{{- $f := splitList " " (regexReplaceAll "\\s+" $schedule " ") -}}
+{{- if lt (len $f) 5 -}}
+{{- fail (printf "backup.schedule=%q is not a cron schedule of 5 fields; set it, or metrics.prometheusRule.backupMaxAgeSeconds" $schedule) -}}
+{{- end -}}
+{{- if ne (index $f 3) "*" -}}{{- $period = 31622400 -}}
+{{- else if ne (index $f 2) "*" -}}{{- $period = 2678400 -}}
+{{- else if ne (index $f 4) "*" -}}{{- $period = 604800 -}}
+{{- else if hasPrefix "*/" (index $f 1) -}}{{- $period = mul 3600 (int (trimPrefix "*/" (index $f 1))) -}}
+{{- else if eq (index $f 1) "*" -}}{{- $period = 3600 -}}
+{{- end -}}
+{{- end -}}
+{{- add $period 3600 -}}
+{{- end -}}
+{{- end -}}
