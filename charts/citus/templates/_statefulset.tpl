@@ -96,10 +96,7 @@ hostAliases:
 affinity:
   {{- . | nindent 2 }}
 {{- end }}
-{{- with $v.nodeSelector }}
-nodeSelector:
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
-{{- end }}
+{{- include "citus.nodeSelector" (dict "ctx" $ctx "image" $ctx.Values.image "nodeSelector" $v.nodeSelector) }}
 {{- with $v.tolerations }}
 tolerations:
   {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
