@@ -100,12 +100,9 @@ fn postgres() -> Result<()> {
     }
     exec(Command::new("apt-get").arg("update").arg("-q"))?;
     exec(Command::new("sh").arg("-c").arg(format!("DEBIAN_FRONTEND=noninteractive {install}")))?;
-    // Debian starts a default cluster on port 5432 and the packaged Prometheus and exporter; the tests start
-    // their own.
+    // Debian starts a default cluster on port 5432; the tests start their own servers (and exporters, on
+    // ports of their own).
     let _ = Command::new("pg_ctlcluster").args(["15", "main", "stop"]).status();
-    for service in ["prometheus", "prometheus-postgres-exporter"] {
-        let _ = Command::new("service").args([service, "stop"]).status();
-    }
     step("postgres", "installed postgresql-15, libnss-wrapper, iproute2, prometheus, prometheus-postgres-exporter")
 }
 
