@@ -13,6 +13,7 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("render::exporter_logs_in_as_the_monitoring_role", exporter_logs_in_as_the_monitoring_role),
         Trial::test("render::citus_images_default_to_amd64_nodes", citus_images_default_to_amd64_nodes),
         Trial::test("render::dashboard_and_alerts_use_exported_metrics", dashboard_and_alerts_use_exported_metrics),
+        Trial::test("render::notes_tell_what_ingress_and_nodes_can_do", notes_tell_what_ingress_and_nodes_can_do),
     ]
 }
 
@@ -186,4 +187,21 @@ fn dashboard_and_alerts_use_exported_metrics() -> Result<(), Failed> {
         return Err(format!("metrics used {used:?}; not exported: {unknown:?}").into());
     }
     Ok(())
+}
+
+fn notes_tell_what_ingress_and_nodes_can_do() -> Result<(), Failed> {
+    let helm = helm_engine::Helm::discover().map_err(|e| e.to_string())?;
+    let options = chart_tests::options(chart_tests::KUBE_VERSIONS[1]);
+    let notes = |values: Value| -> Result<String, Failed> {
+        let rendered = helm.render(&chart_tests::chart_dir(), &values, &options).map_err(|e| e.to_string())?;
+        Ok(rendered.notes().unwrap_or_default().to_owned())
+    };
+    let mut problems = Vec::new();
+    let with = notes(json!({"ingress": {"enabled": true}, "metrics": {"enabled": true}}))?;
+    check(&mut problems, with.contains("an Ingress carries HTTP only"), "Ingress note".into());
+    check(&mut problems, with.contains("run on amd64 nodes only"), "architecture note".into());
+    check(&mut problems, with.contains("scraped as role citus_monitor"), "monitoring role note".into());
+    let without = notes(json!({"image": {"nodeArchitecture": "any"}}))?;
+    check(&mut problems, !without.contains("Ingress carries") && !without.contains("nodes only"), format!("notes without both:\n{without}"));
+    verdict(problems)
 }
