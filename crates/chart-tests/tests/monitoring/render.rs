@@ -1,5 +1,6 @@
 //! How the monitoring values render: the exporter's bgwriter switch per tag, the monitoring role's wiring,
-//! the default node architecture, and a dashboard and alerts that use only metrics the exporter exports.
+//! the default node architecture, a dashboard and alerts that use only metrics the exporter exports, the
+//! NOTES, and Chart.yaml's image list.
 
 use std::collections::BTreeSet;
 
@@ -14,6 +15,7 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("render::citus_images_default_to_amd64_nodes", citus_images_default_to_amd64_nodes),
         Trial::test("render::dashboard_and_alerts_use_exported_metrics", dashboard_and_alerts_use_exported_metrics),
         Trial::test("render::notes_tell_what_ingress_and_nodes_can_do", notes_tell_what_ingress_and_nodes_can_do),
+        Trial::test("render::artifacthub_images_are_the_rendered_images", artifacthub_images_are_the_rendered_images),
     ]
 }
 
@@ -204,4 +206,24 @@ fn notes_tell_what_ingress_and_nodes_can_do() -> Result<(), Failed> {
     let without = notes(json!({"image": {"nodeArchitecture": "any"}}))?;
     check(&mut problems, !without.contains("Ingress carries") && !without.contains("nodes only"), format!("notes without both:\n{without}"));
     verdict(problems)
+}
+
+/// `artifacthub.io/images` of Chart.yaml lists exactly the images the chart runs with every component on.
+fn artifacthub_images_are_the_rendered_images() -> Result<(), Failed> {
+    let chart_yaml = std::fs::read_to_string(chart_tests::chart_dir().join("Chart.yaml")).map_err(|e| e.to_string())?;
+    let chart: Value = serde_yaml::from_str(&chart_yaml).map_err(|e| e.to_string())?;
+    let listed: Value = serde_yaml::from_str(chart["annotations"]["artifacthub.io/images"].as_str().ok_or("no artifacthub.io/images")?)
+        .map_err(|e| e.to_string())?;
+    let listed: BTreeSet<String> =
+        listed.as_array().into_iter().flatten().filter_map(|i| i["image"].as_str().map(str::to_owned)).collect();
+    let docs = render(&json!({"metrics": {"enabled": true}, "backup": {"enabled": true}, "volumePermissions": {"enabled": true}}))?;
+    let rendered: BTreeSet<String> = docs
+        .iter()
+        .flat_map(|d| chart_tests::pod_specs(&d.value).into_iter().map(|(_, spec)| spec.clone()).collect::<Vec<_>>())
+        .flat_map(|spec| chart_tests::containers(&spec).filter_map(|c| c["image"].as_str().map(str::to_owned)).collect::<Vec<_>>())
+        .collect();
+    if listed != rendered {
+        return Err(format!("Chart.yaml lists {listed:?}, the chart renders {rendered:?}").into());
+    }
+    Ok(())
 }
