@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: the project's set-up and entry points (see README.md).
 
+mod package;
 mod render;
 mod setup;
 mod values;
@@ -11,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Citus chart tasks: setup, render, test")]
+#[command(about = "Citus chart tasks: setup, render, schema, package, test")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -27,6 +28,8 @@ enum Task {
     },
     /// Render the chart like `helm template` (default release my-citus in namespace citus).
     Render(render::Args),
+    /// Write the chart archive (`helm package`'s .tgz, what `helm push` uploads) into target/chart/.
+    Package(package::Args),
     /// Regenerate charts/citus/values.schema.json from the @param/@schema comments of values.yaml.
     Schema,
     /// Install everything, then run `cargo test --workspace` with the tools' locations set.
@@ -57,6 +60,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Render(args) => {
             setup::run(&root, Some(setup::Tool::Helm))?;
             render::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Package(args) => {
+            package::run(&root, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Schema => {
