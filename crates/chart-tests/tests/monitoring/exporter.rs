@@ -194,7 +194,7 @@ fn run(exporter_version: &str) -> Result<(), Failed> {
         }
     };
     expect(&mut problems, "three active nodes", cm.values("citus_node_active") == [1.0, 1.0, 1.0]);
-    expect(&mut problems, "every node reachable with the role's pg_dist_authinfo", cm.values("citus_node_reachable") == [1.0, 1.0, 1.0]);
+    expect(&mut problems, "every node reachable with the role's pg_dist_authinfo", cm.values("citus_node_connection_reachable") == [1.0, 1.0, 1.0]);
     let port = |n: &Node| n.port.to_string();
     expect(
         &mut problems,
