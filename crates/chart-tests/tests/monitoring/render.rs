@@ -16,6 +16,7 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("render::dashboard_and_alerts_use_exported_metrics", dashboard_and_alerts_use_exported_metrics),
         Trial::test("render::notes_tell_what_ingress_and_nodes_can_do", notes_tell_what_ingress_and_nodes_can_do),
         Trial::test("render::artifacthub_images_are_the_rendered_images", artifacthub_images_are_the_rendered_images),
+        Trial::test("render::backup_age_allowed_by_the_schedule", backup_age_allowed_by_the_schedule),
     ]
 }
 
@@ -226,4 +227,36 @@ fn artifacthub_images_are_the_rendered_images() -> Result<(), Failed> {
         return Err(format!("Chart.yaml lists {listed:?}, the chart renders {rendered:?}").into());
     }
     Ok(())
+}
+
+/// The age CitusBackupTooOld allows: the longest gap of backup.schedule plus an hour, or the explicit value.
+fn backup_age_allowed_by_the_schedule() -> Result<(), Failed> {
+    let mut problems = Vec::new();
+    for (schedule, explicit, seconds) in [
+        ("0 2 * * *", 0, 90_000),
+        ("0 */6 * * *", 0, 25_200),
+        ("*/15 * * * *", 0, 7_200),
+        ("30 3 * * 0", 0, 608_400),
+        ("0 1 1 * *", 0, 2_682_000),
+        ("@hourly", 0, 7_200),
+        ("@weekly", 0, 608_400),
+        ("0 2 * * *", 3_600, 3_600),
+    ] {
+        let docs = render(&json!({
+            "metrics": {"enabled": true, "prometheusRule": {"enabled": true, "backupMaxAgeSeconds": explicit}},
+            "backup": {"enabled": true, "schedule": schedule},
+        }))?;
+        let rule = docs.iter().find(|d| d.kind() == "PrometheusRule").ok_or("no PrometheusRule")?;
+        let expr = rule.value["spec"]["groups"][0]["rules"]
+            .as_array()
+            .and_then(|rules| rules.iter().find(|r| r["alert"] == "CitusBackupTooOld"))
+            .and_then(|r| r["expr"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        check(&mut problems, expr.ends_with(&format!("> {seconds}")), format!("{schedule:?} / {explicit}: {expr}"));
+    }
+    let without_backups = render(&json!({"metrics": {"enabled": true, "prometheusRule": {"enabled": true}}}))?;
+    let rule = without_backups.iter().find(|d| d.kind() == "PrometheusRule").ok_or("no PrometheusRule")?;
+    check(&mut problems, !rule.value.to_string().contains("CitusBackup"), "no backup alerts without backups".into());
+    verdict(problems)
 }
