@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod package;
 mod render;
 mod setup;
 mod summary;
@@ -15,7 +16,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Citus chart tasks: setup, render, test")]
+#[command(about = "Citus chart tasks: setup, render, schema, package, test")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -31,6 +32,8 @@ enum Task {
     },
     /// Render the chart like `helm template` (default release my-citus in namespace citus).
     Render(render::Args),
+    /// Write the chart archive (`helm package`'s .tgz, what `helm push` uploads) into target/chart/.
+    Package(package::Args),
     /// Regenerate charts/citus/values.schema.json from the @param/@schema comments of values.yaml.
     Schema,
     /// Install everything, then run `cargo test --workspace` with the tools' locations set.
@@ -61,6 +64,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Render(args) => {
             setup::run(&root, Some(setup::Tool::Helm))?;
             render::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Package(args) => {
+            package::run(&root, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Schema => {

@@ -90,18 +90,21 @@ fn postgres() -> Result<()> {
     let has_nss_wrapper = glob_exists("/usr/lib", "libnss_wrapper.so");
     let has_ip = Path::new("/usr/sbin/ip").exists() || Path::new("/sbin/ip").exists();
     let has_shellcheck = Path::new("/usr/bin/shellcheck").exists();
-    if has_initdb && has_nss_wrapper && has_ip && has_shellcheck {
+    // The monitoring tests: promtool (prometheus) for the alerts, the exporter for the Citus queries.
+    let has_monitoring = Path::new("/usr/bin/promtool").exists() && Path::new("/usr/bin/prometheus-postgres-exporter").exists();
+    if has_initdb && has_nss_wrapper && has_ip && has_shellcheck && has_monitoring {
         return step("postgres", "present");
     }
-    let install = "apt-get install -y --no-install-recommends postgresql-15 libnss-wrapper iproute2 shellcheck";
+    let install = "apt-get install -y --no-install-recommends postgresql-15 libnss-wrapper iproute2 shellcheck prometheus prometheus-postgres-exporter";
     if !is_root() {
-        bail!("PostgreSQL 15, libnss-wrapper, iproute2 or shellcheck is missing; as root run: apt-get update && {install}");
+        bail!("PostgreSQL 15, libnss-wrapper, iproute2, shellcheck, promtool or postgres-exporter is missing; as root run: apt-get update && {install}");
     }
     exec(Command::new("apt-get").arg("update").arg("-q"))?;
     exec(Command::new("sh").arg("-c").arg(format!("DEBIAN_FRONTEND=noninteractive {install}")))?;
-    // Debian starts a default cluster on port 5432; the tests start their own servers.
+    // Debian starts a default cluster on port 5432; the tests start their own servers (and exporters, on
+    // ports of their own).
     let _ = Command::new("pg_ctlcluster").args(["15", "main", "stop"]).status();
-    step("postgres", "installed postgresql-15, libnss-wrapper, iproute2, shellcheck")
+    step("postgres", "installed postgresql-15, libnss-wrapper, iproute2, shellcheck, prometheus, prometheus-postgres-exporter")
 }
 
 /// `pip download` one package (no dependencies) into .tools/dl and return the wheel's path.

@@ -59,3 +59,24 @@ requiredDuringSchedulingIgnoredDuringExecution:
         - {{- toYaml $expr | nindent 10 }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+nodeSelector of a pod: the given one, plus kubernetes.io/arch for images built for one architecture only.
+citusdata/citus images are published for amd64 only, so pods of that repository default to amd64 nodes
+instead of failing to pull on arm64 ones; image.nodeArchitecture names another architecture, or "any" for
+none (multi-arch images of your own). A kubernetes.io/arch key in the given nodeSelector always wins.
+Call with (dict "ctx" $ "image" <image values> "nodeSelector" <map>).
+*/}}
+{{- define "citus.nodeSelector" -}}
+{{- $selector := dict -}}
+{{- $arch := .image.nodeArchitecture | default "" -}}
+{{- if and (not $arch) (eq .image.repository "citusdata/citus") -}}{{- $arch = "amd64" -}}{{- end -}}
+{{- if and $arch (ne $arch "any") -}}{{- $_ := set $selector "kubernetes.io/arch" $arch -}}{{- end -}}
+{{- with .nodeSelector -}}
+{{- $selector = merge (include "citus.tplvalues" (dict "value" . "ctx" $.ctx) | fromYaml) $selector -}}
+{{- end -}}
+{{- with $selector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}

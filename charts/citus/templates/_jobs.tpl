@@ -3,6 +3,7 @@
 {{/* Pod-level settings: non-root with the coordinator's ids, no service account token, pull secrets. */}}
 {{- define "citus.job.podSettings" -}}
 {{- include "citus.imagePullSecrets" (dict "image" .image "ctx" .ctx) }}
+{{- include "citus.nodeSelector" (dict "ctx" .ctx "image" .image "nodeSelector" dict) }}
 automountServiceAccountToken: false
 enableServiceLinks: false
 securityContext:

@@ -37,6 +37,9 @@ spec:
       annotations:
         checksum/config: {{ include (print $ctx.Template.BasePath "/configmap.yaml") $ctx | sha256sum }}
         checksum/scripts: {{ include (print $ctx.Template.BasePath "/scripts-configmap.yaml") $ctx | sha256sum }}
+        {{- if $ctx.Values.metrics.enabled }}
+        checksum/metrics-queries: {{ include (print $ctx.Template.BasePath "/metrics/queries-configmap.yaml") $ctx | sha256sum }}
+        {{- end }}
         {{- with $v.podAnnotations }}
         {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 8 }}
         {{- end }}
@@ -93,10 +96,7 @@ hostAliases:
 affinity:
   {{- . | nindent 2 }}
 {{- end }}
-{{- with $v.nodeSelector }}
-nodeSelector:
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
-{{- end }}
+{{- include "citus.nodeSelector" (dict "ctx" $ctx "image" $ctx.Values.image "nodeSelector" $v.nodeSelector) }}
 {{- with $v.tolerations }}
 tolerations:
   {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
@@ -191,6 +191,7 @@ containers:
         value: {{ $ctx.Values.auth.username | quote }}
       {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "CITUS_APP_PASSWORD" "key" $ctx.Values.auth.secretKeys.userPasswordKey) | nindent 6 }}
       {{- end }}
+      {{- include "citus.metrics.nodeEnv" . | nindent 6 }}
       {{- with $v.extraEnvVars }}
       {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
       {{- end }}
@@ -267,6 +268,7 @@ volumes:
   - name: data
     emptyDir: {}
   {{- end }}
+  {{- include "citus.metrics.volumes" $ctx | nindent 2 }}
   {{- include "citus.passwordFilesVolume" $ctx | nindent 2 }}
   {{- with $v.extraVolumes }}
   {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}

@@ -27,6 +27,18 @@ the values involved. Included from configmap.yaml, which every render produces.
 {{- $errors = append $errors (printf "auth.existingSecret=%q and auth.postgresPassword/auth.password are both set: the passwords come from the existing Secret only; remove the password values" $v.auth.existingSecret) -}}
 {{- end -}}
 
+{{- if $v.metrics.enabled -}}
+{{- if has $v.metrics.username (list "postgres" $v.auth.username (include "citus.superuser" .)) -}}
+{{- $errors = append $errors (printf "metrics.username=%s is the superuser or the application user: the exporter needs a role of its own, which the chart restricts to pg_monitor; choose another name (default citus_monitor)" $v.metrics.username) -}}
+{{- end -}}
+{{- if regexMatch "['\\\\\\s]" (toString $v.metrics.password) -}}
+{{- $errors = append $errors "metrics.password contains a quote, a backslash or white space, which postgres-exporter cannot parse in its connection string; choose another password (or leave it empty to generate one)" -}}
+{{- end -}}
+{{- if and $v.auth.existingSecret $v.metrics.password -}}
+{{- $errors = append $errors (printf "auth.existingSecret=%q and metrics.password are both set: the monitoring password comes from key %s of the existing Secret; remove metrics.password" $v.auth.existingSecret $v.auth.secretKeys.monitoringPasswordKey) -}}
+{{- end -}}
+{{- end -}}
+
 {{- range $component := list "coordinator" "worker" -}}
 {{- $c := index $v $component -}}
 {{- $min := toString $c.pdb.minAvailable -}}

@@ -1,10 +1,11 @@
-//! The parameter tables of the chart README (`| 参数 | 描述 | 默认值 |`).
+//! The parameter tables of the chart READMEs (`| 参数 | 描述 | 默认值 |` in README.md,
+//! `| Parameter | Description | Default |` in README.en.md).
 
 use serde_json::Value;
 
 use crate::doc::Error;
 
-const HEADER: [&str; 3] = ["参数", "描述", "默认值"];
+const HEADERS: [[&str; 3]; 2] = [["参数", "描述", "默认值"], ["Parameter", "Description", "Default"]];
 
 /// One row of a parameter table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +26,7 @@ impl ReadmeTables {
         let mut in_table = false;
         for (index, line) in markdown.lines().enumerate() {
             let cells = cells(line);
-            if cells.len() == 3 && cells.iter().zip(HEADER).all(|(c, h)| *c == h) {
+            if cells.len() == 3 && HEADERS.iter().any(|header| cells.iter().zip(header).all(|(c, h)| c == h)) {
                 in_table = true;
                 continue;
             }
@@ -84,9 +85,9 @@ mod tests {
 
     #[test]
     fn rows_of_parameter_tables_only() {
-        let md = "| a | b |\n|---|---|\n| x | y |\n\n| 参数 | 描述 | 默认值 |\n|------|------|--------|\n| `k.a` | 描述 | `\"\"` |\n| `k.b` | 描述 | `{cpu: 2, memory: 4Gi}` |\n\ntext\n";
+        let md = "| a | b |\n|---|---|\n| x | y |\n\n| 参数 | 描述 | 默认值 |\n|------|------|--------|\n| `k.a` | 描述 | `\"\"` |\n| `k.b` | 描述 | `{cpu: 2, memory: 4Gi}` |\n\ntext\n\n| Parameter | Description | Default |\n|---|---|---|\n| `k.c` | text | `1` |\n";
         let rows = ReadmeTables::parse(md).expect("rows");
-        assert_eq!(rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["k.a", "k.b"]);
+        assert_eq!(rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["k.a", "k.b", "k.c"]);
         assert_eq!(rows[1].default_text, "{cpu: 2, memory: 4Gi}");
     }
 

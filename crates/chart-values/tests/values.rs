@@ -1,4 +1,4 @@
-//! values.yaml, values.schema.json and README.md of the chart must agree.
+//! values.yaml, values.schema.json and the READMEs (README.md, README.en.md) of the chart must agree.
 
 #![forbid(unsafe_code)]
 
@@ -29,22 +29,28 @@ fn values_schema_json_is_generated_from_values_yaml() {
 
 #[test]
 fn readme_tables_and_values_yaml_agree_on_keys_and_defaults() {
+    let problems: Vec<String> = ["README.md", "README.en.md"].into_iter().flat_map(readme_problems).collect();
+    assert!(problems.is_empty(), "the READMEs and values.yaml disagree:\n{}", problems.join("\n"));
+}
+
+/// Where one README's parameter tables and values.yaml disagree on keys or defaults.
+fn readme_problems(name: &str) -> Vec<String> {
     let doc = values_doc();
-    let readme = fs::read_to_string(chart_dir().join("README.md")).expect("charts/citus/README.md");
-    let rows = ReadmeTables::parse(&readme).unwrap_or_else(|e| panic!("{e}"));
+    let readme = fs::read_to_string(chart_dir().join(name)).unwrap_or_else(|e| panic!("charts/citus/{name}: {e}"));
+    let rows = ReadmeTables::parse(&readme).unwrap_or_else(|e| panic!("{name}: {e}"));
     let in_readme: BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
     let in_values: BTreeSet<&str> = doc.params.iter().map(|p| p.key.as_str()).collect();
     let mut problems: Vec<String> = Vec::new();
-    problems.extend(in_values.difference(&in_readme).map(|k| format!("{k}: in values.yaml, missing from README.md")));
-    problems.extend(in_readme.difference(&in_values).map(|k| format!("{k}: in README.md, not a parameter of values.yaml")));
+    problems.extend(in_values.difference(&in_readme).map(|k| format!("{k}: in values.yaml, missing from {name}")));
+    problems.extend(in_readme.difference(&in_values).map(|k| format!("{k}: in {name}, not a parameter of values.yaml")));
     for row in &rows {
         if let Some(param) = doc.param(&row.key) {
             if !default_matches(&row.default_text, &param.default) {
-                problems.push(format!("{} (README line {}): README default `{}`, values.yaml {}", row.key, row.line, row.default_text, param.default));
+                problems.push(format!("{} ({name} line {}): default `{}`, values.yaml {}", row.key, row.line, row.default_text, param.default));
             }
         }
     }
     let mut seen = BTreeSet::new();
-    problems.extend(rows.iter().filter(|r| !seen.insert(r.key.as_str())).map(|r| format!("{}: listed twice in README.md", r.key)));
-    assert!(problems.is_empty(), "README.md and values.yaml disagree:\n{}", problems.join("\n"));
+    problems.extend(rows.iter().filter(|r| !seen.insert(r.key.as_str())).map(|r| format!("{}: listed twice in {name}", r.key)));
+    problems
 }

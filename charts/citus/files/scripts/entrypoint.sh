@@ -105,6 +105,7 @@ if [ ! -e "$INIT_DONE" ]; then
     log "database $POSTGRES_DB is ready"
 fi
 
+/bin/sh "$(dirname "$0")/monitoring-role.sh"
 unset POSTGRES_PASSWORD CITUS_APP_PASSWORD
 log "starting PostgreSQL"
 exec postgres -D "$PGDATA" -c config_file="$CONF_FILE" "$@"
