@@ -35,19 +35,18 @@ SELECT json_build_array(current_setting('server_version'), current_setting('citu
        current_setting('wal_level'))::text
 $cmd$)";
 
-/// Placements and bytes per node; `shards` counts distributed tables only.
-pub const SHARDS_PER_NODE: &str = "\
-SELECT nodename::text, nodeport,
-       count(*) FILTER (WHERE citus_table_type = 'distributed')::bigint,
-       coalesce(sum(shard_size) FILTER (WHERE citus_table_type = 'distributed'), 0)::bigint,
-       count(*)::bigint
+/// Placements and bytes per table and node (one pass over citus_shards, which asks every node for sizes);
+/// per-node and per-table sums are made from it.
+pub const SHARDS: &str = "\
+SELECT table_name::text, citus_table_type::text, nodename::text, nodeport, count(*)::bigint,
+       coalesce(sum(shard_size), 0)::bigint
   FROM citus_shards
- GROUP BY nodename, nodeport";
+ GROUP BY 1, 2, 3, 4";
 
 /// Citus tables with whether an online move can copy them (primary key or replica identity).
 pub const TABLES: &str = "\
 SELECT t.table_name::text, t.citus_table_type::text, nullif(t.distribution_column::text, '<none>'),
-       t.colocation_id::bigint, t.shard_count::bigint, t.table_size::bigint,
+       t.colocation_id::bigint, t.shard_count::bigint,
        c.relreplident IN ('f', 'i')
          OR (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
   FROM citus_tables t
@@ -64,7 +63,8 @@ SELECT j.job_id, j.state::text, j.job_type::text, coalesce(j.description, ''),
        (SELECT count(*) FROM pg_dist_background_task t WHERE t.job_id = j.job_id AND t.status = 'running')::bigint,
        (SELECT count(*) FROM pg_dist_background_task t WHERE t.job_id = j.job_id AND t.status IN ('error', 'cancelled'))::bigint,
        (SELECT t.message FROM pg_dist_background_task t
-         WHERE t.job_id = j.job_id AND coalesce(t.message, '') <> '' ORDER BY t.task_id DESC LIMIT 1)
+         WHERE t.job_id = j.job_id AND t.status IN ('error', 'cancelled', 'runnable')
+           AND coalesce(t.message, '') <> '' ORDER BY t.task_id DESC LIMIT 1)
   FROM pg_dist_background_job j
  ORDER BY j.job_id DESC
  LIMIT 1";
@@ -83,7 +83,7 @@ SELECT c.record_id::bigint, c.object_name, c.node_group_id,
  ORDER BY c.record_id";
 
 /// Every query `status` runs (the benchmark's psql side runs these).
-pub const STATUS_QUERIES: &[&str] = &[NODES, LOCAL_FACTS, NODE_FACTS, SHARDS_PER_NODE, TABLES, LAST_JOB, PROGRESS];
+pub const STATUS_QUERIES: &[&str] = &[NODES, LOCAL_FACTS, NODE_FACTS, SHARDS, TABLES, LAST_JOB, PROGRESS];
 
 fn q(action: &str, fix: &str) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let (action, fix) = (action.to_owned(), fix.to_owned());
@@ -99,7 +99,7 @@ pub async fn status(client: &Client) -> Result<Status> {
         client.query(NODES, &[]),
         client.query_one(LOCAL_FACTS, &[]),
         client.query(NODE_FACTS, &[]),
-        client.query(SHARDS_PER_NODE, &[]),
+        client.query(SHARDS, &[]),
         client.query(TABLES, &[]),
         last_job(client),
     );
@@ -125,9 +125,21 @@ pub async fn status(client: &Client) -> Result<Status> {
         Err(e) => (HashMap::new(), Some(crate::error::pg_cause(&e))),
     };
 
+    // (shards of distributed tables, their bytes, all placements) per node; bytes per table.
     let mut per_node: HashMap<(String, i32), (i64, i64, i64)> = HashMap::new();
+    let mut per_table: HashMap<String, i64> = HashMap::new();
     for r in &shards {
-        per_node.insert((r.get(0), r.get(1)), (r.get(2), r.get(3), r.get(4)));
+        let (table, kind, node, port, count, bytes): (String, String, String, i32, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        let e = per_node.entry((node, port)).or_default();
+        if kind == "distributed" {
+            e.0 += count;
+            e.1 += bytes;
+        }
+        e.2 += count;
+        let t = per_table.entry(table).or_default();
+        // A reference table has a full copy on every node: its size is one copy.
+        *t = if kind == "reference" { (*t).max(bytes) } else { *t + bytes };
     }
 
     let mut out_nodes = Vec::new();
@@ -205,14 +217,17 @@ pub async fn status(client: &Client) -> Result<Status> {
 
     let table_list: Vec<Table> = tables
         .iter()
-        .map(|r| Table {
-            name: r.get(0),
-            kind: r.get(1),
-            distribution_column: r.get(2),
-            colocation_id: r.get(3),
-            shard_count: r.get(4),
-            bytes: r.get(5),
-            has_replica_identity: r.get(6),
+        .map(|r| {
+            let name: String = r.get(0);
+            Table {
+                bytes: per_table.get(&name).copied().unwrap_or(0),
+                name,
+                kind: r.get(1),
+                distribution_column: r.get(2),
+                colocation_id: r.get(3),
+                shard_count: r.get(4),
+                has_replica_identity: r.get(5),
+            }
         })
         .collect();
     let count = |k: &str| table_list.iter().filter(|t| t.kind == k).count() as i64;
@@ -322,9 +337,12 @@ pub async fn cleanup_records(client: &Client) -> Result<Vec<CleanupRecord>> {
 pub async fn plan(client: &Client, strategy: Option<&str>, drain_only: bool) -> Result<Vec<PlannedMove>> {
     let rows = client
         .query(
-            "SELECT table_name::text, shardid, shard_size::bigint, sourcename::text || ':' || sourceport,
-                    targetname::text || ':' || targetport
-               FROM get_rebalance_table_shards_plan(rebalance_strategy := $1, drain_only := $2)",
+            // The plan's shard_size is 0 under some strategies: take the size from citus_shards.
+            "SELECT p.table_name::text, p.shardid, greatest(p.shard_size, coalesce(s.size, 0))::bigint,
+                    p.sourcename::text || ':' || p.sourceport, p.targetname::text || ':' || p.targetport
+               FROM get_rebalance_table_shards_plan(rebalance_strategy := $1, drain_only := $2) p
+               LEFT JOIN (SELECT shardid, max(shard_size) AS size FROM citus_shards GROUP BY shardid) s
+                 USING (shardid)",
             &[&strategy, &drain_only],
         )
         .await
