@@ -115,8 +115,11 @@ pub async fn run(cli: Cli) -> Result<Exit> {
 pub async fn status(session: Session) -> Result<Status> {
     let mut s = sql::status(&session.client).await?;
     if let Some(k) = &session.kube {
-        let pods = k8s::worker_pods(&k.client, &k.release).await?;
-        s.pods = Some(k8s::pod_check(&pods, &s.nodes));
+        let (pods, limit) = futures::join!(
+            k8s::worker_pods(&k.client, &k.release),
+            k8s::registered_worker_limit(&k.client, &k.release)
+        );
+        s.pods = Some(k8s::pod_check(&pods?, &s.nodes, limit?));
     }
     Ok(s)
 }

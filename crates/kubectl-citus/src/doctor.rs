@@ -246,8 +246,8 @@ pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) 
                 Severity::Error,
                 pod.clone(),
                 format!("worker pod {pod} is not in pg_dist_node: it holds no shards and takes no queries"),
-                "check the registration Job's log (kubectl logs job/<fullname>-register), or run helm upgrade \
-                 to re-run it; by hand: SELECT citus_add_node('<pod DNS name>', 5432);"
+                "check the registration Job's log (kubectl logs job/<fullname>-register-workers), or run helm \
+                 upgrade to re-run it; by hand: SELECT citus_add_node('<pod DNS name>', 5432);"
                     .into(),
             );
         }

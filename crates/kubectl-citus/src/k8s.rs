@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -188,13 +189,39 @@ pub async fn worker_pods(client: &Client, release: &Release) -> Result<Vec<Strin
     Ok(names)
 }
 
+/// With worker.autoscaling.enabled the chart registers only the HPA's minReplicas workers (the HPA never
+/// removes those); the others run unregistered on purpose. None when the release has no worker HPA.
+pub async fn registered_worker_limit(client: &Client, release: &Release) -> Result<Option<i32>> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &release.namespace);
+    let name = format!("{}-worker", release.fullname);
+    match api.get_opt(&name).await {
+        Ok(hpa) => Ok(hpa.and_then(|h| h.spec).map(|s| s.min_replicas.unwrap_or(1))),
+        // Not allowed to read HPAs: judge every pod (the worst case is a warning too many).
+        Err(e) if kube_status(&e) == Some(403) => Ok(None),
+        Err(e) => Err(Error::kube(
+            format!("reading HorizontalPodAutoscaler {}/{name}", release.namespace),
+            "check that the cluster is reachable",
+            e,
+        )),
+    }
+}
+
 /// Worker pods vs registered workers. A node matches a pod when its name is the pod name or starts with
-/// `<pod>.` (the chart registers `<pod>.<headless service>.<namespace>.svc.<domain>`).
-pub fn pod_check(pods: &[String], nodes: &[Node]) -> PodCheck {
+/// `<pod>.` (the chart registers `<pod>.<headless service>.<namespace>.svc.<domain>`). Pods at or above
+/// `registered_limit` (ordinal) are expected to be unregistered.
+pub fn pod_check(pods: &[String], nodes: &[Node], registered_limit: Option<i32>) -> PodCheck {
     let workers: Vec<&Node> = nodes.iter().filter(|n| n.role == Role::Worker).collect();
     let matches = |pod: &str, n: &Node| n.name == pod || n.name.starts_with(&format!("{pod}."));
+    let expected = |pod: &str| match (registered_limit, pod.rsplit('-').next().and_then(|o| o.parse::<i32>().ok())) {
+        (Some(limit), Some(ordinal)) => ordinal < limit,
+        _ => true,
+    };
     PodCheck {
-        unregistered_pods: pods.iter().filter(|p| !workers.iter().any(|n| matches(p, n))).cloned().collect(),
+        unregistered_pods: pods
+            .iter()
+            .filter(|p| expected(p) && !workers.iter().any(|n| matches(p, n)))
+            .cloned()
+            .collect(),
         nodes_without_pod: workers
             .iter()
             .filter(|n| !pods.iter().any(|p| matches(p, n)))
@@ -555,9 +582,30 @@ mod tests {
         let mut s = crate::doctor::tests_support::status();
         s.nodes[1].name = "prod-citus-worker-0.prod-citus-worker-headless.db.svc.cluster.local".into();
         s.nodes[2].name = "10.0.0.7".into();
-        let c = pod_check(&["prod-citus-worker-0".into(), "prod-citus-worker-1".into()], &s.nodes);
+        let pods = ["prod-citus-worker-0".to_owned(), "prod-citus-worker-1".to_owned()];
+        let c = pod_check(&pods, &s.nodes, None);
         assert_eq!(c.unregistered_pods, ["prod-citus-worker-1"]);
         assert_eq!(c.nodes_without_pod, ["10.0.0.7:5432"]);
+        // An HPA with minReplicas 1: worker-1 runs unregistered by design.
+        assert!(pod_check(&pods, &s.nodes, Some(1)).unregistered_pods.is_empty());
+    }
+
+    #[tokio::test]
+    async fn hpa_limits_which_pods_must_be_registered() {
+        let (client, mut handle) = mock_client();
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(req.uri().to_string(), "/apis/autoscaling/v2/namespaces/db/horizontalpodautoscalers/prod-citus-worker");
+            respond(send, StatusCode::OK, json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "prod-citus-worker"},
+                "spec": {"minReplicas": 2, "maxReplicas": 6, "scaleTargetRef": {"kind": "StatefulSet", "name": "prod-citus-worker"}}}));
+            let (_, send) = handle.next_request().await.unwrap();
+            respond(send, StatusCode::NOT_FOUND, not_found("horizontalpodautoscalers \"prod-citus-worker\""));
+        });
+        let r = Release::new("prod", "db", None);
+        assert_eq!(registered_worker_limit(&client, &r).await.unwrap(), Some(2));
+        assert_eq!(registered_worker_limit(&client, &r).await.unwrap(), None);
+        server.await.unwrap();
     }
 
     fn cronjob() -> serde_json::Value {

@@ -238,17 +238,40 @@ fn errors_say_what_to_do(c: &Cluster) -> Result<(), Failed> {
     Ok(())
 }
 
+fn psql_and_report(c: &Cluster) -> Result<(), Failed> {
+    let r = run(c, &["psql", "--", "-X", "-t", "-A", "-c", "SELECT count(*) FROM pg_dist_node"]).expect_code(0)?;
+    let n = c.coordinator.sql("SELECT count(*) FROM pg_dist_node");
+    ensure(r.stdout.trim() == n, || r.show())?;
+    let r = run(c, &["psql", "--", "-X", "-v", "ON_ERROR_STOP=1", "-c", "SELECT no_such_column"]);
+    ensure(r.code == 1 && r.stderr.contains("no_such_column"), || format!("psql's exit code must come through\n{}", r.show()))?;
+
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("report.zip");
+    let j = run(c, &["report", "-f", file.to_str().ok_or("path")?, "-o", "json"]).expect_code(0)?.json()?;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&file)?)?;
+    for name in ["status.json", "doctor.json", "sql/pg_dist_node.json", "sql/pg_dist_placement.json", "sql/settings.json", "README.txt"] {
+        ensure(zip.by_name(name).is_ok(), || format!("{name} missing from the report; entries: {}", j["entries"]))?;
+    }
+    let mut nodes = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("sql/pg_dist_node.json")?, &mut nodes)?;
+    let nodes: Value = serde_json::from_str(&nodes)?;
+    ensure(nodes.as_array().map(Vec::len) == Some(n.parse()?), || format!("pg_dist_node.json: {nodes}"))?;
+    ensure(j["skipped"].to_string().contains("direct connection"), || format!("{j}"))?;
+    Ok(())
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     // One shared cluster whose state the trials change: never in parallel.
     args.test_threads = Some(1);
     type T = fn(&Cluster) -> Result<(), Failed>;
-    let trials: [(&str, T); 5] = [
+    let trials: [(&str, T); 6] = [
         ("status_all_formats", status),
         ("doctor_finds_planted_hazards", doctor),
         ("rebalance_wait_after_adding_a_worker", rebalance),
         ("drain_refuses_then_drains", drain),
         ("errors_say_what_to_do", errors_say_what_to_do),
+        ("psql_and_report_direct", psql_and_report),
     ];
     let missing = citus_missing();
     if let Some(why) = &missing {
