@@ -15,7 +15,7 @@ pub enum Error {
         cause: String,
         fix: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     /// Kubernetes answered, but not with what the release should have.
@@ -82,7 +82,7 @@ impl Error {
 
     pub fn kube(action: impl Into<String>, fix: impl Into<String>, source: kube::Error) -> Self {
         let cause = kube_cause(&source);
-        Error::Kube { action: action.into(), cause, fix: fix.into(), source }
+        Error::Kube { action: action.into(), cause, fix: fix.into(), source: Box::new(source) }
     }
 
     pub fn sql(action: impl Into<String>, fix: impl Into<String>, source: tokio_postgres::Error) -> Self {

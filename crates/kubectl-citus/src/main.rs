@@ -25,7 +25,8 @@ fn main() -> ExitCode {
             eprintln!("error: {top}");
             for cause in e.chain().skip(1) {
                 let c = cause.to_string();
-                if !top.contains(&c) {
+                // tokio-postgres's "db error" adds nothing: the message above carries the server's text.
+                if !top.contains(&c) && c != "db error" {
                     eprintln!("  caused by: {c}");
                 }
             }

@@ -1,6 +1,6 @@
 //! Turning gathered structs into text: a human table, or JSON/YAML of the struct itself.
 
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{presets::NOTHING, Cell, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
@@ -24,10 +24,15 @@ pub fn render<T: Serialize + Human>(value: &T, format: OutputFormat) -> Result<S
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY)
+    t.load_style(NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.iter().map(|h| Cell::new(h)));
+        .set_header(header.iter().map(Cell::new));
     t
+}
+
+/// The table as text, without the trailing blanks of the last column.
+fn grid(t: &Table) -> String {
+    t.to_string().lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
 }
 
 fn right(s: impl ToString) -> Cell {
@@ -102,7 +107,7 @@ impl Human for Status {
                 right(bytes(n.shard_bytes)),
             ]);
         }
-        out.push_str(&format!("Nodes\n{t}\n"));
+        out.push_str(&format!("Nodes\n{}\n", grid(&t)));
         out.push_str(&format!(
             "Shards: {} ({}), skew {:.2}x by bytes, {:.2}x by count (fullest worker / average)\n",
             self.shards.total,
@@ -130,7 +135,7 @@ impl Human for Status {
                     Cell::new(if x.has_replica_identity { "yes" } else { "NO" }),
                 ]);
             }
-            out.push_str(&format!("{t}\n"));
+            out.push_str(&format!("{}\n", grid(&t)));
         }
         out.push('\n');
         match &self.rebalance {
@@ -182,7 +187,7 @@ fn job_text(j: &RebalanceJob) -> String {
                 right(bytes(m.source_bytes)),
             ]);
         }
-        out.push_str(&format!("{t}\n"));
+        out.push_str(&format!("{}\n", grid(&t)));
     }
     out
 }
@@ -227,7 +232,7 @@ impl Human for RebalanceReport {
                     right(bytes(m.bytes)),
                 ]);
             }
-            out.push_str(&format!("{t}\n"));
+            out.push_str(&format!("{}\n", grid(&t)));
         }
         match &self.job {
             Some(j) => out.push_str(&job_text(j)),
@@ -256,7 +261,7 @@ impl Human for BackupList {
         for b in &self.backups {
             t.add_row(vec![Cell::new(&b.name), right(bytes(b.bytes)), right(age(b.age_seconds)), Cell::new(yes(b.complete))]);
         }
-        format!("Backups in PVC {}\n{t}\n", self.claim)
+        format!("Backups in PVC {}\n{}\n", self.claim, grid(&t))
     }
 }
 
@@ -373,5 +378,29 @@ mod tests {
         assert_eq!(age(59), "59s");
         assert_eq!(age(3725), "1h2m");
         assert_eq!(age(2 * 86400 + 7200), "2d2h");
+    }
+}
+
+#[cfg(test)]
+mod backup_tests {
+    use super::*;
+
+    #[test]
+    fn backup_list_table() {
+        let l = BackupList {
+            api_version: API_VERSION,
+            kind: "BackupList",
+            claim: "prod-citus-backup".into(),
+            backups: crate::k8s::parse_listing(
+                "backup\t20261124T020000Z\t2048\t1000\nbackup\t.partial-20261125T020000Z\t10\t4000\nnow\t4600\n",
+            )
+            .unwrap(),
+        };
+        let t = render(&l, OutputFormat::Table).unwrap();
+        println!("{t}");
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "Backups in PVC prod-citus-backup");
+        assert!(lines[2].contains(".partial-20261125T020000Z") && lines[2].contains("10m0s") && lines[2].ends_with("no"));
+        assert!(lines[3].contains("2.0 MiB") && lines[3].contains("1h0m") && lines[3].ends_with("yes"));
     }
 }

@@ -45,7 +45,8 @@ pub struct Cluster {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    l.local_addr().expect("local address").port()
 }
 
 fn as_postgres_user(cmd: &mut Command) -> &mut Command {
