@@ -103,6 +103,7 @@ pub struct RebalanceJob {
     pub tasks_total: i64,
     pub tasks_done: i64,
     pub tasks_running: i64,
+    /// Tasks in state error or cancelled.
     pub tasks_failed: i64,
     /// The newest message a task left (errors of failed moves land here).
     pub last_message: Option<String>,

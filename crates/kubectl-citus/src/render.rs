@@ -160,7 +160,7 @@ impl Human for Status {
 
 fn job_text(j: &RebalanceJob) -> String {
     let mut out = format!(
-        "Rebalance: job {} ({}) {}: {}/{} tasks done, {} running, {} failed; started {}, finished {}\n",
+        "Rebalance: job {} ({}) {}: {}/{} tasks done, {} running, {} failed or cancelled; started {}, finished {}\n",
         j.job_id,
         j.job_type,
         j.state,
