@@ -31,25 +31,44 @@ fn main() {
         ));
     }
     c.coordinator.sql("CREATE TABLE r (k int PRIMARY KEY); SELECT create_reference_table('r'); INSERT INTO t0 SELECT i, 'x' FROM generate_series(1, 10000) i");
-    let shards = c.coordinator.sql("SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_partition p USING (logicalrelid) WHERE p.partmethod <> 'n'");
+    let shards = c.coordinator.sql(
+        "SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_partition p USING (logicalrelid) WHERE p.partmethod <> 'n'",
+    );
     assert_eq!(shards, "1000");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let sql_file = dir.path().join("status.sql");
-    let sql: String = kubectl_citus::sql::STATUS_QUERIES.iter().map(|q| format!("{q};\n")).collect();
+    let sql: String = kubectl_citus::sql::STATUS_QUERIES
+        .iter()
+        .map(|q| format!("{q};\n"))
+        .collect();
     std::fs::write(&sql_file, sql).expect("writing status.sql");
 
     let bin = env!("CARGO_BIN_EXE_kubectl-citus");
     let tool = || {
         let t = Instant::now();
-        let out = Command::new(bin).args(["--dsn", &c.dsn(), "status", "-o", "json"]).output().expect("kubectl-citus");
+        let out = Command::new(bin)
+            .args(["--dsn", &c.dsn(), "status", "-o", "json"])
+            .output()
+            .expect("kubectl-citus");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         t.elapsed()
     };
     let psql = || {
         let t = Instant::now();
         let out = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .args(["-p", &c.coordinator.port.to_string(), "-f"])
             .arg(&sql_file)
             .output()

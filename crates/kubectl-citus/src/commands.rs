@@ -28,7 +28,10 @@ pub enum Exit {
 const POLL: Duration = Duration::from_millis(500);
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn print<T: serde::Serialize + Human>(cli: &Cli, v: &T) -> Result<()> {
@@ -50,7 +53,11 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             let (cleanup, s) = (sql::cleanup_records(&session.client).await?, status(session).await?);
             let r = doctor::analyse(&s, &cleanup, a.skew_threshold);
             print(&cli, &r)?;
-            Ok(if r.hazards.is_empty() { Exit::Success } else { Exit::HazardsFound })
+            Ok(if r.hazards.is_empty() {
+                Exit::Success
+            } else {
+                Exit::HazardsFound
+            })
         }
         Command::Rebalance(a) => {
             let session = target.connect().await?;
@@ -80,7 +87,14 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                         logs: None,
                     };
                     if wait {
-                        let ok = k8s::wait_job(&k.client, &r.namespace, &job, Duration::from_secs(timeout), Duration::from_secs(2)).await?;
+                        let ok = k8s::wait_job(
+                            &k.client,
+                            &r.namespace,
+                            &job,
+                            Duration::from_secs(timeout),
+                            Duration::from_secs(2),
+                        )
+                        .await?;
                         out.logs = Some(k8s::job_logs(&k.client, &r.namespace, &job).await?);
                         out.state = if ok { "succeeded" } else { "failed" }.into();
                         print(&cli, &out)?;
@@ -96,14 +110,18 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                     Ok(Exit::Success)
                 }
                 BackupAction::List { timeout } => {
-                    let list = k8s::list_backups(&k.client, &k.release, unix_now(), Duration::from_secs(timeout)).await?;
+                    let list =
+                        k8s::list_backups(&k.client, &k.release, unix_now(), Duration::from_secs(timeout)).await?;
                     print(&cli, &list)?;
                     Ok(Exit::Success)
                 }
             }
         }
         Command::Report(a) => {
-            let file = a.file.clone().unwrap_or_else(|| format!("citus-report-{}.zip", unix_now()).into());
+            let file = a
+                .file
+                .clone()
+                .unwrap_or_else(|| format!("citus-report-{}.zip", unix_now()).into());
             let r = report::write(target, &file, a.log_lines).await?;
             print(&cli, &r)?;
             Ok(Exit::Success)
@@ -171,42 +189,43 @@ async fn rebalance(session: &Session, a: &RebalanceArgs) -> Result<(RebalanceRep
             };
             Ok((report(&outcome, job, vec![]), Exit::Success))
         }
-        Some(RebalanceAction::Stop) => {
-            match sql::last_job(c).await? {
-                Some(j) if j.is_running() => {
-                    sql::rebalance_stop(c).await?;
-                    let mut job = j;
-                    for _ in 0..60 {
-                        job = sql::job_by_id(c, job.job_id).await?;
-                        if !job.is_running() {
-                            break;
-                        }
-                        tokio::time::sleep(POLL).await;
+        Some(RebalanceAction::Stop) => match sql::last_job(c).await? {
+            Some(j) if j.is_running() => {
+                sql::rebalance_stop(c).await?;
+                let mut job = j;
+                for _ in 0..60 {
+                    job = sql::job_by_id(c, job.job_id).await?;
+                    if !job.is_running() {
+                        break;
                     }
-                    Ok((report("stopped", Some(job), vec![]), Exit::Success))
+                    tokio::time::sleep(POLL).await;
                 }
-                other => Err(Error::refused(
-                    "stop the rebalance",
-                    match other {
-                        Some(j) => format!("the last background job ({}) is already {}", j.job_id, j.state),
-                        None => "no rebalance has ever run".into(),
-                    },
-                    "nothing to do; kubectl citus rebalance status shows the last job",
-                )),
+                Ok((report("stopped", Some(job), vec![]), Exit::Success))
             }
-        }
+            other => Err(Error::refused(
+                "stop the rebalance",
+                match other {
+                    Some(j) => format!("the last background job ({}) is already {}", j.job_id, j.state),
+                    None => "no rebalance has ever run".into(),
+                },
+                "nothing to do; kubectl citus rebalance status shows the last job",
+            )),
+        },
         None => {
             if let Some(j) = sql::last_job(c).await?.filter(|j| j.is_running()) {
                 if !a.wait {
                     let mut r = report("running", Some(j), vec![]);
-                    r.next = Some("a rebalance already runs: kubectl citus rebalance status, or --wait to follow it".into());
+                    r.next =
+                        Some("a rebalance already runs: kubectl citus rebalance status, or --wait to follow it".into());
                     return Ok((r, Exit::Success));
                 }
                 let (ending, job) = follow::follow(c, j.job_id, &[], POLL).await?;
                 return ending_report(ending, job, vec![]);
             }
             let plan = sql::plan(c, a.strategy.as_deref(), false).await?;
-            let Some(job_id) = sql::rebalance_start(c, a.strategy.as_deref(), false, a.shard_transfer_mode.sql_name()).await? else {
+            let Some(job_id) =
+                sql::rebalance_start(c, a.strategy.as_deref(), false, a.shard_transfer_mode.sql_name()).await?
+            else {
                 return Ok((report("nothing-to-do", None, plan), Exit::Success));
             };
             if a.wait {
@@ -224,7 +243,13 @@ async fn rebalance(session: &Session, a: &RebalanceArgs) -> Result<(RebalanceRep
 
 /// Find the node a user means: `host[:port]`, a node id, or a pod name (first DNS label).
 pub fn find_node<'a>(nodes: &'a [Node], spec: &str) -> Result<&'a Node> {
-    let listing = || nodes.iter().map(|n| format!("{}:{} (id {})", n.name, n.port, n.id.unwrap_or(0))).collect::<Vec<_>>().join(", ");
+    let listing = || {
+        nodes
+            .iter()
+            .map(|n| format!("{}:{} (id {})", n.name, n.port, n.id.unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if let Ok(id) = spec.parse::<i32>() {
         if let Some(n) = nodes.iter().find(|n| n.id == Some(id)) {
             return Ok(n);
@@ -244,8 +269,14 @@ pub fn find_node<'a>(nodes: &'a [Node], spec: &str) -> Result<&'a Node> {
         .collect();
     match found.as_slice() {
         [n] => Ok(n),
-        [] => Err(Error::usage(format!("no node matches {spec:?}"), format!("name one of: {}", listing()))),
-        _ => Err(Error::usage(format!("{spec:?} matches several nodes"), format!("add the port; nodes: {}", listing()))),
+        [] => Err(Error::usage(
+            format!("no node matches {spec:?}"),
+            format!("name one of: {}", listing()),
+        )),
+        _ => Err(Error::usage(
+            format!("{spec:?} matches several nodes"),
+            format!("add the port; nodes: {}", listing()),
+        )),
     }
 }
 
@@ -256,20 +287,34 @@ async fn drain(session: &Session, a: &DrainArgs) -> Result<(RebalanceReport, Exi
     let addr = format!("{}:{}", node.name, node.port);
     let action = format!("drain {addr}");
     if node.role == Role::Coordinator {
-        return Err(Error::refused(action, "it is the coordinator", "name a worker (kubectl citus status lists them)"));
+        return Err(Error::refused(
+            action,
+            "it is the coordinator",
+            "name a worker (kubectl citus status lists them)",
+        ));
     }
     if !node.active {
         return Err(Error::refused(
             action,
             "the node is inactive, so its shards cannot be copied",
-            format!("bring it back and SELECT citus_activate_node('{}', {}); then drain again", node.name, node.port),
+            format!(
+                "bring it back and SELECT citus_activate_node('{}', {}); then drain again",
+                node.name, node.port
+            ),
         ));
     }
-    let others = s.nodes.iter().filter(|n| n.active && n.should_have_shards && n.group_id != node.group_id).count();
+    let others = s
+        .nodes
+        .iter()
+        .filter(|n| n.active && n.should_have_shards && n.group_id != node.group_id)
+        .count();
     if others == 0 && node.shards > 0 {
         return Err(Error::refused(
             action,
-            format!("it is the last node that accepts shards; its {} shard(s) would have nowhere to go", node.shards),
+            format!(
+                "it is the last node that accepts shards; its {} shard(s) would have nowhere to go",
+                node.shards
+            ),
             "add a worker first (helm upgrade --set worker.replicaCount=N+1), then drain",
         ));
     }

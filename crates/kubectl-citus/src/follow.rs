@@ -25,25 +25,35 @@ pub enum Ending {
 }
 
 fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ")
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 /// Poll the job until it ends (or the user interrupts), drawing progress.
-pub async fn follow(client: &Client, job_id: i64, plan: &[PlannedMove], poll: Duration) -> Result<(Ending, RebalanceJob)> {
+pub async fn follow(
+    client: &Client,
+    job_id: i64,
+    plan: &[PlannedMove],
+    poll: Duration,
+) -> Result<(Ending, RebalanceJob)> {
     let interactive = std::io::stderr().is_terminal();
     let multi = MultiProgress::new();
     let total_bytes: i64 = plan.iter().map(|m| m.bytes).sum();
     let overall = multi.add(if plan.is_empty() {
-        ProgressBar::new(0).with_style(style("overall [{bar:40}] {pos}/{len} tasks {msg} ({elapsed}, ETA {eta})"))
+        ProgressBar::new(0).with_style(style(
+            "overall [{bar:40}] {pos}/{len} tasks {msg} ({elapsed}, ETA {eta})",
+        ))
     } else {
-        ProgressBar::new(total_bytes.max(1) as u64)
-            .with_style(style("overall [{bar:40}] {bytes}/{total_bytes} {msg} ({elapsed}, ETA {eta})"))
+        ProgressBar::new(total_bytes.max(1) as u64).with_style(style(
+            "overall [{bar:40}] {bytes}/{total_bytes} {msg} ({elapsed}, ETA {eta})",
+        ))
     });
     let shard_ids: Vec<i64> = plan.iter().map(|m| m.shard_id).collect();
     let mut bars: HashMap<i64, ProgressBar> = HashMap::new();
     let mut reported: HashSet<i64> = HashSet::new();
-    let mut sigint = signal(SignalKind::interrupt())
-        .map_err(|e| Error::io("installing the Ctrl-C handler", "run it again", e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("installing the Ctrl-C handler", "run it again", e))?;
     let mut ticker = tokio::time::interval(poll);
     let say = |line: String| {
         if interactive {
@@ -74,8 +84,12 @@ pub async fn follow(client: &Client, job_id: i64, plan: &[PlannedMove], poll: Du
             }
         }
         let job = sql::job_by_id(client, job_id).await?;
-        let running: HashMap<i64, &crate::model::ShardMove> =
-            job.moves.iter().filter(|m| m.progress == 1).map(|m| (m.shard_id, m)).collect();
+        let running: HashMap<i64, &crate::model::ShardMove> = job
+            .moves
+            .iter()
+            .filter(|m| m.progress == 1)
+            .map(|m| (m.shard_id, m))
+            .collect();
 
         // Done moves: the shard's placement is on the target now.
         let mut done_bytes = 0i64;
@@ -85,7 +99,14 @@ pub async fn follow(client: &Client, job_id: i64, plan: &[PlannedMove], poll: Du
                 if placed.contains(&(m.shard_id, m.target.clone())) {
                     done_bytes += m.bytes;
                     if reported.insert(m.shard_id) {
-                        say(format!("moved shard {} ({}) {} -> {}, {}", m.shard_id, m.table, m.source, m.target, bytes(m.bytes)));
+                        say(format!(
+                            "moved shard {} ({}) {} -> {}, {}",
+                            m.shard_id,
+                            m.table,
+                            m.source,
+                            m.target,
+                            bytes(m.bytes)
+                        ));
                     }
                 } else if let Some(r) = running.get(&m.shard_id) {
                     done_bytes += r.target_bytes.min(m.bytes);
@@ -96,12 +117,22 @@ pub async fn follow(client: &Client, job_id: i64, plan: &[PlannedMove], poll: Du
             overall.set_length(job.tasks_total.max(0) as u64);
             overall.set_position(job.tasks_done.max(0) as u64);
         }
-        overall.set_message(format!("{}/{} tasks, job {} {}", job.tasks_done, job.tasks_total, job.job_id, job.state));
+        overall.set_message(format!(
+            "{}/{} tasks, job {} {}",
+            job.tasks_done, job.tasks_total, job.job_id, job.state
+        ));
 
         for (id, m) in &running {
             let bar = bars.entry(*id).or_insert_with(|| {
                 if !interactive {
-                    eprintln!("moving shard {} ({}) {} -> {}, {}", m.shard_id, m.table, m.source, m.target, bytes(m.source_bytes));
+                    eprintln!(
+                        "moving shard {} ({}) {} -> {}, {}",
+                        m.shard_id,
+                        m.table,
+                        m.source,
+                        m.target,
+                        bytes(m.source_bytes)
+                    );
                 }
                 multi.insert_before(
                     &overall,
@@ -121,14 +152,21 @@ pub async fn follow(client: &Client, job_id: i64, plan: &[PlannedMove], poll: Du
         });
 
         if !job.is_running() {
-            let ending = if job.state == "finished" { Ending::Finished } else { Ending::Failed };
+            let ending = if job.state == "finished" {
+                Ending::Finished
+            } else {
+                Ending::Failed
+            };
             if ending == Ending::Finished {
                 overall.finish();
             } else {
                 overall.abandon();
             }
             if !interactive {
-                eprintln!("job {} {} ({} of {} tasks done)", job.job_id, job.state, job.tasks_done, job.tasks_total);
+                eprintln!(
+                    "job {} {} ({} of {} tasks done)",
+                    job.job_id, job.state, job.tasks_done, job.tasks_total
+                );
             }
             return Ok((ending, job));
         }

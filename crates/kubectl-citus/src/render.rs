@@ -82,7 +82,16 @@ impl Human for Status {
     fn human(&self) -> String {
         let mut out = String::new();
         let mut t = table(&[
-            "ROLE", "NODE", "ID", "ACTIVE", "SHARDS?", "REACHABLE", "POSTGRES", "CITUS", "EXTENSION", "SHARDS",
+            "ROLE",
+            "NODE",
+            "ID",
+            "ACTIVE",
+            "SHARDS?",
+            "REACHABLE",
+            "POSTGRES",
+            "CITUS",
+            "EXTENSION",
+            "SHARDS",
             "BYTES",
         ]);
         for n in &self.nodes {
@@ -100,7 +109,10 @@ impl Human for Status {
                     Some(false) => format!("NO: {}", n.error.as_deref().unwrap_or("")),
                     None => "?".to_owned(),
                 }),
-                Cell::new(opt(&n.postgres_version.as_ref().map(|v| v.split(' ').next().unwrap_or(v).to_owned()))),
+                Cell::new(opt(&n
+                    .postgres_version
+                    .as_ref()
+                    .map(|v| v.split(' ').next().unwrap_or(v).to_owned()))),
                 Cell::new(opt(&n.citus_version)),
                 Cell::new(opt(&n.citus_extension_version)),
                 right(n.shards),
@@ -123,7 +135,15 @@ impl Human for Status {
             self.tables.distributed, self.tables.reference, self.tables.local
         ));
         if !self.tables.list.is_empty() {
-            let mut t = table(&["TABLE", "TYPE", "COLUMN", "COLOCATION", "SHARDS", "BYTES", "REPLICA IDENTITY"]);
+            let mut t = table(&[
+                "TABLE",
+                "TYPE",
+                "COLUMN",
+                "COLOCATION",
+                "SHARDS",
+                "BYTES",
+                "REPLICA IDENTITY",
+            ]);
             for x in &self.tables.list {
                 t.add_row(vec![
                     Cell::new(&x.name),
@@ -203,7 +223,10 @@ impl Human for DoctorReport {
                 Severity::Error => "ERROR",
                 Severity::Warning => "WARNING",
             };
-            out.push_str(&format!("{sev} [{}] {}\n  {}\n  fix: {}\n\n", h.check, h.subject, h.message, h.fix));
+            out.push_str(&format!(
+                "{sev} [{}] {}\n  {}\n  fix: {}\n\n",
+                h.check, h.subject, h.message, h.fix
+            ));
         }
         let errors = self.hazards.iter().filter(|h| h.severity == Severity::Error).count();
         out.push_str(&format!(
@@ -259,7 +282,12 @@ impl Human for BackupList {
         }
         let mut t = table(&["BACKUP", "SIZE", "AGE", "COMPLETE"]);
         for b in &self.backups {
-            t.add_row(vec![Cell::new(&b.name), right(bytes(b.bytes)), right(age(b.age_seconds)), Cell::new(yes(b.complete))]);
+            t.add_row(vec![
+                Cell::new(&b.name),
+                right(bytes(b.bytes)),
+                right(age(b.age_seconds)),
+                Cell::new(yes(b.complete)),
+            ]);
         }
         format!("Backups in PVC {}\n{}\n", self.claim, grid(&t))
     }
@@ -274,7 +302,10 @@ impl Human for BackupStarted {
                 out.push('\n');
             }
         } else {
-            out.push_str(&format!("Follow it: kubectl logs -n {} -f job/{}\n", self.namespace, self.job));
+            out.push_str(&format!(
+                "Follow it: kubectl logs -n {} -f job/{}\n",
+                self.namespace, self.job
+            ));
         }
         out
     }
@@ -326,13 +357,39 @@ mod tests {
             k.sort();
             k
         };
-        assert_eq!(keys(&v), sorted(&["apiVersion", "kind", "nodes", "shards", "tables", "rebalance", "pods", "node_check_error"]));
+        assert_eq!(
+            keys(&v),
+            sorted(&[
+                "apiVersion",
+                "kind",
+                "nodes",
+                "shards",
+                "tables",
+                "rebalance",
+                "pods",
+                "node_check_error"
+            ])
+        );
         assert_eq!(
             keys(&v["nodes"][0]),
             sorted(&[
-                "id", "group_id", "role", "name", "port", "active", "should_have_shards", "reachable", "error",
-                "postgres_version", "citus_version", "citus_extension_version", "citus_default_version",
-                "wal_level", "shards", "shard_bytes", "placements"
+                "id",
+                "group_id",
+                "role",
+                "name",
+                "port",
+                "active",
+                "should_have_shards",
+                "reachable",
+                "error",
+                "postgres_version",
+                "citus_version",
+                "citus_extension_version",
+                "citus_default_version",
+                "wal_level",
+                "shards",
+                "shard_bytes",
+                "placements"
             ])
         );
         assert_eq!(v["nodes"][0]["role"], "coordinator");
@@ -352,7 +409,10 @@ mod tests {
     fn table_shows_nodes_and_tables() {
         let t = render(&sample(), OutputFormat::Table).unwrap();
         assert!(t.contains("coordinator") && t.contains("w0:5432"), "{t}");
-        assert!(t.contains("events") && t.contains("tenant_id") && t.contains("1.0 MiB"), "{t}");
+        assert!(
+            t.contains("events") && t.contains("tenant_id") && t.contains("1.0 MiB"),
+            "{t}"
+        );
         assert!(t.contains("Rebalance: none has run"), "{t}");
     }
 
@@ -400,7 +460,9 @@ mod backup_tests {
         println!("{t}");
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "Backups in PVC prod-citus-backup");
-        assert!(lines[2].contains(".partial-20261125T020000Z") && lines[2].contains("10m0s") && lines[2].ends_with("no"));
+        assert!(
+            lines[2].contains(".partial-20261125T020000Z") && lines[2].contains("10m0s") && lines[2].ends_with("no")
+        );
         assert!(lines[3].contains("2.0 MiB") && lines[3].contains("1h0m") && lines[3].ends_with("yes"));
     }
 }

@@ -7,9 +7,7 @@ use std::path::Path;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
@@ -75,9 +73,18 @@ impl Zip {
 }
 
 pub async fn write(target: Target, file: &Path, log_lines: i64) -> Result<ReportWritten> {
-    let f = std::fs::File::create(file)
-        .map_err(|e| Error::io(format!("creating {}", file.display()), "pass a writable path with --file", e))?;
-    let mut z = Zip { w: zip::ZipWriter::new(f), entries: vec![], secrets: vec![] };
+    let f = std::fs::File::create(file).map_err(|e| {
+        Error::io(
+            format!("creating {}", file.display()),
+            "pass a writable path with --file",
+            e,
+        )
+    })?;
+    let mut z = Zip {
+        w: zip::ZipWriter::new(f),
+        entries: vec![],
+        secrets: vec![],
+    };
     let mut skipped = Vec::new();
 
     let kube = target.kube.as_ref().map(|k| (k.client.clone(), k.release.clone()));
@@ -122,8 +129,10 @@ async fn collect_sql(z: &mut Zip, c: &tokio_postgres::Client, skipped: &mut Vec<
         }
         Err(e) => skipped.push(format!("status.json: {e}")),
     }
-    let mut queries: Vec<(String, String)> =
-        DIST_TABLES.iter().map(|t| (format!("sql/{t}.json"), format!("SELECT * FROM {t}"))).collect();
+    let mut queries: Vec<(String, String)> = DIST_TABLES
+        .iter()
+        .map(|t| (format!("sql/{t}.json"), format!("SELECT * FROM {t}")))
+        .collect();
     queries.push((
         "sql/pg_dist_authinfo.json".into(),
         format!("SELECT nodeid, rolename, '{REDACTED}' AS authinfo FROM pg_dist_authinfo"),
@@ -197,9 +206,17 @@ fn redact_env(v: &mut Value) {
     }
 }
 
-async fn objects<K>(client: &Client, release: &Release, selector: &str) -> std::result::Result<Vec<(String, Value)>, kube::Error>
+async fn objects<K>(
+    client: &Client,
+    release: &Release,
+    selector: &str,
+) -> std::result::Result<Vec<(String, Value)>, kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), &release.namespace);
     let list = api.list(&ListParams::default().labels(selector)).await?;
@@ -216,7 +233,13 @@ where
     Ok(out)
 }
 
-async fn collect_kube(z: &mut Zip, client: &Client, release: &Release, log_lines: i64, skipped: &mut Vec<String>) -> Result<()> {
+async fn collect_kube(
+    z: &mut Zip,
+    client: &Client,
+    release: &Release,
+    log_lines: i64,
+    skipped: &mut Vec<String>,
+) -> Result<()> {
     let sel = release.instance_selector();
     macro_rules! dump {
         ($k:ty, $dir:literal) => {
@@ -250,7 +273,12 @@ async fn collect_kube(z: &mut Zip, client: &Client, release: &Release, log_lines
             let mine: Vec<Value> = list
                 .items
                 .iter()
-                .filter(|e| e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(&release.fullname)))
+                .filter(|e| {
+                    e.involved_object
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with(&release.fullname))
+                })
                 .filter_map(|e| serde_json::to_value(e).ok())
                 .collect();
             let text = serde_yaml::to_string(&mine).map_err(|e| Error::Encode(e.to_string()))?;
@@ -271,7 +299,11 @@ async fn collect_kube(z: &mut Zip, client: &Client, release: &Release, log_lines
                     .map(|c| c.name.clone())
                     .collect();
                 for c in containers {
-                    let lp = LogParams { container: Some(c.clone()), tail_lines: Some(log_lines), ..Default::default() };
+                    let lp = LogParams {
+                        container: Some(c.clone()),
+                        tail_lines: Some(log_lines),
+                        ..Default::default()
+                    };
                     match pods.logs(&name, &lp).await {
                         Ok(log) => z.add(&format!("logs/{name}/{c}.log"), &log)?,
                         Err(e) => skipped.push(format!("logs of {name}/{c}: {e}")),
@@ -313,7 +345,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.zip");
         let f = std::fs::File::create(&path).unwrap();
-        let mut z = Zip { w: zip::ZipWriter::new(f), entries: vec![], secrets: vec!["hunter2".into()] };
+        let mut z = Zip {
+            w: zip::ZipWriter::new(f),
+            entries: vec![],
+            secrets: vec!["hunter2".into()],
+        };
         z.add("logs/a.log", "connecting with password hunter2\n").unwrap();
         z.w.finish().unwrap();
         let mut a = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
