@@ -176,16 +176,29 @@ pub async fn port_forward(client: &Client, namespace: &str, pod: &str, port: u16
             )
         })?
         .port();
-    let (client, namespace, pod) = (client.clone(), namespace.to_owned(), pod.to_owned());
+    // Open the first forward now, so that a refusal (RBAC, no streaming) is reported as such; it serves the
+    // first local connection, later connections open their own.
+    let first = pods.portforward(pod, &[port]).await.map_err(|e| {
+        Error::kube(
+            format!("opening a port-forward to pod {namespace}/{pod}"),
+            "your user needs create on pods/portforward in that namespace (kubectl auth can-i create \
+             pods/portforward), or connect with --dsn",
+            e,
+        )
+    })?;
+    let pod = pod.to_owned();
     let task = tokio::spawn(async move {
-        let pods: Api<Pod> = Api::namespaced(client, &namespace);
+        let mut first = Some(first);
         while let Ok((mut local, _)) = listener.accept().await {
-            let pods = pods.clone();
-            let pod = pod.clone();
+            let (pods, pod, ready) = (pods.clone(), pod.clone(), first.take());
             tokio::spawn(async move {
                 // A failed forward closes the local connection; the PostgreSQL client reports it.
-                let Ok(mut pf) = pods.portforward(&pod, &[port]).await else {
-                    return;
+                let mut pf = match ready {
+                    Some(pf) => pf,
+                    None => match pods.portforward(&pod, &[port]).await {
+                        Ok(pf) => pf,
+                        Err(_) => return,
+                    },
                 };
                 let Some(mut remote) = pf.take_stream(port) else { return };
                 let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
@@ -642,6 +655,42 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("is Pending, not Running"), "{e}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn port_forward_asks_the_api_server_for_the_pod_port() {
+        let (client, mut handle) = mock_client();
+        let server = tokio::spawn(async move {
+            let (_, send) = handle.next_request().await.unwrap();
+            respond(
+                send,
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c-0"}, "status": {"phase": "Running"}}),
+            );
+            // The WebSocket upgrade to the pod's portforward subresource.
+            let (req, send) = handle.next_request().await.unwrap();
+            let uri = req.uri().to_string();
+            assert!(uri.starts_with("/api/v1/namespaces/db/pods/c-0/portforward?"), "{uri}");
+            assert!(uri.contains("ports=5432"), "{uri}");
+            assert_eq!(req.headers().get(http::header::UPGRADE).unwrap(), "websocket");
+            respond(
+                send,
+                StatusCode::FORBIDDEN,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "forbidden",
+                       "reason": "Forbidden", "code": 403}),
+            );
+        });
+        let e = port_forward(&client, "db", "c-0", 5432)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("opening a port-forward to pod db/c-0 failed: forbidden"),
+            "{e}"
+        );
+        assert!(e.contains("create on pods/portforward"), "{e}");
         server.await.unwrap();
     }
 
