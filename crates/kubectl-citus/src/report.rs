@@ -340,6 +340,113 @@ mod tests {
         assert_eq!(env[2]["value"], "coord");
     }
 
+    /// collect_kube against a mock API server that answers every list by path: the zip holds the release's
+    /// objects, events of its objects only, container logs, and no secret in clear.
+    #[tokio::test]
+    async fn cluster_part_of_the_report() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        use tower_test::mock;
+
+        let (svc, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(svc, "default");
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((req, send)) = handle.next_request().await {
+                let uri = req.uri().to_string();
+                let path = req.uri().path().to_owned();
+                seen.push(uri.clone());
+                let list = |kind: &str, items: serde_json::Value| json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items});
+                let body = if path.ends_with("/log") {
+                    assert!(
+                        uri.contains("container=postgresql") && uri.contains("tailLines=50"),
+                        "{uri}"
+                    );
+                    send.send_response(Response::new(Body::from(b"LOG: password hunter2 accepted\n".to_vec())));
+                    continue;
+                } else if path == "/api/v1/namespaces/db/secrets" {
+                    assert!(
+                        uri.contains("labelSelector=app.kubernetes.io%2Finstance%3Dprod"),
+                        "{uri}"
+                    );
+                    list(
+                        "SecretList",
+                        json!([{"metadata": {"name": "prod-citus-secret"}, "data": {"postgres-password": "aHVudGVyMg=="}}]),
+                    )
+                } else if path == "/api/v1/namespaces/db/pods" {
+                    list(
+                        "PodList",
+                        json!([{"metadata": {"name": "prod-citus-coordinator-0"}, "spec": {"containers": [
+                        {"name": "postgresql", "env": [{"name": "POSTGRES_PASSWORD", "value": "hunter2"}]}]}}]),
+                    )
+                } else if path == "/api/v1/namespaces/db/events" {
+                    list(
+                        "EventList",
+                        json!([
+                        {"metadata": {"name": "e1"}, "involvedObject": {"name": "prod-citus-worker-0"}, "reason": "BackOff"},
+                        {"metadata": {"name": "e2"}, "involvedObject": {"name": "other-app-0"}, "reason": "Pulled"}]),
+                    )
+                } else {
+                    list("List", json!([]))
+                };
+                send.send_response(Response::new(Body::from(serde_json::to_vec(&body).unwrap())));
+            }
+            seen
+        });
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.zip");
+        let mut z = Zip {
+            w: zip::ZipWriter::new(std::fs::File::create(&path).unwrap()),
+            entries: vec![],
+            secrets: vec!["hunter2".into()],
+        };
+        let mut skipped = vec![];
+        collect_kube(&mut z, &client, &Release::new("prod", "db", None), 50, &mut skipped)
+            .await
+            .unwrap();
+        z.w.finish().unwrap();
+        drop(client);
+        let seen = server.await.unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert!(
+            seen.iter()
+                .any(|u| u.starts_with("/apis/apps/v1/namespaces/db/statefulsets?")),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .any(|u| u.starts_with("/apis/batch/v1/namespaces/db/cronjobs?")),
+            "{seen:?}"
+        );
+
+        let mut a = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let mut read = |name: &str| {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut a.by_name(name).unwrap(), &mut t).unwrap();
+            t
+        };
+        let secret = read("manifests/secrets/prod-citus-secret.yaml");
+        assert!(
+            secret.contains("postgres-password: REDACTED") && !secret.contains("aHVudGVyMg"),
+            "{secret}"
+        );
+        let pod = read("manifests/pods/prod-citus-coordinator-0.yaml");
+        assert!(
+            pod.contains("kind: Pod") && pod.contains("value: REDACTED") && !pod.contains("hunter2"),
+            "{pod}"
+        );
+        assert_eq!(
+            read("logs/prod-citus-coordinator-0/postgresql.log"),
+            "LOG: password REDACTED accepted\n"
+        );
+        let events = read("events.yaml");
+        assert!(
+            events.contains("BackOff") && !events.contains("other-app-0"),
+            "{events}"
+        );
+    }
+
     #[test]
     fn known_password_is_scrubbed_from_every_entry() {
         let dir = tempfile::tempdir().unwrap();
