@@ -11,6 +11,16 @@ databases and passwords. Each check returns a YAML list of messages; citus.valid
 {{- end -}}
 {{- end -}}
 
+{{/* "bad" unless the key is a Kubernetes qualified name ([prefix/]name), as label and annotation keys must be. */}}
+{{- define "citus.validate.badQualifiedName" -}}
+{{- $name := regexReplaceAll `^.*/` . "" -}}
+{{- $prefixOk := true -}}
+{{- if contains "/" . -}}
+{{- $prefixOk = and (not (regexMatch `/.*/` .)) (empty (include "citus.validate.subdomain" (dict "path" "" "value" (regexReplaceAll `/[^/]*$` . "")))) -}}
+{{- end -}}
+{{- if or (gt (len $name) 63) (not (regexMatch `^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$` $name)) (not $prefixOk) -}}bad{{- end -}}
+{{- end -}}
+
 {{- define "citus.validate.names" -}}
 {{- $errors := list -}}
 {{- $v := .Values -}}
@@ -99,18 +109,35 @@ databases and passwords. Each check returns a YAML list of messages; citus.valid
 {{- if $v.metrics.prometheusRule.enabled }}{{ $labelSets = append $labelSets (dict "path" "metrics.prometheusRule.labels" "value" ($v.metrics.prometheusRule.labels | default (dict))) }}{{ end -}}
 {{- range $set := $labelSets -}}
 {{- range $key, $value := $set.value -}}
-{{- $name := regexReplaceAll `^.*/` $key "" -}}
-{{- $prefixOk := true -}}
-{{- if contains "/" $key -}}
-{{- $prefixOk = and (not (regexMatch `/.*/` $key)) (empty (include "citus.validate.subdomain" (dict "path" "" "value" (regexReplaceAll `/[^/]*$` $key "")))) -}}
-{{- end -}}
-{{- if or (gt (len $name) 63) (not (regexMatch `^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$` $name)) (not $prefixOk) -}}
+{{- if include "citus.validate.badQualifiedName" $key -}}
 {{- $errors = append $errors (printf "%s: label key %q is not valid: use [prefix/]name, name at most 63 letters, digits, '-', '_' and '.', prefix a DNS subdomain" $set.path $key) -}}
 {{- end -}}
 {{- if not (kindIs "string" $value) -}}
 {{- $errors = append $errors (printf "%s.%s=%v is not a string: label values are strings, quote it (\"%v\")" $set.path $key $value $value) -}}
 {{- else if or (gt (len $value) 63) (not (regexMatch `^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$` $value)) -}}
 {{- $errors = append $errors (printf "%s.%s=%q is not a valid label value: use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit" $set.path $key $value) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Annotations: string values under qualified-name keys. */ -}}
+{{- $annotationSets := list (dict "path" "commonAnnotations" "value" $v.commonAnnotations) (dict "path" "workerRegistration.podAnnotations" "value" $v.workerRegistration.podAnnotations) -}}
+{{- if $v.ingress.enabled }}{{ $annotationSets = append $annotationSets (dict "path" "ingress.annotations" "value" $v.ingress.annotations) }}{{ end -}}
+{{- range $component := list "coordinator" "worker" -}}
+{{- $c := index $v $component -}}
+{{- $annotationSets = append $annotationSets (dict "path" (printf "%s.podAnnotations" $component) "value" $c.podAnnotations) -}}
+{{- $annotationSets = append $annotationSets (dict "path" (printf "%s.persistence.annotations" $component) "value" $c.persistence.annotations) -}}
+{{- $annotationSets = append $annotationSets (dict "path" (printf "%s.service.annotations" $component) "value" $c.service.annotations) -}}
+{{- $annotationSets = append $annotationSets (dict "path" (printf "%s.serviceAccount.annotations" $component) "value" $c.serviceAccount.annotations) -}}
+{{- $annotationSets = append $annotationSets (dict "path" (printf "%s.vpa.annotations" $component) "value" $c.vpa.annotations) -}}
+{{- end -}}
+{{- range $set := $annotationSets -}}
+{{- range $key, $value := ($set.value | default (dict)) -}}
+{{- if include "citus.validate.badQualifiedName" $key -}}
+{{- $errors = append $errors (printf "%s: annotation key %q is not valid: use [prefix/]name, name at most 63 letters, digits, '-', '_' and '.', prefix a DNS subdomain" $set.path $key) -}}
+{{- end -}}
+{{- if not (kindIs "string" $value) -}}
+{{- $errors = append $errors (printf "%s.%s=%v is not a string: annotation values are strings, quote it (\"%v\")" $set.path $key $value $value) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
