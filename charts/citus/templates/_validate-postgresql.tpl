@@ -100,22 +100,33 @@ The settings of postgresql.extraConfiguration (after tpl), as a YAML map name ->
 {{- end -}}
 
 {{- $reserved := add (get $ints "superuser_reserved_connections") (get $ints "reserved_connections") -}}
+{{- /*
+Connections a node must accept for one client to run a multi-shard query: every node's maintenance daemon
+keeps one connection to every node (2PC recovery, deadlock detection), the metrics exporter one per node and
+the chart's jobs one, all as superuser, which take ordinary slots first; then the client's session opens up to
+one connection per shard on each worker, at most citus.max_adaptive_executor_pool_size and at most
+citus.max_shared_pool_size (0: max_connections), none of which may use the reserved slots. Citus fails the
+query when a worker refuses one of them, and waits instead when its own pool limits are reached.
+*/ -}}
+{{- $nodes := add (int $v.coordinator.replicaCount) (int (include "citus.worker.registeredReplicas" .)) -}}
+{{- $workers := int (include "citus.worker.registeredReplicas" .) -}}
+{{- $perWorker := 1 -}}
+{{- if gt $workers 0 -}}
+{{- $shards := div (add (mul (int $pg.citusShardCount) (int $pg.citusShardReplicationFactor)) (sub $workers 1)) $workers -}}
+{{- $perWorker = min $shards (get $ints "citus.max_adaptive_executor_pool_size") -}}
+{{- $shared := int64 (get $ints "citus.max_shared_pool_size") -}}
+{{- if eq $shared 0 }}{{ $shared = int64 $maxConn }}{{ end -}}
+{{- if gt $shared 0 }}{{ $perWorker = min $perWorker $shared }}{{ end -}}
+{{- end -}}
+{{- $needed := add $reserved $nodes (ternary 1 0 $v.metrics.enabled) 1 $perWorker -}}
 {{- if ge (int64 $reserved) (int64 $maxConn) -}}
-{{- $errors = append $errors (printf "postgresql.maxConnections=%d is not above the %d reserved connections (superuser_reserved_connections %v + reserved_connections %v): PostgreSQL refuses to start; raise postgresql.maxConnections" $maxConn $reserved (get $ints "superuser_reserved_connections") (get $ints "reserved_connections")) -}}
+{{- $errors = append $errors (printf "postgresql.maxConnections=%d is not above the %d reserved connections (superuser_reserved_connections %v + reserved_connections %v): PostgreSQL refuses to start; raise postgresql.maxConnections (to at least %d for this cluster)" $maxConn $reserved (get $ints "superuser_reserved_connections") (get $ints "reserved_connections") $needed) -}}
+{{- else if lt (int64 $maxConn) (int64 $needed) -}}
+{{- $errors = append $errors (printf "postgresql.maxConnections=%d is too small for %d nodes: each node receives one connection from every node's Citus maintenance daemon (%d)%s and one from the chart's jobs, all as superuser, and a multi-shard query opens up to %d connections per worker beside the %d reserved slots; Citus fails the query when a worker refuses one. Use at least %d, or lower citus.max_adaptive_executor_pool_size (or citus.max_shared_pool_size) in postgresql.extraConfiguration so that Citus waits instead" $maxConn $nodes $nodes (ternary ", one from the metrics exporter" "" $v.metrics.enabled) $perWorker $reserved $needed) -}}
 {{- end -}}
 {{- $backends := add $maxConn (get $ints "autovacuum_max_workers") 1 (int $pg.maxWorkerProcesses) (int $pg.maxWalSenders) -}}
 {{- if gt (int64 $backends) 262143 -}}
 {{- $errors = append $errors (printf "postgresql.maxConnections + autovacuum_max_workers + 1 + postgresql.maxWorkerProcesses + postgresql.maxWalSenders = %d: PostgreSQL refuses more than 262143 backends; lower them" $backends) -}}
-{{- end -}}
-
-{{- /*
-Citus's own connections: every node's maintenance daemon keeps one connection to every node (2PC recovery,
-deadlock detection), the metrics exporter one per node, the chart's jobs one, and a client needs at least one.
-*/ -}}
-{{- $nodes := add (int $v.coordinator.replicaCount) (int (include "citus.worker.registeredReplicas" .)) -}}
-{{- $needed := add $nodes (ternary 1 0 $v.metrics.enabled) 2 -}}
-{{- if lt (int64 $maxConn) (int64 $needed) -}}
-{{- $errors = append $errors (printf "postgresql.maxConnections=%d is too small for %d nodes: each node receives one connection from every node's Citus maintenance daemon (%d)%s, one from the chart's jobs and at least one client connection; use at least %d" $maxConn $nodes $nodes (ternary " and one from the metrics exporter" "" $v.metrics.enabled) $needed) -}}
 {{- end -}}
 {{- $pool := int64 (get $ints "citus.max_shared_pool_size") -}}
 {{- if gt $pool (int64 $maxConn) -}}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod citus_cluster;
+mod edge_values;
 mod postgres_only;
 mod rendered;
 mod upgrade;
