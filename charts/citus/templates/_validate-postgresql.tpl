@@ -108,8 +108,8 @@ one connection per shard on each worker, at most citus.max_adaptive_executor_poo
 citus.max_shared_pool_size (0: max_connections), none of which may use the reserved slots. Citus fails the
 query when a worker refuses one of them, and waits instead when its own pool limits are reached.
 */ -}}
-{{- $nodes := add (int $v.coordinator.replicaCount) (int (include "citus.worker.registeredReplicas" .)) -}}
 {{- $workers := int (include "citus.worker.registeredReplicas" .) -}}
+{{- $nodes := add (int $v.coordinator.replicaCount) $workers -}}
 {{- $perWorker := 1 -}}
 {{- if gt $workers 0 -}}
 {{- $shards := div (add (mul (int $pg.citusShardCount) (int $pg.citusShardReplicationFactor)) (sub $workers 1)) $workers -}}
@@ -134,9 +134,8 @@ query when a worker refuses one of them, and waits instead when its own pool lim
 {{- end -}}
 
 {{- /* Citus refuses create_distributed_table when there are fewer workers than replicas of a shard. */ -}}
-{{- $registered := int (include "citus.worker.registeredReplicas" .) -}}
-{{- if and $v.workerRegistration.enabled (gt $registered 0) (gt (int $pg.citusShardReplicationFactor) $registered) -}}
-{{- $errors = append $errors (printf "postgresql.citusShardReplicationFactor=%v is above the %d registered workers: Citus refuses to distribute tables (replication_factor exceeds number of worker nodes); use at most %d or add workers" $pg.citusShardReplicationFactor $registered $registered) -}}
+{{- if and $v.workerRegistration.enabled (gt $workers 0) (gt (int $pg.citusShardReplicationFactor) $workers) -}}
+{{- $errors = append $errors (printf "postgresql.citusShardReplicationFactor=%v is above the %d registered workers: Citus refuses to distribute tables (replication_factor exceeds number of worker nodes); use at most %d or add workers" $pg.citusShardReplicationFactor $workers $workers) -}}
 {{- end -}}
 
 {{- /* Rendered inside '...' in postgresql.conf and split on commas by PostgreSQL. */ -}}
