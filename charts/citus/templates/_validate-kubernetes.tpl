@@ -75,13 +75,17 @@ domain other than kubernetes.io) need a limit equal to the request.
 {{- define "citus.validate.cronField" -}}
 {{- $f := . -}}
 {{- $bad := false -}}
-{{- range $part := splitList "," $f.field -}}
+{{- /* Empty list items are skipped, and numbers may carry a '+', as robfig/cron's strconv.Atoi allows; a field
+with no item at all would never match. */ -}}
+{{- $parts := without (splitList "," $f.field) "" -}}
+{{- if not $parts }}{{ $bad = true }}{{ end -}}
+{{- range $part := $parts -}}
 {{- $step := splitList "/" $part -}}
 {{- $range := splitList "-" (first $step) -}}
 {{- $numbers := list -}}
-{{- if or (gt (len $step) 2) (and (eq (len $step) 2) (not (regexMatch `^[0-9]+$` (last $step)))) -}}
+{{- if or (gt (len $step) 2) (and (eq (len $step) 2) (not (regexMatch `^\+?[0-9]+$` (last $step)))) -}}
 {{- $bad = true -}}
-{{- else if and (eq (len $step) 2) (eq (int (last $step)) 0) -}}
+{{- else if and (eq (len $step) 2) (eq (int (trimPrefix "+" (last $step))) 0) -}}
 {{- $bad = true -}}
 {{- else if has (first $range) (list "*" "?") -}}
 {{- /* "*" and "?" take the whole range; robfig ignores anything after a hyphen there. */ -}}
@@ -90,7 +94,7 @@ domain other than kubernetes.io) need a limit equal to the request.
 {{- else -}}
 {{- range $range -}}
 {{- $i := -1 -}}
-{{- if regexMatch `^[0-9]+$` . -}}{{- $i = int . -}}
+{{- if regexMatch `^\+?[0-9]+$` . -}}{{- $i = int (trimPrefix "+" .) -}}
 {{- else if has (lower .) $f.names -}}{{- $i = add (include "citus.validate.indexOf" (dict "list" $f.names "item" (lower .))) $f.min -}}
 {{- end -}}
 {{- $numbers = append $numbers $i -}}
@@ -138,7 +142,7 @@ domain other than kubernetes.io) need a limit equal to the request.
 {{- end -}}
 {{- end -}}
 {{- if not $ok -}}
-{{- printf "%s=%q is not a schedule Kubernetes accepts: use 5 fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan-dec, day of week 0-6 or sun-sat; with *, ranges a-b, lists a,b and steps /n), e.g. \"0 2 * * *\", or @hourly, @daily, @weekly, @monthly, @yearly" .path $s -}}
+{{- printf "%s=%q is not a schedule Kubernetes accepts and runs: use 5 fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan-dec, day of week 0-6 or sun-sat; with *, ranges a-b, lists a,b and steps /n), e.g. \"0 2 * * *\", or @hourly, @daily, @weekly, @monthly, @yearly" .path $s -}}
 {{- end -}}
 {{- end -}}
 
