@@ -93,7 +93,7 @@ databases and passwords. Each check returns a YAML list of messages; citus.valid
 {{- $hosts := list (dict "path" "ingress.hostname" "value" $v.ingress.hostname) -}}
 {{- range $i, $h := $v.ingress.extraHosts }}{{ $hosts = append $hosts (dict "path" (printf "ingress.extraHosts[%d].name" $i) "value" $h.name) }}{{ end -}}
 {{- range $hosts -}}
-{{- if and .value (or (gt (len .value) 253) (not (regexMatch `^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$` .value)) (regexMatch `^[0-9.]+$` .value)) -}}
+{{- if and .value (or (gt (len .value) 253) (not (regexMatch `^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$` .value)) (regexMatch `^[0-9]+(\.[0-9]+){3}$` .value)) -}}
 {{- $errors = append $errors (printf "%s=%q is not a host name an Ingress accepts: use a lowercase DNS name such as \"citus.example.com\" (optionally starting with \"*.\"), not an IP address" .path .value) -}}
 {{- end -}}
 {{- end -}}
