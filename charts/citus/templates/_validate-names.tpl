@@ -162,16 +162,16 @@ databases and passwords. Each check returns a YAML list of messages; citus.valid
 {{- if or (hasPrefix "pg_" .) (has . (list "public" "none")) -}}
 {{- $errors = append $errors (printf "auth.username=%q is a name PostgreSQL reserves (\"public\", \"none\" and names starting with \"pg_\"): choose another name" .) -}}
 {{- end -}}
-{{- if regexMatch `[[:cntrl:]]` . -}}
-{{- $errors = append $errors "auth.username contains a control character (newline, tab, ...): the pods' password file (pgpass) is line-based; use printable characters" -}}
+{{- if regexMatch "[\r\n]" . -}}
+{{- $errors = append $errors "auth.username contains a line break: the pods' password file (pgpass) is line-based; use a single line" -}}
 {{- end -}}
 {{- end -}}
 {{- $db := toString $v.auth.database -}}
 {{- if gt (len $db) 63 -}}
 {{- $errors = append $errors (printf "auth.database is %d bytes long: PostgreSQL cuts database names to 63 bytes, so the database created would not be the one the pods connect to; use at most 63" (len $db)) -}}
 {{- end -}}
-{{- if regexMatch `[[:space:][:cntrl:]'\\=/]` $db -}}
-{{- $errors = append $errors (printf "auth.database=%q contains whitespace, a control character or one of ' \\ = /: the probes pass it in a connection string (dbname=...), psql \\connect reads '=' as a connection string and the backup names its file after it; use letters, digits, '_' and '-'" $db) -}}
+{{- if regexMatch `[[:space:]'\\=/]` $db -}}
+{{- $errors = append $errors (printf "auth.database=%q contains whitespace or one of ' \\ = /: the probes pass it in a connection string (dbname=...), psql \\connect reads '=' as a connection string and the backup names its file after it; use letters, digits, '_' and '-'" $db) -}}
 {{- else if and $v.metrics.enabled (regexMatch `[?#%]` $db) -}}
 {{- $errors = append $errors (printf "auth.database=%q contains one of ? # %%: the metrics exporter receives it inside a URL (DATA_SOURCE_URI); use letters, digits, '_' and '-'" $db) -}}
 {{- end -}}
