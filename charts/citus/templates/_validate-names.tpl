@@ -176,10 +176,13 @@ databases and passwords. Each check returns a YAML list of messages; citus.valid
 {{- $errors = append $errors (printf "auth.database=%q contains one of ? # %%: the metrics exporter receives it inside a URL (DATA_SOURCE_URI); use letters, digits, '_' and '-'" $db) -}}
 {{- end -}}
 
-{{- /* Passwords: initdb --pwfile reads one line, the pgpass file is line-based, and $(cat file) drops trailing newlines. */ -}}
+{{- /*
+Passwords: initdb --pwfile reads one line and the pgpass file is line-based, both dropping trailing carriage
+returns; $(cat file) drops trailing newlines. A carriage return inside the password survives all of them.
+*/ -}}
 {{- range $path := list "postgresPassword" "password" -}}
 {{- $p := toString (index $v.auth $path) -}}
-{{- if regexMatch "[\r\n]" $p -}}
+{{- if regexMatch "\n|\r$" $p -}}
 {{- $errors = append $errors (printf "auth.%s contains a line break: initdb keeps only the first line and the pods' password file (pgpass) is line-based, so the database and the Secret would disagree; use a single-line password" $path) -}}
 {{- end -}}
 {{- end -}}
