@@ -4,7 +4,7 @@
 {{- $v := index $ctx.Values .component -}}
 {{- $m := $ctx.Values.metrics -}}
 - name: metrics
-  image: {{ include "citus.image" (dict "image" $m.image "ctx" $ctx) }}
+  image: {{ include "citus.image" (dict "image" $m.image "ctx" $ctx) | quote }}
   imagePullPolicy: {{ $m.image.pullPolicy }}
   {{- if $ctx.Values.diagnosticMode.enabled }}
   command:

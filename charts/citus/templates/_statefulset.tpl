@@ -118,7 +118,7 @@ terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
 initContainers:
   {{- if and $ctx.Values.volumePermissions.enabled $persistent }}
   - name: volume-permissions
-    image: {{ include "citus.image" (dict "image" $ctx.Values.volumePermissions.image "ctx" $ctx) }}
+    image: {{ include "citus.image" (dict "image" $ctx.Values.volumePermissions.image "ctx" $ctx) | quote }}
     imagePullPolicy: {{ $ctx.Values.volumePermissions.image.pullPolicy }}
     command: ["/bin/sh", "-ec"]
     args:
@@ -153,7 +153,7 @@ initContainers:
 {{- end }}
 containers:
   - name: postgresql
-    image: {{ include "citus.image" (dict "image" $ctx.Values.image "ctx" $ctx) }}
+    image: {{ include "citus.image" (dict "image" $ctx.Values.image "ctx" $ctx) | quote }}
     imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
     {{- if $ctx.Values.diagnosticMode.enabled }}
     command:

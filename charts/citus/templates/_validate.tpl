@@ -1,6 +1,8 @@
 {{/*
 Checks across values that the schema cannot express. Every problem found is reported at once, each naming
-the values involved. Included from configmap.yaml, which every render produces.
+the values involved. Included from configmap.yaml, which every render produces. The checks by topic live in
+_validate-names.tpl, _validate-images.tpl, _validate-postgresql.tpl and _validate-kubernetes.tpl; each
+returns a YAML list of messages.
 */}}
 {{- define "citus.validateValues" -}}
 {{- $errors := list -}}
@@ -88,6 +90,10 @@ the values involved. Included from configmap.yaml, which every render produces.
 
 {{- if and $v.ingress.enabled (not $v.ingress.hostname) (not $v.ingress.extraHosts) -}}
 {{- $errors = append $errors "ingress.enabled=true needs ingress.hostname or ingress.extraHosts" -}}
+{{- end -}}
+
+{{- range $topic := list "names" "images" "postgresql" "kubernetes" -}}
+{{- $errors = concat $errors (include (printf "citus.validate.%s" $topic) $ | fromYamlArray) -}}
 {{- end -}}
 
 {{- if $errors -}}

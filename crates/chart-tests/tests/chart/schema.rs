@@ -32,7 +32,7 @@ fn wrong_types_and_enum_values_fail_naming_the_path() {
         (json!({"image": {"pullPolicy": "Sometimes"}}), "/image/pullPolicy"),
         (json!({"postgresql": {"walLevel": "archive"}}), "/postgresql/walLevel"),
         (json!({"coordinator": {"podAntiAffinityPreset": "medium"}}), "/coordinator/podAntiAffinityPreset"),
-        (json!({"worker": {"autoscaling": {"targetCPU": 150}}}), "/worker/autoscaling/targetCPU"),
+        (json!({"worker": {"autoscaling": {"targetCPU": 0}}}), "/worker/autoscaling/targetCPU"),
         (json!({"coordinator": {"containerPorts": {"postgresql": 70000}}}), "/coordinator/containerPorts/postgresql"),
         (json!({"auth": {"usePasswordFiles": "yes"}}), "/auth/usePasswordFiles"),
         (json!({"coordinator": {"containerSecurityContext": {"runAsUsr": 5}}}), "/coordinator/containerSecurityContext"),

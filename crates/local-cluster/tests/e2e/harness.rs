@@ -30,7 +30,9 @@ fn small() -> serde_json::Value {
 
 fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Result<()> {
     let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&util::values(json!({"worker": {"replicaCount": 2}, "metrics": {"enabled": true}})))?;
+    // The stand-in for the exporter image is Debian's exporter 0.11.1: the tag says so, so that the chart
+    // passes it the flags that version knows.
+    cluster.install(&util::values(json!({"worker": {"replicaCount": 2}, "metrics": {"enabled": true, "image": {"tag": "v0.11.1"}}})))?;
     // Ready means both containers are: the exporter's httpGet readiness probe passed too.
     cluster.wait_all_ready(util::READY)?;
     for pod in ["my-citus-coordinator-0", "my-citus-worker-0", "my-citus-worker-1"] {

@@ -6,6 +6,7 @@
 
 mod auth;
 mod citus_cluster;
+mod edge_values;
 mod harness;
 mod postgres_only;
 mod rendered;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         rendered::SCENARIOS,
         postgres_only::SCENARIOS,
         citus_cluster::SCENARIOS,
+        edge_values::SCENARIOS,
         auth::SCENARIOS,
         upgrade::SCENARIOS,
         harness::SCENARIOS,
