@@ -2,6 +2,7 @@
 //! Scenarios that need root, PostgreSQL or Citus print `skipped: <reason>` and pass when those are missing.
 
 mod auth;
+mod backup;
 mod citus_cluster;
 mod postgres_only;
 mod rendered;
