@@ -313,7 +313,8 @@ body_sum=$(sha256sum < "$body")
 rm "$body"
 tables=$(awk '/^rows\t/ { n++ } END { print n + 0 }' "$partial/manifest.txt")
 calls=$(awk '/^citus_calls\t/ { print $2 }' "$partial/manifest.txt")
-sync
+# On disk before anything points to it (only this backup's files, not the whole node's page cache).
+find "$partial" -exec sync {} +
 
 step="publishing the backup"
 mv "$partial" "$final"
@@ -321,7 +322,7 @@ printf '%s\n' "$stamp" > "$BACKUP_DIR/.latest.tmp"
 mv "$BACKUP_DIR/.latest.tmp" "$BACKUP_DIR/latest"
 printf '%s\n%s\n' "$(date +%s)" "$stamp" > "$BACKUP_DIR/.last-success.tmp"
 mv "$BACKUP_DIR/.last-success.tmp" "$BACKUP_DIR/last-success"
-sync
+sync "$BACKUP_DIR" "$BACKUP_DIR/latest" "$BACKUP_DIR/last-success"
 record_status success "$stamp" "" >/dev/null || die "recording the success in citus_chart.backup_status failed"
 log "backup $stamp complete: $(du -sk "$final" | cut -f1) KiB, $tables table(s), $calls Citus call(s)"
 
