@@ -209,6 +209,7 @@ step="writing roles"
 # Statements that name the database use psql's :"DBNAME", the database the restore connects to.
 sql -v db="$PGDATABASE" > "$partial/roles.sql" <<'SQL' || die "reading the roles failed"
 SET search_path TO '';
+SELECT 'SET client_min_messages TO warning;';
 SELECT '-- Roles of the cluster and privileges on database ' || quote_ident(:'db') || '; run with psql in the restored database.';
 SELECT format($q$SELECT %L WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %L) \gexec$q$,
               format('CREATE ROLE %I WITH %s %s %s %s %s %s %s CONNECTION LIMIT %s%s%s',

@@ -153,7 +153,7 @@ SQL
         # rolls everything back; the marker row checked below tells a commit from that.
         checks=$(awk -F "$TAB" '$1 == "rows" { gsub(/\047/, "\047\047", $2); printf "%s(\047%s\047, %s)", sep, $2, $3; sep = ",\n        " }' "$manifest")
         {
-            printf '%s\n' "BEGIN;" \
+            printf '%s\n' "BEGIN;" "SET client_min_messages TO warning;" \
                 "SET citus.multi_shard_modify_mode TO 'sequential';" \
                 "SET citus.enable_unsafe_triggers TO on;"
             # errexit does not reach into this list (it is part of an || list): each step exits itself.

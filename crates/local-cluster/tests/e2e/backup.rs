@@ -228,6 +228,16 @@ fn backup_of_every_citus_kind_restores_into_a_new_release() -> anyhow::Result<()
         );
     }
 
+    // An expired backup from long ago: removed only after a backup succeeded.
+    let backups = a.dir().join("claims/my-citus-backup");
+    let expired = backups.join("20200101T020000Z");
+    std::fs::create_dir_all(&expired)?;
+    let touched = Command::new("touch")
+        .args(["-d", "30 days ago"])
+        .arg(&expired)
+        .status()?;
+    ensure!(touched.success(), "touch -d {}", expired.display());
+
     // Something the backup cannot restore makes it fail at backup time, naming it.
     util::psql(
         &a,
@@ -250,19 +260,22 @@ fn backup_of_every_citus_kind_restores_into_a_new_release() -> anyhow::Result<()
         "A: backup refused: {}",
         refusal_line(&text, "public.legacy")
     );
-    let backups = a.dir().join("claims/my-citus-backup");
     let failure = std::fs::read_to_string(backups.join("last-failure"))?;
     ensure!(
         failure.contains("failed while checking that every Citus table"),
         "last-failure: {failure}"
     );
     ensure!(
-        !backups.join("latest").exists(),
-        "a failed backup wrote latest"
+        !backups.join("latest").exists() && expired.exists(),
+        "a failed backup wrote latest or removed an expired backup"
     );
     util::psql(&a, COORDINATOR, &SOCKET, "DROP TABLE legacy")?;
 
     a.run_job(&backup_job(&manifest, "my-citus-backup-manual")?)?;
+    ensure!(
+        !expired.exists(),
+        "the backup older than backup.retentionDays was kept"
+    );
     let expected = facts(&a)?;
     let latest = std::fs::read_to_string(backups.join("latest"))?
         .trim()
@@ -378,6 +391,47 @@ fn backup_of_every_citus_kind_restores_into_a_new_release() -> anyhow::Result<()
     util::psql(&b, COORDINATOR, &SOCKET, "DROP TABLE public.junk")?;
     ensure!(user_objects(&b)? == empty, "B changed by the refusal");
 
+    // A backup that verifies but whose restore fails at its last Citus call: the statement is named,
+    // and everything before it (tables, their distribution, shards on the workers) is rolled back. (Citus
+    // leaves the sequences it created on the workers; the retry below reuses them.)
+    let failing = "20980101T000000Z";
+    copy_dir(&claim.join(&latest), &claim.join(failing))?;
+    append_to_backup(
+        &claim.join(failing),
+        "citus-distribution.sql",
+        "SELECT pg_catalog.create_distributed_table('public.no_such_table', 'id');\n",
+    )?;
+    let err = b
+        .upgrade(&restore_values(failing))
+        .err()
+        .context("the restore with a failing statement succeeded")?;
+    let text = chain(err);
+    ensure!(
+        text.contains("relation \"public.no_such_table\" does not exist")
+            && text.contains("the transaction was rolled back"),
+        "the failed restore does not name its statement:\n{text}"
+    );
+    println!(
+        "B: failing statement: {}",
+        refusal_line(&text, "no_such_table")
+    );
+    let left = util::psql(
+        &b,
+        COORDINATOR,
+        &SOCKET,
+        "SELECT (SELECT count(*) FROM pg_dist_partition) || ' ' || (SELECT count(*) FROM pg_dist_shard) || ' ' || \
+         (SELECT string_agg(result, ',') FROM run_command_on_workers($$SELECT count(*) FROM pg_class WHERE relname LIKE 'orders%' AND relkind IN ('r', 'p')$$))",
+    )?;
+    ensure!(
+        left == "0 0 0,0,0",
+        "the failed restore left Citus tables or shards (tables, shards, orders shards per worker): {left}"
+    );
+    ensure!(
+        user_objects(&b)? == "0\n0\nt\n2",
+        "B is not empty after the failed restore (only the roles may stay): {}",
+        user_objects(&b)?
+    );
+
     // The restore proper (helm upgrade runs the hook again).
     b.upgrade(&restore_values("latest"))?;
     let got = facts(&b)?;
@@ -461,6 +515,46 @@ fn backup_of_every_citus_kind_restores_into_a_new_release() -> anyhow::Result<()
         "B: restored {latest}: {} facts identical to A; truncated backup and non-empty database refused",
         got.len()
     );
+    Ok(())
+}
+
+/// Appends `text` to `file` of a backup and updates its manifest (size, sha256, the end line), as if
+/// the backup had been written so: it verifies, and its restore runs `text`.
+fn append_to_backup(backup: &Path, file: &str, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(backup.join(file))?
+        .write_all(text.as_bytes())?;
+    let sha256 = |path: &Path| -> anyhow::Result<String> {
+        let out = Command::new("sha256sum").arg(path).output()?;
+        ensure!(out.status.success(), "sha256sum {}", path.display());
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned())
+    };
+    let size = std::fs::metadata(backup.join(file))?.len();
+    let sum = sha256(&backup.join(file))?;
+    let manifest = std::fs::read_to_string(backup.join("manifest.txt"))?;
+    let mut body = String::new();
+    for line in manifest.lines().filter(|l| !l.starts_with("end\t")) {
+        if line.starts_with("file\t") && line.ends_with(&format!("\t{file}")) {
+            body.push_str(&format!("file\t{sum}\t{size}\t{file}\n"));
+        } else {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    let body_path = backup.join("manifest.body");
+    std::fs::write(&body_path, &body)?;
+    let body_sum = sha256(&body_path)?;
+    std::fs::remove_file(&body_path)?;
+    std::fs::write(
+        backup.join("manifest.txt"),
+        format!("{body}end\t{body_sum}\n"),
+    )?;
     Ok(())
 }
 
