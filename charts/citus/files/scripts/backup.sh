@@ -9,25 +9,21 @@
 #   manifest.txt             versions, contents, rows of every table counted in the dump, sha256 of every
 #                            file; its last line is `end <sha256 of the lines above>`
 # What the backup cannot restore fails it here, naming the object. Each backup is written to a hidden
-# directory, read back (checksums, every data file decompressed and counted, pg_restore --list), renamed,
-# and only then `latest` and `last-success` are replaced and backups older than $BACKUP_RETENTION_DAYS
-# days removed. A failure writes `last-failure`. Both are also kept in citus_chart.backup_status in the
+# directory, read back (every data file decompressed and counted, most of them while pg_dump still writes
+# the next; checksums; pg_restore --list), renamed, and only then `latest` and `last-success` are replaced
+# and backups older than $BACKUP_RETENTION_DAYS days removed. A failure writes `last-failure`. Both are also kept in citus_chart.backup_status in the
 # database (one row; not part of the backups).
 # Environment: PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE, BACKUP_DIR,
-# BACKUP_RETENTION_DAYS, BACKUP_JOBS (parallel pg_dump connections, default 1).
+# BACKUP_RETENTION_DAYS.
 set -eu
 CITUS_LOG_TAG=citus-backup
 . "$(dirname "$0")/common.sh"
 
 : "${PGHOST:?}" "${PGDATABASE:?}" "${PGUSER:?}" "${BACKUP_DIR:?}" "${BACKUP_RETENTION_DAYS:?}"
-BACKUP_JOBS=${BACKUP_JOBS:-1}
 file_env PGPASSWORD
 [ -n "$PGPASSWORD" ] || die "no password for $PGUSER (PGPASSWORD or PGPASSWORD_FILE)"
 case "$BACKUP_RETENTION_DAYS" in
     ''|*[!0-9]*) die "BACKUP_RETENTION_DAYS must be a whole number of days, got '$BACKUP_RETENTION_DAYS'" ;;
-esac
-case "$BACKUP_JOBS" in
-    ''|0|*[!0-9]*) die "BACKUP_JOBS must be a positive whole number, got '$BACKUP_JOBS'" ;;
 esac
 
 sql() {
@@ -44,6 +40,10 @@ step="starting"
 record_failure() {
     status=$?
     trap - EXIT
+    if [ -n "${dump_pid:-}" ] && kill -0 "$dump_pid" 2>/dev/null; then
+        kill "$dump_pid"
+        wait "$dump_pid" 2>/dev/null || log "stopped pg_dump"
+    fi
     rm -rf "$partial"
     [ "$status" -ne 0 ] || exit 0
     now=$(date +%s)
@@ -256,10 +256,51 @@ SELECT format('GRANT %s ON DATABASE :"DBNAME" TO %s;', a.privilege_type,
  ORDER BY 1;
 SQL
 
+# count_rows FILE: the rows in one data file of the dump, or failure while it does not decompress (not
+# written to its end yet, or damaged). Decompressing checks the gzip CRC; COPY text data has one line per
+# row (line breaks inside values are escaped), then "\." and two empty lines.
+count_rows() {
+    rm -f "$partial/gzip.failed"
+    cr_lines=$( { gzip -dc < "$1" 2>/dev/null || echo "$?" > "$partial/gzip.failed"; } | wc -l)
+    if [ -e "$partial/gzip.failed" ] || [ "$cr_lines" -lt 3 ]; then
+        return 1
+    fi
+    echo $((cr_lines - 3))
+}
+
+# count_finished all|running: appends "<file> <size> <rows>" to $partial/counts for every data file not
+# counted at its present size. While pg_dump runs, its newest file is left alone and a file that does not
+# decompress is tried again later; at the end every file must count.
+count_finished() {
+    newest=
+    # shellcheck disable=SC2012 # pg_dump's file names are digits; ls -t gives the one being written
+    [ "$1" = all ] || newest=$(ls -t "$partial"/dump/*.dat.gz 2>/dev/null | head -n 1)
+    for cf_file in "$partial"/dump/*.dat.gz; do
+        if [ ! -f "$cf_file" ] || [ "$cf_file" = "$newest" ]; then
+            continue
+        fi
+        cf_size=$(wc -c < "$cf_file")
+        ! grep -q "^${cf_file##*/} $cf_size " "$partial/counts" || continue
+        if cf_rows=$(count_rows "$cf_file"); then
+            echo "${cf_file##*/} $cf_size $cf_rows" >> "$partial/counts"
+        elif [ "$1" = all ]; then
+            die "dump/${cf_file##*/} of the dump just written does not decompress"
+        fi
+    done
+}
+
 step="running pg_dump"
-# The status schema describes this cluster, not the data: it stays out of the backups.
-pg_dump --format=directory --jobs="$BACKUP_JOBS" --exclude-schema=citus_chart --file="$partial/dump" "$PGDATABASE" \
-    || die "pg_dump of $PGDATABASE failed"
+# The status schema describes this cluster, not the data: it stays out of the backups. pg_dump writes one
+# table's file after the other; the finished ones are read back (counted) while it writes the next.
+: > "$partial/counts"
+pg_dump --format=directory --exclude-schema=citus_chart --file="$partial/dump" "$PGDATABASE" &
+dump_pid=$!
+while kill -0 "$dump_pid" 2>/dev/null; do
+    count_finished running
+    sleep 1
+done
+wait "$dump_pid" || die "pg_dump of $PGDATABASE failed"
+count_finished all
 
 step="reading the backup back"
 toc=$(pg_restore --list "$partial/dump") || die "pg_restore --list cannot read the dump just written"
@@ -284,6 +325,17 @@ body="$partial/manifest.body"
     printf 'pg_dump\t%s\n' "$(pg_dump --version)"
     printf 'workers\t%s\n' "$workers"
     printf 'citus_calls\t%s\n' "$(awk '/^SELECT/ { n++ } END { print n + 0 }' "$partial/citus-distribution.sql")"
+    printf 'contains\t%s roles=%s\n' "$(awk '
+        /create_reference_table/ { reference++ }
+        /citus_add_local_table_to_metadata/ { local++ }
+        /create_distributed_table\(.*, NULL,/ { single++; next }
+        /create_distributed_table/ { hash++ }
+        /citus_schema_distribute/ { schemas++ }
+        /create_distributed_function/ { functions++ }
+        /^ALTER TABLE .*columnar\./ { columnar++ }
+        END { printf "reference=%d citus_local=%d hash_distributed=%d single_shard=%d distributed_schemas=%d distributed_functions=%d columnar_options=%d",
+              reference, local, hash, single, schemas, functions, columnar }' "$partial/citus-distribution.sql")" \
+        "$(awk '/gexec$/ { n++ } END { print n + 0 }' "$partial/roles.sql")"
 } > "$body"
 while read -r id oid; do
     [ -n "$id" ] || continue
@@ -291,16 +343,14 @@ while read -r id oid; do
     [ -f "$partial/$file" ] || die "pg_dump wrote no data file for table oid $oid (dump id $id)"
     name=$(echo "$names" | sed -n "s/^$oid //p")
     [ -n "$name" ] || die "table oid $oid of the dump is not in the catalog any more"
-    # Decompressing checks the gzip CRC. COPY text data has one line per row (line breaks inside values
-    # are escaped), then "\." and two empty lines.
-    rm -f "$partial/gzip.failed"
-    lines=$( { gzip -dc < "$partial/$file" || echo "$?" > "$partial/gzip.failed"; } | wc -l)
-    [ ! -e "$partial/gzip.failed" ] || die "$file of the dump just written does not decompress"
-    [ "$lines" -ge 3 ] || die "$file of the dump just written is incomplete ($lines lines)"
-    printf 'rows\t%s\t%s\t%s\n' "$name" "$((lines - 3))" "$file" >> "$body"
+    size=$(wc -c < "$partial/$file")
+    rows=$(awk -v f="$id.dat.gz" -v s="$size" '$1 == f && $2 == s { r = $3 } END { print r }' "$partial/counts")
+    [ -n "$rows" ] || die "$file of the dump just written was not counted"
+    printf 'rows\t%s\t%s\t%s\n' "$name" "$rows" "$file" >> "$body"
 done <<ENTRIES
 $data_entries
 ENTRIES
+rm -f "$partial/counts" "$partial/gzip.failed"
 files=$(cd "$partial" && find . -type f ! -name 'manifest.*' | sed 's|^\./||' | LC_ALL=C sort)
 while read -r file; do
     size=$(wc -c < "$partial/$file")

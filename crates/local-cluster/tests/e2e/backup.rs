@@ -319,6 +319,14 @@ fn backup_of_every_citus_kind_restores_into_a_new_release() -> anyhow::Result<()
         "manifest rows lines: {:?}",
         manifest_lines(&backup, "rows")?
     );
+    let contains = manifest_lines(&backup, "contains")?;
+    ensure!(
+        contains.len() == 1
+            && contains[0][1]
+                == "reference=1 citus_local=1 hash_distributed=6 single_shard=2 distributed_schemas=2 \
+                    distributed_functions=3 columnar_options=1 roles=3",
+        "manifest contains: {contains:?}"
+    );
     println!(
         "A: backup {latest}: {} facts, {} tables, {} Citus calls",
         expected.len(),
