@@ -40,10 +40,12 @@ step="starting"
 record_failure() {
     status=$?
     trap - EXIT
-    if [ -n "${dump_pid:-}" ] && kill -0 "$dump_pid" 2>/dev/null; then
-        kill "$dump_pid"
-        wait "$dump_pid" 2>/dev/null || log "stopped pg_dump"
-    fi
+    for running in ${counter_pid:-} ${dump_pid:-}; do
+        if kill -0 "$running" 2>/dev/null; then
+            kill "$running"
+            wait "$running" 2>/dev/null || log "stopped process $running"
+        fi
+    done
     rm -rf "$partial"
     [ "$status" -ne 0 ] || exit 0
     now=$(date +%s)
@@ -290,16 +292,20 @@ count_finished() {
 }
 
 step="running pg_dump"
-# The status schema describes this cluster, not the data: it stays out of the backups. pg_dump writes one
-# table's file after the other; the finished ones are read back (counted) while it writes the next.
+# The status schema describes this cluster, not the data: it stays out of the backups. gzip level 1: about
+# twice as fast as pg_dump's default level for files about a tenth larger. pg_dump writes one table's file
+# after the other; a background loop reads back (counts) the finished ones while it writes the next.
 : > "$partial/counts"
-pg_dump --format=directory --exclude-schema=citus_chart --file="$partial/dump" "$PGDATABASE" &
+pg_dump --format=directory --compress=1 --exclude-schema=citus_chart --file="$partial/dump" "$PGDATABASE" &
 dump_pid=$!
-while kill -0 "$dump_pid" 2>/dev/null; do
+while :; do
     count_finished running
     sleep 1
-done
+done &
+counter_pid=$!
 wait "$dump_pid" || die "pg_dump of $PGDATABASE failed"
+kill "$counter_pid"
+wait "$counter_pid" 2>/dev/null || log "read back $(wc -l < "$partial/counts") data file(s) while pg_dump ran"
 count_finished all
 
 step="reading the backup back"
