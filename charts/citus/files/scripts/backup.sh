@@ -262,9 +262,10 @@ SQL
 # written to its end yet, or damaged). Decompressing checks the gzip CRC; COPY text data has one line per
 # row (line breaks inside values are escaped), then "\." and two empty lines.
 count_rows() {
-    rm -f "$partial/gzip.failed"
-    cr_lines=$( { gzip -dc < "$1" 2>/dev/null || echo "$?" > "$partial/gzip.failed"; } | wc -l)
-    if [ -e "$partial/gzip.failed" ] || [ "$cr_lines" -lt 3 ]; then
+    cr_failed="$partial/failed-${1##*/}"
+    rm -f "$cr_failed"
+    cr_lines=$( { gzip -dc < "$1" 2>/dev/null || echo "$?" > "$cr_failed"; } | wc -l)
+    if [ -e "$cr_failed" ] || [ "$cr_lines" -lt 3 ]; then
         return 1
     fi
     echo $((cr_lines - 3))
@@ -356,7 +357,7 @@ while read -r id oid; do
 done <<ENTRIES
 $data_entries
 ENTRIES
-rm -f "$partial/counts" "$partial/gzip.failed"
+rm -f "$partial/counts" "$partial"/failed-*
 files=$(cd "$partial" && find . -type f ! -name 'manifest.*' | sed 's|^\./||' | LC_ALL=C sort)
 while read -r file; do
     size=$(wc -c < "$partial/$file")
