@@ -92,6 +92,18 @@ returns a YAML list of messages.
 {{- $errors = append $errors "ingress.enabled=true needs ingress.hostname or ingress.extraHosts" -}}
 {{- end -}}
 
+{{- if $v.restore.enabled -}}
+{{- if not $v.restore.existingClaim -}}
+{{- $errors = append $errors "restore.enabled=true needs restore.existingClaim: the PVC that holds the backups (e.g. the old release's <fullname>-backup)" -}}
+{{- end -}}
+{{- if not $v.workerRegistration.enabled -}}
+{{- $errors = append $errors "restore.enabled=true needs workerRegistration.enabled=true: the restore distributes the tables and runs after the registration Job" -}}
+{{- end -}}
+{{- if or $v.diagnosticMode.enabled (lt (int $v.coordinator.replicaCount) 1) -}}
+{{- $errors = append $errors "restore.enabled=true needs a running coordinator: turn off diagnosticMode.enabled and set coordinator.replicaCount=1" -}}
+{{- end -}}
+{{- end -}}
+
 {{- range $topic := list "names" "images" "postgresql" "kubernetes" -}}
 {{- $errors = concat $errors (include (printf "citus.validate.%s" $topic) $ | fromYamlArray) -}}
 {{- end -}}

@@ -24,6 +24,7 @@ fn external(values: &Value) -> BTreeSet<String> {
         add(&values[c]["persistence"]["existingClaim"]);
     }
     add(&values["backup"]["persistence"]["existingClaim"]);
+    add(&values["restore"]["existingClaim"]);
     names
 }
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod backup;
 mod citus_cluster;
 mod edge_values;
 mod harness;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         citus_cluster::SCENARIOS,
         edge_values::SCENARIOS,
         auth::SCENARIOS,
+        backup::SCENARIOS,
         upgrade::SCENARIOS,
         harness::SCENARIOS,
     ]
