@@ -208,7 +208,7 @@ SQL
         || setup_failed "setting the passwords from the Secret failed"
     # A removed worker's mark (scale-in) ends when its pod starts again: the StatefulSet wants it back.
     if [ "${CITUS_NODE_ROLE:-}" = worker ]; then
-        sql_socket -d "$POSTGRES_DB" -c "SELECT format('ALTER DATABASE %I RESET citus_chart.retired', current_database()) \gexec" >/dev/null \
+        echo "SELECT format('ALTER DATABASE %I RESET citus_chart.retired', current_database()) \gexec" | sql_socket -d "$POSTGRES_DB" >/dev/null \
             || setup_failed "clearing the scale-in mark failed"
     fi
     updates=$(citus_updates) || setup_failed "reading the citus extension versions failed"

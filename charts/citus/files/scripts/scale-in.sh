@@ -94,6 +94,7 @@ if [ -z "$leaving" ]; then
     exit 0
 fi
 names=$(printf '%s' "$leaving" | cut -d'|' -f1 | tr '\n' ' ')
+names=${names% }
 groups=$(printf '%s' "$leaving" | cut -d'|' -f3 | tr '\n' ',' | sed 's/,$//')
 log "leaving worker(s): $names(transfer mode $MODE)"
 
@@ -154,6 +155,21 @@ SELECT pg_advisory_lock(hashtext('citus-chart-scale-in')) \\g /dev/null
 SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', false)
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
  WHERE n.shouldhaveshards \\g /dev/null
+-- A rebalance running now (e.g. started after the last scale-out) was planned with the leaving workers as
+-- targets, and Citus runs one at a time: stop it, and wait until its moves have ended.
+SELECT 'SELECT citus_rebalance_stop()' FROM pg_dist_background_job
+ WHERE job_type = 'rebalance' AND state IN ('scheduled', 'running') LIMIT 1 \\gexec
+DO \$\$
+BEGIN
+  FOR i IN 1..600 LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing')) THEN
+      RETURN;
+    END IF;
+    PERFORM pg_sleep(1);
+  END LOOP;
+  RAISE EXCEPTION 'a Citus background job is still running after 10 minutes: SELECT * FROM pg_dist_background_job';
+END
+\$\$;
 SELECT format('SELECT citus_drain_node(%L, %s, shard_transfer_mode => %L)', n.nodename, n.nodeport, :'mode')
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
  ORDER BY n.nodename \\gexec

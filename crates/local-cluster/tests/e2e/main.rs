@@ -5,5 +5,6 @@ mod auth;
 mod citus_cluster;
 mod postgres_only;
 mod rendered;
+mod scaling;
 mod upgrade;
 mod util;

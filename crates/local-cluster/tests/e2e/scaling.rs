@@ -1,0 +1,226 @@
+//! Scaling on real Citus: scale-out with the automatic background rebalance under a continuous writer, and
+//! scale-in refusals and failures (table without primary key, transfer modes) that leave every worker usable.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use local_cluster::Cluster;
+use serde_json::json;
+
+use crate::util::{self, COORDINATOR, SOCKET};
+
+/// Starts a writer inside the coordinator pod: one INSERT per psql call (each its own transaction, as an
+/// application would), ids 1, 2, ...; each committed id goes to /tmp/writer.ok, each failure to
+/// /tmp/writer.fail. It stops when /tmp/writer.stop exists and then writes /tmp/writer.done.
+fn start_writer(cluster: &Cluster, table: &str) -> anyhow::Result<()> {
+    let script = format!(
+        r#"i=0
+while [ ! -e /tmp/writer.stop ]; do
+  i=$((i + 1))
+  if out=$(psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -U postgres -d citus -c "INSERT INTO {table} (id, payload) VALUES ($i, 'row-$i')" 2>&1); then
+    echo "$i" >> /tmp/writer.ok
+  else
+    echo "$i $out" | tr '\n' ' ' >> /tmp/writer.fail; echo >> /tmp/writer.fail
+  fi
+done
+echo "$i" > /tmp/writer.done
+"#
+    );
+    std::fs::write(cluster.dir().join("writer.sh"), &script)?;
+    let argv = [
+        "sh",
+        "-c",
+        "rm -f /tmp/writer.*; cat > /tmp/writer.sh; nohup sh /tmp/writer.sh </dev/null >/dev/null 2>&1 &",
+    ];
+    let out = cluster.exec(COORDINATOR, &argv, &[], Some(script.as_bytes()))?;
+    ensure!(out.status.success(), "starting the writer failed: {}", out.stderr);
+    Ok(())
+}
+
+fn read_pod_file(cluster: &Cluster, path: &str) -> anyhow::Result<String> {
+    let out = cluster.exec(
+        COORDINATOR,
+        &["sh", "-c", &format!("cat {path} 2>/dev/null || true")],
+        &[],
+        None,
+    )?;
+    Ok(out.stdout)
+}
+
+/// Stops the writer; returns the committed ids. Fails when any write failed.
+fn stop_writer(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
+    let out = cluster.exec(COORDINATOR, &["touch", "/tmp/writer.stop"], &[], None)?;
+    ensure!(out.status.success(), "stopping the writer: {}", out.stderr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_pod_file(cluster, "/tmp/writer.done")?.trim().is_empty() {
+        ensure!(Instant::now() < deadline, "the writer did not stop");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let failed = read_pod_file(cluster, "/tmp/writer.fail")?;
+    ensure!(failed.trim().is_empty(), "failed writes:\n{failed}");
+    read_pod_file(cluster, "/tmp/writer.ok")?
+        .lines()
+        .map(|l| l.trim().parse::<u64>().context("writer.ok line"))
+        .collect()
+}
+
+fn sql(cluster: &Cluster, query: &str) -> anyhow::Result<String> {
+    util::psql(cluster, COORDINATOR, &SOCKET, query)
+}
+
+/// Workers that hold at least one placement of `table`.
+fn workers_with_shards(cluster: &Cluster, table: &str) -> anyhow::Result<u32> {
+    Ok(sql(
+        cluster,
+        &format!("SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = '{table}'::regclass"),
+    )?
+    .parse()?)
+}
+
+/// Waits for the background rebalance the registration started; fails when it did not finish.
+fn wait_rebalance(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = sql(
+            cluster,
+            "SELECT coalesce(string_agg(state::text, ','), '') FROM pg_dist_background_job WHERE job_type = 'rebalance'",
+        )?;
+        if !state.is_empty() && state.split(',').all(|s| s == "finished") {
+            return Ok(());
+        }
+        if state.split(',').any(|s| s == "failed" || s == "cancelled") {
+            bail!("rebalance ended {state}: {}", sql(cluster, "SELECT * FROM pg_dist_background_task")?);
+        }
+        ensure!(Instant::now() < deadline, "rebalance not finished after {timeout:?}: {state}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn scale_out_3_to_5_rebalances_online_while_a_writer_inserts() -> anyhow::Result<()> {
+    let Some(postgres) = util::citus_env()? else {
+        return Ok(());
+    };
+    let mut cluster = util::cluster(&postgres)?;
+    cluster.install(&util::values(json!({})))?;
+    cluster.wait_all_ready(util::READY)?;
+    sql(
+        &cluster,
+        "CREATE TABLE writes (id bigint PRIMARY KEY, payload text NOT NULL);\n\
+         SELECT create_distributed_table('writes', 'id') \\g /dev/null\n\
+         INSERT INTO writes SELECT g, 'seed-' || g FROM generate_series(1000001, 1020000) g;",
+    )?;
+    ensure!(workers_with_shards(&cluster, "writes")? == 3, "shards not on 3 workers");
+
+    start_writer(&cluster, "writes")?;
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.upgrade(&util::values(json!({"worker": {"replicaCount": 5}})))?;
+    let jobs = sql(&cluster, "SELECT count(*) FROM pg_dist_background_job WHERE job_type = 'rebalance'")?;
+    ensure!(jobs == "1", "the registration started {jobs} rebalance job(s), expected 1");
+    wait_rebalance(&cluster, Duration::from_secs(600))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let ids = stop_writer(&cluster)?;
+    ensure!(ids.len() > 20, "the writer committed only {} rows", ids.len());
+
+    let stored = sql(
+        &cluster,
+        "SELECT count(*), coalesce(sum(id), 0) FROM writes WHERE id <= 1000000",
+    )?;
+    let expected = format!("{}|{}", ids.len(), ids.iter().sum::<u64>());
+    ensure!(stored == expected, "rows written during the rebalance: {stored}, committed {expected}");
+    let seeded = sql(&cluster, "SELECT count(*) FROM writes WHERE id > 1000000")?;
+    ensure!(seeded == "20000", "seed rows: {seeded}");
+    ensure!(
+        workers_with_shards(&cluster, "writes")? == 5,
+        "after the rebalance the shards are not on all 5 workers: {}",
+        sql(&cluster, "SELECT nodename, count(*) FROM citus_shards WHERE table_name = 'writes'::regclass GROUP BY 1")?
+    );
+    Ok(())
+}
+
+/// shouldhaveshards of every registered worker, by name.
+fn should_have_shards(cluster: &Cluster) -> anyhow::Result<String> {
+    sql(
+        cluster,
+        "SELECT string_agg(nodename || '=' || shouldhaveshards, ' ' ORDER BY nodename) FROM pg_dist_node WHERE groupid <> 0",
+    )
+}
+
+#[test]
+fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_drains_with_block_writes(
+) -> anyhow::Result<()> {
+    let Some(postgres) = util::citus_env()? else {
+        return Ok(());
+    };
+    let mut cluster = util::cluster(&postgres)?;
+    cluster.install(&util::values(json!({"worker": {"replicaCount": 4}})))?;
+    cluster.wait_all_ready(util::READY)?;
+    sql(
+        &cluster,
+        "CREATE TABLE nopk (id bigint NOT NULL, payload text NOT NULL);\n\
+         SELECT create_distributed_table('nopk', 'id') \\g /dev/null\n\
+         INSERT INTO nopk SELECT g, 'row-' || g FROM generate_series(1, 5000) g;",
+    )?;
+    ensure!(workers_with_shards(&cluster, "nopk")? == 4, "shards not on 4 workers");
+    let all_true = should_have_shards(&cluster)?;
+    ensure!(!all_true.contains("=false"), "{all_true}");
+    let count = || -> anyhow::Result<String> { sql(&cluster, "SELECT count(*), sum(id) FROM nopk") };
+    let rows = "5000|12502500";
+
+    // auto: refused before anything moves, naming the table and the fix.
+    let err = match cluster.upgrade(&util::values(json!({"worker": {"replicaCount": 3}}))) {
+        Ok(_) => bail!("scale-in with a table without primary key succeeded in auto mode"),
+        Err(e) => format!("{e:#}"),
+    };
+    let log = job_logs(&cluster, "my-citus-drain-workers-r2")?;
+    ensure!(
+        log.contains("without primary key or replica identity") && log.contains("nopk")
+            && log.contains("block_writes") && log.contains("REPLICA IDENTITY FULL"),
+        "the refusal does not name the table and the fix:\n{err}\n{log}"
+    );
+    ensure!(cluster.pod("my-citus-worker-3").is_ok(), "worker-3 removed although refused");
+    ensure!(should_have_shards(&cluster)? == all_true, "shouldhaveshards changed by a refusal");
+    ensure!(workers_with_shards(&cluster, "nopk")? == 4, "shards moved although refused");
+
+    // force_logical: the drain itself fails; the leaving worker gets shouldhaveshards=true back.
+    let result = cluster.upgrade(&util::values(
+        json!({"worker": {"replicaCount": 3}, "workerRegistration": {"shardTransferMode": "force_logical", "backoffLimit": 0}}),
+    ));
+    ensure!(result.is_err(), "force_logical drained a table without replica identity");
+    let log = job_logs(&cluster, "my-citus-drain-workers-r3")?;
+    ensure!(log.contains("shouldhaveshards=true back"), "no restore after the failed drain:\n{log}");
+    ensure!(
+        should_have_shards(&cluster)? == all_true,
+        "after a failed drain: {} (expected {all_true})",
+        should_have_shards(&cluster)?
+    );
+    ensure!(cluster.pod("my-citus-worker-3").is_ok(), "worker-3 removed after a failed drain");
+    ensure!(count()? == rows, "rows after the failed drain: {}", count()?);
+
+    // block_writes: drains and removes worker-3 before its pod goes.
+    cluster.upgrade(&util::values(
+        json!({"worker": {"replicaCount": 3}, "workerRegistration": {"shardTransferMode": "block_writes"}}),
+    ))?;
+    ensure!(cluster.pod("my-citus-worker-3").is_err(), "worker-3 still exists");
+    let nodes = sql(&cluster, "SELECT count(*) FROM pg_dist_node WHERE groupid <> 0")?;
+    ensure!(nodes == "3", "{nodes} workers registered after the scale-in");
+    ensure!(workers_with_shards(&cluster, "nopk")? == 3, "shards not on the 3 kept workers");
+    ensure!(count()? == rows, "rows after the scale-in: {}", count()?);
+    let cleanup = sql(&cluster, "SELECT count(*) FROM pg_dist_cleanup")?;
+    ensure!(cleanup == "0", "{cleanup} pg_dist_cleanup record(s) left");
+    Ok(())
+}
+
+/// The logs of every attempt of a Job (pods `<job>-<n>`), concatenated.
+pub fn job_logs(cluster: &Cluster, job: &str) -> anyhow::Result<String> {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(cluster.dir().join("logs"))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with(&format!("{job}-")) {
+            all.push_str(&std::fs::read_to_string(&path)?);
+        }
+    }
+    ensure!(!all.is_empty(), "no log of Job {job}");
+    Ok(all)
+}
