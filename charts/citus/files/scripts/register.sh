@@ -7,9 +7,9 @@
 # With --watch (the coordinator's registration loop under autoscaling): every CITUS_WATCH_INTERVAL seconds,
 # registers the worker pods at ordinals below CITUS_WORKER_MAX that answer and are not registered yet.
 # Environment: CITUS_COORDINATOR_HOST, CITUS_COORDINATOR_PORT, CITUS_WORKER_HOSTS (space separated),
-# CITUS_WORKER_PORT, CITUS_WAIT_SECONDS, CITUS_REBALANCE, CITUS_SHARD_TRANSFER_MODE, PGDATABASE, PGUSER,
-# PGPASSWORD or PGPASSWORD_FILE (or PGPASSFILE); with --watch also CITUS_WORKER_PREFIX, CITUS_WORKER_DOMAIN,
-# CITUS_WORKER_MAX, CITUS_WATCH_INTERVAL.
+# CITUS_WORKER_PORT, CITUS_WAIT_SECONDS, CITUS_AUTH_GRACE_SECONDS, CITUS_REBALANCE, CITUS_SHARD_TRANSFER_MODE,
+# PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE (or PGPASSFILE); with --watch also CITUS_WORKER_PREFIX,
+# CITUS_WORKER_DOMAIN, CITUS_WORKER_MAX, CITUS_WATCH_INTERVAL.
 set -eu
 CITUS_LOG_TAG=citus-registration
 . "$(dirname "$0")/common.sh"
@@ -40,8 +40,13 @@ sql() {
     psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$sql_host" -p "$sql_port" "$@"
 }
 
+# Right after a password rotation the nodes apply the Secret's new value within about a minute (the
+# kubelet's Secret volume update): a login refused for that long is waited for, not longer.
+AUTH_GRACE=${CITUS_AUTH_GRACE_SECONDS:-90}
+
 # wait_for LABEL HOST PORT: until the node accepts an authenticated query, before DEADLINE.
 wait_for() {
+    refused_since=
     while :; do
         if out=$(echo 'SELECT 1' | sql "$2" "$3" 2>&1); then
             log "$1 $2:$3 accepts connections"
@@ -49,7 +54,11 @@ wait_for() {
         fi
         case "$out" in
             *"password authentication failed"*|*"no password supplied"*|*"role \""*"\" does not exist"*)
-                die "cannot log in to $1 $2:$3 as $PGUSER: $(echo "$out" | tr '\n' ' ')" ;;
+                now=$(date +%s)
+                refused_since=${refused_since:-$now}
+                if [ $(( now - refused_since )) -ge "$AUTH_GRACE" ] || [ "$now" -ge "$DEADLINE" ]; then
+                    die "cannot log in to $1 $2:$3 as $PGUSER: $(echo "$out" | tr '\n' ' ')(refused for $(( now - refused_since ))s; the nodes take the password from the Secret, see the README on password rotation)"
+                fi ;;
         esac
         if [ "$(date +%s)" -ge "$DEADLINE" ]; then
             die "$1 $2:$3 did not accept connections in time (CITUS_WAIT_SECONDS=$WAIT_SECONDS): $(echo "$out" | tr '\n' ' ')"

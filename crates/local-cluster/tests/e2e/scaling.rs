@@ -33,7 +33,11 @@ echo "$i" > /tmp/writer.done
         "rm -f /tmp/writer.*; cat > /tmp/writer.sh; nohup sh /tmp/writer.sh </dev/null >/dev/null 2>&1 &",
     ];
     let out = cluster.exec(COORDINATOR, &argv, &[], Some(script.as_bytes()))?;
-    ensure!(out.status.success(), "starting the writer failed: {}", out.stderr);
+    ensure!(
+        out.status.success(),
+        "starting the writer failed: {}",
+        out.stderr
+    );
     Ok(())
 }
 
@@ -52,7 +56,10 @@ fn stop_writer(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
     let out = cluster.exec(COORDINATOR, &["touch", "/tmp/writer.stop"], &[], None)?;
     ensure!(out.status.success(), "stopping the writer: {}", out.stderr);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while read_pod_file(cluster, "/tmp/writer.done")?.trim().is_empty() {
+    while read_pod_file(cluster, "/tmp/writer.done")?
+        .trim()
+        .is_empty()
+    {
         ensure!(Instant::now() < deadline, "the writer did not stop");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -89,9 +96,15 @@ fn wait_rebalance(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
             return Ok(());
         }
         if state.split(',').any(|s| s == "failed" || s == "cancelled") {
-            bail!("rebalance ended {state}: {}", sql(cluster, "SELECT * FROM pg_dist_background_task")?);
+            bail!(
+                "rebalance ended {state}: {}",
+                sql(cluster, "SELECT * FROM pg_dist_background_task")?
+            );
         }
-        ensure!(Instant::now() < deadline, "rebalance not finished after {timeout:?}: {state}");
+        ensure!(
+            Instant::now() < deadline,
+            "rebalance not finished after {timeout:?}: {state}"
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
 }
@@ -110,24 +123,40 @@ fn scale_out_3_to_5_rebalances_online_while_a_writer_inserts() -> anyhow::Result
          SELECT create_distributed_table('writes', 'id') \\g /dev/null\n\
          INSERT INTO writes SELECT g, 'seed-' || g FROM generate_series(1000001, 1020000) g;",
     )?;
-    ensure!(workers_with_shards(&cluster, "writes")? == 3, "shards not on 3 workers");
+    ensure!(
+        workers_with_shards(&cluster, "writes")? == 3,
+        "shards not on 3 workers"
+    );
 
     start_writer(&cluster, "writes")?;
     std::thread::sleep(Duration::from_secs(2));
     cluster.upgrade(&util::values(json!({"worker": {"replicaCount": 5}})))?;
-    let jobs = sql(&cluster, "SELECT count(*) FROM pg_dist_background_job WHERE job_type = 'rebalance'")?;
-    ensure!(jobs == "1", "the registration started {jobs} rebalance job(s), expected 1");
+    let jobs = sql(
+        &cluster,
+        "SELECT count(*) FROM pg_dist_background_job WHERE job_type = 'rebalance'",
+    )?;
+    ensure!(
+        jobs == "1",
+        "the registration started {jobs} rebalance job(s), expected 1"
+    );
     wait_rebalance(&cluster, Duration::from_secs(600))?;
     std::thread::sleep(Duration::from_secs(2));
     let ids = stop_writer(&cluster)?;
-    ensure!(ids.len() > 20, "the writer committed only {} rows", ids.len());
+    ensure!(
+        ids.len() > 20,
+        "the writer committed only {} rows",
+        ids.len()
+    );
 
     let stored = sql(
         &cluster,
         "SELECT count(*), coalesce(sum(id), 0) FROM writes WHERE id <= 1000000",
     )?;
     let expected = format!("{}|{}", ids.len(), ids.iter().sum::<u64>());
-    ensure!(stored == expected, "rows written during the rebalance: {stored}, committed {expected}");
+    ensure!(
+        stored == expected,
+        "rows written during the rebalance: {stored}, committed {expected}"
+    );
     let seeded = sql(&cluster, "SELECT count(*) FROM writes WHERE id > 1000000")?;
     ensure!(seeded == "20000", "seed rows: {seeded}");
     ensure!(
@@ -161,10 +190,13 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
          SELECT create_distributed_table('nopk', 'id') \\g /dev/null\n\
          INSERT INTO nopk SELECT g, 'row-' || g FROM generate_series(1, 5000) g;",
     )?;
-    ensure!(workers_with_shards(&cluster, "nopk")? == 4, "shards not on 4 workers");
+    ensure!(
+        workers_with_shards(&cluster, "nopk")? == 4,
+        "shards not on 4 workers"
+    );
     let all_true = should_have_shards(&cluster)?;
     ensure!(!all_true.contains("=false"), "{all_true}");
-    let count = || -> anyhow::Result<String> { sql(&cluster, "SELECT count(*), sum(id) FROM nopk") };
+    let count = |c: &Cluster| sql(c, "SELECT count(*), sum(id) FROM nopk");
     let rows = "5000|12502500";
 
     // auto: refused before anything moves, naming the table and the fix.
@@ -174,38 +206,72 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
     };
     let log = job_logs(&cluster, "my-citus-drain-workers-r2")?;
     ensure!(
-        log.contains("without primary key or replica identity") && log.contains("nopk")
-            && log.contains("block_writes") && log.contains("REPLICA IDENTITY FULL"),
+        log.contains("without primary key or replica identity")
+            && log.contains("nopk")
+            && log.contains("block_writes")
+            && log.contains("REPLICA IDENTITY FULL"),
         "the refusal does not name the table and the fix:\n{err}\n{log}"
     );
-    ensure!(cluster.pod("my-citus-worker-3").is_ok(), "worker-3 removed although refused");
-    ensure!(should_have_shards(&cluster)? == all_true, "shouldhaveshards changed by a refusal");
-    ensure!(workers_with_shards(&cluster, "nopk")? == 4, "shards moved although refused");
+    ensure!(
+        cluster.pod("my-citus-worker-3").is_ok(),
+        "worker-3 removed although refused"
+    );
+    ensure!(
+        should_have_shards(&cluster)? == all_true,
+        "shouldhaveshards changed by a refusal"
+    );
+    ensure!(
+        workers_with_shards(&cluster, "nopk")? == 4,
+        "shards moved although refused"
+    );
 
     // force_logical: the drain itself fails; the leaving worker gets shouldhaveshards=true back.
     let result = cluster.upgrade(&util::values(
         json!({"worker": {"replicaCount": 3}, "workerRegistration": {"shardTransferMode": "force_logical", "backoffLimit": 0}}),
     ));
-    ensure!(result.is_err(), "force_logical drained a table without replica identity");
+    ensure!(
+        result.is_err(),
+        "force_logical drained a table without replica identity"
+    );
     let log = job_logs(&cluster, "my-citus-drain-workers-r3")?;
-    ensure!(log.contains("shouldhaveshards=true back"), "no restore after the failed drain:\n{log}");
+    ensure!(
+        log.contains("shouldhaveshards=true back"),
+        "no restore after the failed drain:\n{log}"
+    );
     ensure!(
         should_have_shards(&cluster)? == all_true,
         "after a failed drain: {} (expected {all_true})",
         should_have_shards(&cluster)?
     );
-    ensure!(cluster.pod("my-citus-worker-3").is_ok(), "worker-3 removed after a failed drain");
-    ensure!(count()? == rows, "rows after the failed drain: {}", count()?);
+    ensure!(
+        cluster.pod("my-citus-worker-3").is_ok(),
+        "worker-3 removed after a failed drain"
+    );
+    let got = count(&cluster)?;
+    ensure!(got == rows, "rows after the failed drain: {got}");
 
     // block_writes: drains and removes worker-3 before its pod goes.
     cluster.upgrade(&util::values(
         json!({"worker": {"replicaCount": 3}, "workerRegistration": {"shardTransferMode": "block_writes"}}),
     ))?;
-    ensure!(cluster.pod("my-citus-worker-3").is_err(), "worker-3 still exists");
-    let nodes = sql(&cluster, "SELECT count(*) FROM pg_dist_node WHERE groupid <> 0")?;
-    ensure!(nodes == "3", "{nodes} workers registered after the scale-in");
-    ensure!(workers_with_shards(&cluster, "nopk")? == 3, "shards not on the 3 kept workers");
-    ensure!(count()? == rows, "rows after the scale-in: {}", count()?);
+    ensure!(
+        cluster.pod("my-citus-worker-3").is_err(),
+        "worker-3 still exists"
+    );
+    let nodes = sql(
+        &cluster,
+        "SELECT count(*) FROM pg_dist_node WHERE groupid <> 0",
+    )?;
+    ensure!(
+        nodes == "3",
+        "{nodes} workers registered after the scale-in"
+    );
+    ensure!(
+        workers_with_shards(&cluster, "nopk")? == 3,
+        "shards not on the 3 kept workers"
+    );
+    let got = count(&cluster)?;
+    ensure!(got == rows, "rows after the scale-in: {got}");
     let cleanup = sql(&cluster, "SELECT count(*) FROM pg_dist_cleanup")?;
     ensure!(cleanup == "0", "{cleanup} pg_dist_cleanup record(s) left");
     Ok(())
@@ -216,7 +282,10 @@ pub fn job_logs(cluster: &Cluster, job: &str) -> anyhow::Result<String> {
     let mut all = String::new();
     for entry in std::fs::read_dir(cluster.dir().join("logs"))? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with(&format!("{job}-")) {
             all.push_str(&std::fs::read_to_string(&path)?);
         }
