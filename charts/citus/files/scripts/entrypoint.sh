@@ -206,11 +206,6 @@ SQL
     fi
     NEW_SUPER=$POSTGRES_PASSWORD NEW_APP=${CITUS_APP_PASSWORD:-} set_passwords >/dev/null \
         || setup_failed "setting the passwords from the Secret failed"
-    # A removed worker's mark (scale-in) ends when its pod starts again: the StatefulSet wants it back.
-    if [ "${CITUS_NODE_ROLE:-}" = worker ]; then
-        echo "SELECT format('ALTER DATABASE %I RESET citus_chart.retired', current_database()) \gexec" | sql_socket -d "$POSTGRES_DB" >/dev/null \
-            || setup_failed "clearing the scale-in mark failed"
-    fi
     updates=$(citus_updates) || setup_failed "reading the citus extension versions failed"
     if [ -n "$updates" ]; then
         wait_for_coordinator_update "$(echo "$updates" | head -n 1 | cut -d' ' -f2)"
@@ -248,6 +243,19 @@ else
     # directory and a group-readable TLS key (Citus writes server.key into PGDATA): restore both.
     chmod 0700 "$PGDATA"
     if [ -e "$PGDATA/server.key" ]; then chmod 0600 "$PGDATA/server.key"; fi
+fi
+
+# A killed server's lock file names a process that may live on as a zombie, or whose PID another program
+# now has (a pod without its own PID namespace); postgres would then refuse to start. A live postgres
+# process keeps its lock file: postgres itself refuses that case.
+if [ -s "$PGDATA/postmaster.pid" ]; then
+    old_pid=$(head -n 1 "$PGDATA/postmaster.pid")
+    old_state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$old_pid/stat" 2>/dev/null) || old_state=
+    old_comm=$(cat "/proc/$old_pid/comm" 2>/dev/null) || old_comm=
+    if [ "$old_state" = Z ] || { [ -n "$old_comm" ] && [ "$old_comm" != postgres ]; }; then
+        log "removing the stale postmaster.pid of process $old_pid (${old_comm:-gone}, state ${old_state:-none})"
+        rm -f "$PGDATA/postmaster.pid"
+    fi
 fi
 
 setup_database

@@ -103,8 +103,8 @@ watch() {
             case " $registered " in *" $host "*) continue ;; esac
             getent hosts "$host" >/dev/null 2>&1 || continue
             # A worker the scale-in hook drained and removed keeps running until the StatefulSet shrinks.
-            retired=$(echo "SELECT current_setting('citus_chart.retired', true)" | sql "$host" "$CITUS_WORKER_PORT" 2>/dev/null) || continue
-            [ "$retired" != on ] || continue
+            retired=$(echo "SELECT pg_stat_file('/tmp/citus/retired', true) IS NOT NULL" | sql "$host" "$CITUS_WORKER_PORT" 2>/dev/null) || continue
+            [ "$retired" = f ] || continue
             new="$new $host"
         done
         [ -n "$new" ] || continue

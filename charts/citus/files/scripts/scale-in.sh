@@ -190,12 +190,13 @@ if [ -n "$left" ]; then
     restore
 fi
 # A removed worker's pod lives on until the StatefulSet shrinks; the coordinator's registration loop
-# (autoscaling) must not take it back meanwhile. Its entrypoint clears the mark when it starts again.
+# (autoscaling) must not take it back meanwhile. The mark is a file in the pod's /tmp (an emptyDir), so it
+# ends with the pod: a pod created later for the same ordinal is registered again.
 for line in $leaving; do
     host=${line%%|*}
     rest=${line#*|}
     port=${rest%%|*}
-    echo "SELECT format('ALTER DATABASE %I SET citus_chart.retired = on', current_database()) \\gexec" | sql "$host" "$port" >/dev/null \
-        || log "could not mark $host as retired (it is removed from the cluster and holds no shard)"
+    echo "COPY (SELECT 'removed by the scale-in hook') TO '/tmp/citus/retired'" | sql "$host" "$port" >/dev/null \
+        || log "could not mark $host as removed (it is no longer registered and holds no shard)"
 done
 log "done: $names drained and removed"

@@ -182,7 +182,10 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
         return Ok(());
     };
     let mut cluster = util::cluster(&postgres)?;
-    cluster.install(&util::values(json!({"worker": {"replicaCount": 4}})))?;
+    let no_retry = json!({"backoffLimit": 0});
+    cluster.install(&util::values(
+        json!({"worker": {"replicaCount": 4}, "workerRegistration": no_retry}),
+    ))?;
     cluster.wait_all_ready(util::READY)?;
     sql(
         &cluster,
@@ -198,17 +201,30 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
     ensure!(!all_true.contains("=false"), "{all_true}");
     let count = |c: &Cluster| sql(c, "SELECT count(*), sum(id) FROM nopk");
     let rows = "5000|12502500";
+    let leaving = util::worker_fqdn(3);
+    let on_leaving = |c: &Cluster| {
+        sql(
+            c,
+            &format!("SELECT string_agg(shardid::text, ' ' ORDER BY shardid) FROM citus_shards WHERE table_name = 'nopk'::regclass AND nodename = '{leaving}'"),
+        )
+    };
+    let shards = on_leaving(&cluster)?;
+    ensure!(!shards.is_empty(), "worker-3 holds no shard of nopk");
+    let scale_in = |mode: &str| {
+        util::values(json!({"worker": {"replicaCount": 3},
+            "workerRegistration": {"backoffLimit": 0, "shardTransferMode": mode}}))
+    };
 
     // auto: refused before anything moves, naming the table and the fix.
-    let err = match cluster.upgrade(&util::values(json!({"worker": {"replicaCount": 3}}))) {
+    let err = match cluster.upgrade(&scale_in("auto")) {
         Ok(_) => bail!("scale-in with a table without primary key succeeded in auto mode"),
         Err(e) => format!("{e:#}"),
     };
-    let log = job_logs(&cluster, "my-citus-drain-workers-r2")?;
+    let log = job_logs(&cluster, "my-citus-drain-workers-r")?;
     ensure!(
         log.contains("without primary key or replica identity")
-            && log.contains("nopk")
-            && log.contains("block_writes")
+            && log.contains(": nopk.")
+            && log.contains("shardTransferMode=block_writes")
             && log.contains("REPLICA IDENTITY FULL"),
         "the refusal does not name the table and the fix:\n{err}\n{log}"
     );
@@ -221,39 +237,58 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
         "shouldhaveshards changed by a refusal"
     );
     ensure!(
-        workers_with_shards(&cluster, "nopk")? == 4,
+        on_leaving(&cluster)? == shards,
         "shards moved although refused"
     );
 
-    // force_logical: the drain itself fails; the leaving worker gets shouldhaveshards=true back.
-    let result = cluster.upgrade(&util::values(
-        json!({"worker": {"replicaCount": 3}, "workerRegistration": {"shardTransferMode": "force_logical", "backoffLimit": 0}}),
-    ));
+    // A drain that fails half-way (a table with a shard's name on every kept worker makes each move fail):
+    // the leaving worker gets shouldhaveshards=true back, nothing is removed.
+    let blockers: Vec<String> = shards.split(' ').map(|id| format!("nopk_{id}")).collect();
+    for n in 0..3 {
+        let create: String = blockers
+            .iter()
+            .map(|t| format!("CREATE TABLE public.{t} (id bigint);\n"))
+            .collect();
+        util::psql(&cluster, &format!("my-citus-worker-{n}"), &SOCKET, &create)?;
+    }
     ensure!(
-        result.is_err(),
-        "force_logical drained a table without replica identity"
+        cluster.upgrade(&scale_in("block_writes")).is_err(),
+        "the drain succeeded although every move target was blocked"
     );
-    let log = job_logs(&cluster, "my-citus-drain-workers-r3")?;
+    let log = job_logs(&cluster, "my-citus-drain-workers-r")?;
     ensure!(
         log.contains("shouldhaveshards=true back"),
         "no restore after the failed drain:\n{log}"
     );
+    let after = should_have_shards(&cluster)?;
     ensure!(
-        should_have_shards(&cluster)? == all_true,
-        "after a failed drain: {} (expected {all_true})",
-        should_have_shards(&cluster)?
+        after == all_true,
+        "after a failed drain: {after} (expected {all_true})"
     );
     ensure!(
         cluster.pod("my-citus-worker-3").is_ok(),
         "worker-3 removed after a failed drain"
     );
+    let nodes = sql(
+        &cluster,
+        "SELECT count(*) FROM pg_dist_node WHERE groupid <> 0",
+    )?;
+    ensure!(
+        nodes == "4",
+        "{nodes} workers registered after a failed drain"
+    );
     let got = count(&cluster)?;
     ensure!(got == rows, "rows after the failed drain: {got}");
+    for n in 0..3 {
+        let drop: String = blockers
+            .iter()
+            .map(|t| format!("DROP TABLE IF EXISTS public.{t};\n"))
+            .collect();
+        util::psql(&cluster, &format!("my-citus-worker-{n}"), &SOCKET, &drop)?;
+    }
 
     // block_writes: drains and removes worker-3 before its pod goes.
-    cluster.upgrade(&util::values(
-        json!({"worker": {"replicaCount": 3}, "workerRegistration": {"shardTransferMode": "block_writes"}}),
-    ))?;
+    cluster.upgrade(&scale_in("block_writes"))?;
     ensure!(
         cluster.pod("my-citus-worker-3").is_err(),
         "worker-3 still exists"
@@ -277,8 +312,8 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
     Ok(())
 }
 
-/// The logs of every attempt of a Job (pods `<job>-<n>`), concatenated.
-pub fn job_logs(cluster: &Cluster, job: &str) -> anyhow::Result<String> {
+/// The logs of every pod whose name starts with `prefix` (all attempts of all revisions of a hook Job).
+pub fn job_logs(cluster: &Cluster, prefix: &str) -> anyhow::Result<String> {
     let mut all = String::new();
     for entry in std::fs::read_dir(cluster.dir().join("logs"))? {
         let path = entry?.path();
@@ -286,10 +321,10 @@ pub fn job_logs(cluster: &Cluster, job: &str) -> anyhow::Result<String> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.starts_with(&format!("{job}-")) {
+        if name.starts_with(prefix) {
             all.push_str(&std::fs::read_to_string(&path)?);
         }
     }
-    ensure!(!all.is_empty(), "no log of Job {job}");
+    ensure!(!all.is_empty(), "no log of a pod {prefix}*");
     Ok(all)
 }
