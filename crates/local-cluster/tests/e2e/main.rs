@@ -3,6 +3,7 @@
 
 mod auth;
 mod citus_cluster;
+mod gitops;
 mod postgres_only;
 mod rendered;
 mod scaling;

@@ -241,13 +241,13 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
         "shards moved although refused"
     );
 
-    // A drain that fails half-way (a table with a shard's name on every kept worker makes each move fail):
+    // A drain that fails half-way (a view with a shard's name on every kept worker makes each move fail):
     // the leaving worker gets shouldhaveshards=true back, nothing is removed.
     let blockers: Vec<String> = shards.split(' ').map(|id| format!("nopk_{id}")).collect();
     for n in 0..3 {
         let create: String = blockers
             .iter()
-            .map(|t| format!("CREATE TABLE public.{t} (id bigint);\n"))
+            .map(|t| format!("CREATE VIEW public.{t} AS SELECT 1 AS id;\n"))
             .collect();
         util::psql(&cluster, &format!("my-citus-worker-{n}"), &SOCKET, &create)?;
     }
@@ -282,7 +282,7 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
     for n in 0..3 {
         let drop: String = blockers
             .iter()
-            .map(|t| format!("DROP TABLE IF EXISTS public.{t};\n"))
+            .map(|t| format!("DROP VIEW IF EXISTS public.{t};\n"))
             .collect();
         util::psql(&cluster, &format!("my-citus-worker-{n}"), &SOCKET, &drop)?;
     }
@@ -327,4 +327,56 @@ pub fn job_logs(cluster: &Cluster, prefix: &str) -> anyhow::Result<String> {
     }
     ensure!(!all.is_empty(), "no log of a pod {prefix}*");
     Ok(all)
+}
+
+#[test]
+fn workers_added_outside_helm_under_autoscaling_are_registered_within_a_minute(
+) -> anyhow::Result<()> {
+    let Some(postgres) = util::citus_env()? else {
+        return Ok(());
+    };
+    let mut cluster = util::cluster(&postgres)?;
+    let values = util::values(
+        json!({"worker": {"autoscaling": {"enabled": true, "minReplicas": 3, "maxReplicas": 5}}}),
+    );
+    cluster.install(&values)?;
+    cluster.wait_all_ready(util::READY)?;
+    sql(
+        &cluster,
+        "CREATE TABLE hpa (id bigint PRIMARY KEY);\n\
+         SELECT create_distributed_table('hpa', 'id') \\g /dev/null\n\
+         INSERT INTO hpa SELECT generate_series(1, 10000);",
+    )?;
+    // What the HPA does: only spec.replicas of the worker StatefulSet changes; no Helm, no hook.
+    let mut manifest = cluster.render(&values, true)?;
+    *manifest
+        .get_mut("StatefulSet", "my-citus-worker")
+        .and_then(|s| s.pointer_mut("/spec/replicas"))
+        .context("worker StatefulSet replicas")? = json!(4);
+    cluster.apply(&manifest)?;
+    cluster.wait_all_ready(util::READY)?;
+    let ready = Instant::now();
+    let new = util::worker_fqdn(3);
+    let registered =
+        format!("SELECT count(*) FROM pg_dist_node WHERE nodename = '{new}' AND isactive");
+    while sql(&cluster, &registered)? != "1" {
+        ensure!(
+            ready.elapsed() < Duration::from_secs(60),
+            "worker-3 not registered 60 s after it was ready: {:?}",
+            util::dist_nodes(&cluster)?
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!(
+        "worker-3 registered {:?} after it was ready",
+        ready.elapsed()
+    );
+    wait_rebalance(&cluster, Duration::from_secs(600))?;
+    ensure!(
+        workers_with_shards(&cluster, "hpa")? == 4,
+        "worker-3 holds no shard of hpa"
+    );
+    let rows = sql(&cluster, "SELECT count(*) FROM hpa")?;
+    ensure!(rows == "10000", "rows: {rows}");
+    Ok(())
 }
