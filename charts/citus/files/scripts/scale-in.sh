@@ -96,7 +96,7 @@ fi
 names=$(printf '%s' "$leaving" | cut -d'|' -f1 | tr '\n' ' ')
 names=${names% }
 groups=$(printf '%s' "$leaving" | cut -d'|' -f3 | tr '\n' ',' | sed 's/,$//')
-log "leaving worker(s): $names(transfer mode $MODE)"
+log "leaving worker(s): $names (transfer mode $MODE)"
 
 # Every leaving worker must answer: its shards can only be copied from it.
 unreachable=

@@ -245,10 +245,15 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
     // the leaving worker gets shouldhaveshards=true back, nothing is removed.
     let blockers: Vec<String> = shards.split(' ').map(|id| format!("nopk_{id}")).collect();
     for n in 0..3 {
-        let create: String = blockers
-            .iter()
-            .map(|t| format!("CREATE VIEW public.{t} AS SELECT 1 AS id;\n"))
-            .collect();
+        // Local objects on a worker: Citus refuses to propagate DDL from there.
+        let create: String =
+            std::iter::once("SET citus.enable_ddl_propagation TO off;\n".to_owned())
+                .chain(
+                    blockers
+                        .iter()
+                        .map(|t| format!("CREATE VIEW public.{t} AS SELECT 1 AS id;\n")),
+                )
+                .collect();
         util::psql(&cluster, &format!("my-citus-worker-{n}"), &SOCKET, &create)?;
     }
     ensure!(
@@ -280,9 +285,12 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
     let got = count(&cluster)?;
     ensure!(got == rows, "rows after the failed drain: {got}");
     for n in 0..3 {
-        let drop: String = blockers
-            .iter()
-            .map(|t| format!("DROP VIEW IF EXISTS public.{t};\n"))
+        let drop: String = std::iter::once("SET citus.enable_ddl_propagation TO off;\n".to_owned())
+            .chain(
+                blockers
+                    .iter()
+                    .map(|t| format!("DROP VIEW IF EXISTS public.{t};\n")),
+            )
             .collect();
         util::psql(&cluster, &format!("my-citus-worker-{n}"), &SOCKET, &drop)?;
     }
