@@ -419,6 +419,13 @@ Compared with the live object when the render can read it (helm with cluster acc
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* A new name (nameOverride/fullnameOverride) makes a new StatefulSet with new, empty claims. */ -}}
+{{- range (lookup "apps/v1" "StatefulSet" $ctx.Release.Namespace "").items | default list -}}
+{{- $l := .metadata.labels | default dict -}}
+{{- if and (eq (toString (index $l "app.kubernetes.io/instance")) $ctx.Release.Name) (eq (toString (index $l "app.kubernetes.io/component")) $.component) (ne .metadata.name $name) -}}
+{{- $errors = append $errors (printf "StatefulSet %s of this release would be replaced by %s (nameOverride=%q, fullnameOverride=%q): the new one would start with new, empty volumes; keep the previous names, or move the data by backup and restore (README) into a release with the new names" .metadata.name $name $ctx.Values.nameOverride $ctx.Values.fullnameOverride) -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nIMMUTABLE FIELD:\n  - %s\n%s\n" (join "\n  - " $errors) $how) -}}
 {{- end -}}

@@ -41,8 +41,9 @@ sql() {
 }
 
 # Right after a password rotation the nodes apply the Secret's new value within about a minute (the
-# kubelet's Secret volume update): a login refused for that long is waited for, not longer.
-AUTH_GRACE=${CITUS_AUTH_GRACE_SECONDS:-90}
+# kubelet's Secret volume update): a refused login is waited for a while in each attempt, and the Job's
+# retries (backoffLimit) cover the rest; a wrong password still fails each attempt quickly.
+AUTH_GRACE=${CITUS_AUTH_GRACE_SECONDS:-30}
 
 # wait_for LABEL HOST PORT: until the node accepts an authenticated query, before DEADLINE.
 wait_for() {

@@ -57,7 +57,11 @@ fn scale_out_then_in_drains_the_removed_worker_before_its_pod_goes() -> anyhow::
     cluster.wait_all_ready(util::READY)?;
     load_tables(&cluster)?;
 
-    cluster.upgrade(&util::values(json!({"worker": {"replicaCount": 4}})))?;
+    // No automatic rebalance: this scenario places one shard on the new worker itself.
+    let manual = json!({"rebalance": false});
+    cluster.upgrade(&util::values(
+        json!({"worker": {"replicaCount": 4}, "workerRegistration": manual}),
+    ))?;
     assert_registered(&cluster, 4)?;
     // Give the new worker a shard, so that the scale-in has something to move.
     let (from, to) = (util::worker_fqdn(0), util::worker_fqdn(3));
@@ -70,7 +74,9 @@ fn scale_out_then_in_drains_the_removed_worker_before_its_pod_goes() -> anyhow::
         &format!("SELECT citus_move_shard_placement({shard}, '{from}', 5432, '{to}', 5432)"),
     )?;
 
-    cluster.upgrade(&util::values(json!({"worker": {"replicaCount": 3}})))?;
+    cluster.upgrade(&util::values(
+        json!({"worker": {"replicaCount": 3}, "workerRegistration": manual}),
+    ))?;
     ensure!(
         cluster.pod("my-citus-worker-3").is_err(),
         "worker-3 still exists after the scale-in"
