@@ -320,6 +320,82 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
     Ok(())
 }
 
+#[test]
+fn scale_in_with_a_leaving_worker_without_address_is_refused_and_removes_nothing(
+) -> anyhow::Result<()> {
+    let Some(postgres) = util::citus_env()? else {
+        return Ok(());
+    };
+    let mut cluster = util::cluster(&postgres)?;
+    let values = |workers: u32| {
+        util::values(
+            json!({"worker": {"replicaCount": workers}, "workerRegistration": {"backoffLimit": 0}}),
+        )
+    };
+    cluster.install(&values(5))?;
+    cluster.wait_all_ready(util::READY)?;
+    sql(
+        &cluster,
+        "CREATE TABLE kept (id bigint PRIMARY KEY);\n\
+         SELECT create_distributed_table('kept', 'id') \\g /dev/null\n\
+         INSERT INTO kept SELECT generate_series(1, 10000);",
+    )?;
+    ensure!(
+        workers_with_shards(&cluster, "kept")? == 5,
+        "shards not on 5 workers"
+    );
+    let before = should_have_shards(&cluster)?;
+    // Like a Pending pod: registered, holding shards, but no address (its DNS record is gone).
+    cluster.delete_pod("my-citus-worker-4")?;
+
+    ensure!(
+        cluster.upgrade(&values(3)).is_err(),
+        "the scale-in went ahead with a leaving worker that cannot be reached"
+    );
+    let log = job_logs(&cluster, "my-citus-drain-workers-r")?;
+    ensure!(
+        log.contains("not reachable")
+            && log.contains(&util::worker_fqdn(4))
+            && log.contains("Nothing was moved or removed"),
+        "the refusal does not name worker-4:\n{log}"
+    );
+    ensure!(
+        cluster.pod("my-citus-worker-3").is_ok(),
+        "worker-3 removed although refused"
+    );
+    ensure!(
+        should_have_shards(&cluster)? == before,
+        "shouldhaveshards changed by a refusal"
+    );
+    let nodes = sql(
+        &cluster,
+        "SELECT count(*) FROM pg_dist_node WHERE groupid <> 0",
+    )?;
+    ensure!(nodes == "5", "{nodes} workers registered after the refusal");
+
+    // worker-4 back (the same claim): every row is still there, and the scale-in then drains both.
+    cluster.upgrade(&values(5))?;
+    cluster.wait_all_ready(util::READY)?;
+    let rows = sql(&cluster, "SELECT count(*), sum(id) FROM kept")?;
+    ensure!(rows == "10000|50005000", "rows with worker-4 back: {rows}");
+    cluster.upgrade(&values(3))?;
+    ensure!(
+        cluster.pod("my-citus-worker-4").is_err(),
+        "worker-4 still exists"
+    );
+    let nodes = sql(
+        &cluster,
+        "SELECT count(*) FROM pg_dist_node WHERE groupid <> 0",
+    )?;
+    ensure!(
+        nodes == "3",
+        "{nodes} workers registered after the scale-in"
+    );
+    let rows = sql(&cluster, "SELECT count(*), sum(id) FROM kept")?;
+    ensure!(rows == "10000|50005000", "rows after the scale-in: {rows}");
+    Ok(())
+}
+
 /// The logs of every pod whose name starts with `prefix` (all attempts of all revisions of a hook Job).
 pub fn job_logs(cluster: &Cluster, prefix: &str) -> anyhow::Result<String> {
     let mut all = String::new();
