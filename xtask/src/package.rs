@@ -87,7 +87,10 @@ fn collect(chart: &Path, dir: &Path, ignore: &HelmIgnore, out: &mut Vec<PathBuf>
         } else if kind.is_file() {
             out.push(relative);
         } else {
-            bail!("{} is neither a file nor a directory (Helm does not package symlinks to outside the chart)", relative.display());
+            bail!(
+                "{} is neither a file nor a directory (Helm does not package symlinks to outside the chart)",
+                relative.display()
+            );
         }
     }
     Ok(())
@@ -168,7 +171,10 @@ mod tests {
         let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/citus");
         let dir = tempfile::tempdir().expect("tempdir");
         let archive = package(&chart, dir.path()).expect("package");
-        assert!(archive.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("citus-") && n.ends_with(".tgz")));
+        assert!(archive
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("citus-") && n.ends_with(".tgz")));
 
         let mut names = Vec::new();
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(fs::File::open(&archive).expect("open")));
@@ -181,7 +187,16 @@ mod tests {
             assert_eq!(data, original, "{name} differs from the chart's file");
             names.push(name);
         }
-        for expected in ["citus/Chart.yaml", "citus/values.yaml", "citus/values.schema.json", "citus/README.md", "citus/README.en.md", "citus/.helmignore", "citus/templates/_helpers.tpl", "citus/files/metrics/queries.yaml"] {
+        for expected in [
+            "citus/Chart.yaml",
+            "citus/values.yaml",
+            "citus/values.schema.json",
+            "citus/README.md",
+            "citus/README.en.md",
+            "citus/.helmignore",
+            "citus/templates/_helpers.tpl",
+            "citus/files/metrics/queries.yaml",
+        ] {
             assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
         }
         assert!(!names.iter().any(|n| n.starts_with("citus/ci/")), "ci/ is in .helmignore");
@@ -195,7 +210,12 @@ mod tests {
         let from_archive = helm.render(&archive, &values, &options).expect("render the archive");
         let strip = |r: &helm_engine::Rendered| -> Vec<String> {
             // Generated passwords differ between renders; everything else must not.
-            r.documents().expect("documents").iter().filter(|d| d.kind() != "Secret").map(|d| d.value.to_string()).collect()
+            r.documents()
+                .expect("documents")
+                .iter()
+                .filter(|d| d.kind() != "Secret")
+                .map(|d| d.value.to_string())
+                .collect()
         };
         assert_eq!(strip(&from_dir), strip(&from_archive));
     }

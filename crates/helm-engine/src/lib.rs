@@ -13,8 +13,8 @@ mod options;
 use std::path::{Path, PathBuf};
 
 pub use documents::Rendered;
-pub use k8s_objects::{Document, Hook, HookEvent, ObjectKey, PodTemplate};
 pub use error::{Error, HelmError};
+pub use k8s_objects::{Document, Hook, HookEvent, ObjectKey, PodTemplate};
 pub use options::{LintMessage, LintOptions, LintReport, RenderOptions, Severity};
 
 /// Environment variable naming the libhelm_c shared library.

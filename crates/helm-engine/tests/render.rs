@@ -95,7 +95,8 @@ fn concurrent_renders_agree_and_free_their_charts() {
             std::thread::spawn(move || {
                 for _ in 0..20 {
                     let name = format!("n{i}");
-                    let rendered = helm.render(&chart(), &json!({"name": name}), &RenderOptions::default()).expect("render");
+                    let rendered =
+                        helm.render(&chart(), &json!({"name": name}), &RenderOptions::default()).expect("render");
                     let docs = rendered.documents().expect("documents");
                     assert_eq!(docs[0].name(), format!("my-citus-n{i}"));
                 }

@@ -22,10 +22,11 @@ impl ObjectKey {
     /// The key of a JSON object; an object without kind or name is an error naming what it has.
     pub fn of(value: &Value) -> Result<Self, Error> {
         let field = |pointer: &str, field| {
-            value.pointer(pointer).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| Error::MissingField {
-                object: describe(value),
-                field,
-            })
+            value
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| Error::MissingField { object: describe(value), field })
         };
         Ok(ObjectKey {
             kind: field("/kind", "kind")?,
@@ -108,7 +109,9 @@ mod tests {
         let v = json!({"kind": "Secret", "metadata": {"name": "s", "namespace": "citus"}});
         let key = ObjectKey::of(&v).expect("key");
         assert_eq!(key.to_string(), "Secret citus/s");
-        assert_eq!(ObjectKey::of(&json!({"kind": "Secret"})).map_err(|e| e.to_string()).unwrap_err(),
-            "object {\"kind\":\"Secret\"}: metadata.name is missing or not a string");
+        assert_eq!(
+            ObjectKey::of(&json!({"kind": "Secret"})).map_err(|e| e.to_string()).unwrap_err(),
+            "object {\"kind\":\"Secret\"}: metadata.name is missing or not a string"
+        );
     }
 }

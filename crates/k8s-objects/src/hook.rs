@@ -82,12 +82,43 @@ pub struct Hook {
 
 /// Helm's install order of kinds (its `InstallOrder`): it breaks ties between hooks of equal weight and name.
 pub const KIND_INSTALL_ORDER: [&str; 38] = [
-    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
-    "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass",
-    "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList",
-    "ClusterRoleBinding", "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service",
-    "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler",
-    "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress", "APIService", "MutatingWebhookConfiguration",
+    "PriorityClass",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+    "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
 ];
 
@@ -99,7 +130,8 @@ impl Hook {
     /// The hook an object declares (None without `helm.sh/hook`). Unknown events, weights that are not
     /// integers and unknown delete policies are errors naming the object.
     pub fn of(value: &Value) -> Result<Option<Hook>, Error> {
-        let annotation = |key: &str| value.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
+        let annotation =
+            |key: &str| value.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
         let Some(events) = annotation("helm.sh/hook") else { return Ok(None) };
         let key = ObjectKey::of(value)?;
         let bad = |annotation: &'static str, value: &str, reason: &str| Error::BadHook {
@@ -184,7 +216,11 @@ mod tests {
     fn delete_policies_default_to_before_hook_creation() {
         let default = hook("Job", "j", json!({"helm.sh/hook": "test"}));
         assert!(default.delete_before_creation() && !default.delete_on_success() && !default.delete_on_failure());
-        let explicit = hook("Job", "j", json!({"helm.sh/hook": "test-success", "helm.sh/hook-delete-policy": "hook-succeeded,hook-failed"}));
+        let explicit = hook(
+            "Job",
+            "j",
+            json!({"helm.sh/hook": "test-success", "helm.sh/hook-delete-policy": "hook-succeeded,hook-failed"}),
+        );
         assert!(!explicit.delete_before_creation() && explicit.delete_on_success() && explicit.delete_on_failure());
         assert!(explicit.runs_on(HookEvent::Test));
     }
@@ -192,9 +228,18 @@ mod tests {
     #[test]
     fn annotations_helm_would_misread_are_errors_naming_the_object() {
         let cases = [
-            (json!({"helm.sh/hook": "post-install", "helm.sh/hook-weight": "ten"}), "Job j: annotation helm.sh/hook-weight=\"ten\" is not an integer"),
-            (json!({"helm.sh/hook": "post-instal"}), "Job j: annotation helm.sh/hook=\"post-instal\" is not a Helm hook event"),
-            (json!({"helm.sh/hook": "test", "helm.sh/hook-delete-policy": "always"}), "Job j: annotation helm.sh/hook-delete-policy=\"always\" is not a Helm delete policy"),
+            (
+                json!({"helm.sh/hook": "post-install", "helm.sh/hook-weight": "ten"}),
+                "Job j: annotation helm.sh/hook-weight=\"ten\" is not an integer",
+            ),
+            (
+                json!({"helm.sh/hook": "post-instal"}),
+                "Job j: annotation helm.sh/hook=\"post-instal\" is not a Helm hook event",
+            ),
+            (
+                json!({"helm.sh/hook": "test", "helm.sh/hook-delete-policy": "always"}),
+                "Job j: annotation helm.sh/hook-delete-policy=\"always\" is not a Helm delete policy",
+            ),
         ];
         for (annotations, message) in cases {
             assert_eq!(Hook::of(&object("Job", "j", annotations)).map_err(|e| e.to_string()), Err(message.to_owned()));

@@ -14,7 +14,9 @@ impl<'a> PodTemplate<'a> {
     pub fn of(object: &'a Value) -> Option<Self> {
         let pointer = match object["kind"].as_str()? {
             "Pod" => "",
-            "StatefulSet" | "Deployment" | "DaemonSet" | "ReplicaSet" | "ReplicationController" | "Job" => "/spec/template",
+            "StatefulSet" | "Deployment" | "DaemonSet" | "ReplicaSet" | "ReplicationController" | "Job" => {
+                "/spec/template"
+            }
             "CronJob" => "/spec/jobTemplate/spec/template",
             _ => return None,
         };
@@ -55,7 +57,10 @@ mod tests {
             assert_eq!((t.spec_pointer().as_str(), t.labels()), ("/spec/template/spec", &json!({"a": "b"})));
         }
         let cron = json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": template}}}});
-        assert_eq!(PodTemplate::of(&cron).map(|t| t.spec_pointer()), Some("/spec/jobTemplate/spec/template/spec".into()));
+        assert_eq!(
+            PodTemplate::of(&cron).map(|t| t.spec_pointer()),
+            Some("/spec/jobTemplate/spec/template/spec".into())
+        );
         let pod = json!({"kind": "Pod", "metadata": {"labels": {"p": "q"}}, "spec": spec});
         let t = PodTemplate::of(&pod).expect("pod");
         assert_eq!((t.spec_pointer().as_str(), t.labels()), ("/spec", &json!({"p": "q"})));

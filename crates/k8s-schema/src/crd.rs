@@ -15,7 +15,8 @@ const OBJECT_META: &str = "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMe
 pub(crate) fn load_dir(dir: &Path) -> Result<HashMap<(String, String), Value>, SchemaError> {
     let mut schemas = HashMap::new();
     let entries = fs::read_dir(dir).map_err(|source| SchemaError::Io { path: dir.to_owned(), source })?;
-    let mut files: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    let mut files: Vec<_> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
     files.sort();
     for path in files {
         let text = fs::read_to_string(&path).map_err(|source| SchemaError::Io { path: path.clone(), source })?;

@@ -12,7 +12,8 @@ use crate::error::Violation;
 
 static DNS1123_SUBDOMAIN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").expect("regex"));
-static DNS1123_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("regex"));
+static DNS1123_LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("regex"));
 static DNS1035_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]([-a-z0-9]*[a-z0-9])?$").expect("regex"));
 static LABEL_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$").expect("regex"));
@@ -94,21 +95,33 @@ fn check_pod_spec(spec: &Value, path: &str, claim_templates: &[&str], out: &mut 
             for (j, port) in c["ports"].as_array().into_iter().flatten().enumerate() {
                 if let Some(pname) = port["name"].as_str() {
                     if pname.len() > 15 || !ports.insert(pname) {
-                        violation(out, format!("{cpath}/ports/{j}/name"), format!("port name {pname:?} is longer than 15 characters or repeated"));
+                        violation(
+                            out,
+                            format!("{cpath}/ports/{j}/name"),
+                            format!("port name {pname:?} is longer than 15 characters or repeated"),
+                        );
                     }
                 }
             }
             for (j, mount) in c["volumeMounts"].as_array().into_iter().flatten().enumerate() {
                 let mname = mount["name"].as_str().unwrap_or_default();
                 if !volumes.contains(mname) && !claim_templates.contains(&mname) {
-                    violation(out, format!("{cpath}/volumeMounts/{j}/name"), format!("volumeMount {mname:?} refers to no volume"));
+                    violation(
+                        out,
+                        format!("{cpath}/volumeMounts/{j}/name"),
+                        format!("volumeMount {mname:?} refers to no volume"),
+                    );
                 }
             }
             for section in ["limits", "requests"] {
                 for (res, qty) in c["resources"][section].as_object().into_iter().flatten() {
                     let ok = qty.is_number() || qty.as_str().is_some_and(|q| QUANTITY.is_match(q));
                     if !ok {
-                        violation(out, format!("{cpath}/resources/{section}/{res}"), format!("{qty} is not a quantity"));
+                        violation(
+                            out,
+                            format!("{cpath}/resources/{section}/{res}"),
+                            format!("{qty} is not a quantity"),
+                        );
                     }
                 }
             }

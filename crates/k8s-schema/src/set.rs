@@ -71,8 +71,8 @@ impl SchemaSet {
             return Err(SchemaError::MissingSchemas { dir: dir.to_owned(), version });
         }
         let text = fs::read_to_string(&file).map_err(|source| SchemaError::Io { path: file.clone(), source })?;
-        let mut root: Value =
-            serde_json::from_str(&text).map_err(|e| SchemaError::Parse { path: file.clone(), message: e.to_string() })?;
+        let mut root: Value = serde_json::from_str(&text)
+            .map_err(|e| SchemaError::Parse { path: file.clone(), message: e.to_string() })?;
         let definitions = root.get_mut("$defs").map(Value::take).unwrap_or_default();
         let builtin = index_builtin(&definitions);
         let custom = crd::load_dir(crd_dir)?;
@@ -99,10 +99,13 @@ impl SchemaSet {
         let validator = match self.validator(&api_version, &kind) {
             Ok(Some(v)) => v,
             Ok(None) => {
-                let message = format!("no schema for {api_version} {kind} in Kubernetes {} or the bundled CRDs", self.version);
+                let message =
+                    format!("no schema for {api_version} {kind} in Kubernetes {} or the bundled CRDs", self.version);
                 return Err(failure(true, vec![Violation { instance_path: String::new(), message }]));
             }
-            Err(e) => return Err(failure(false, vec![Violation { instance_path: String::new(), message: e.to_string() }])),
+            Err(e) => {
+                return Err(failure(false, vec![Violation { instance_path: String::new(), message: e.to_string() }]))
+            }
         };
         let mut errors: Vec<Violation> = validator
             .iter_errors(doc)
@@ -153,8 +156,11 @@ fn index_builtin(definitions: &Value) -> HashMap<(String, String), String> {
             continue;
         }
         let gvk = &gvks[0];
-        let (group, version, kind) =
-            (gvk["group"].as_str().unwrap_or_default(), gvk["version"].as_str().unwrap_or_default(), gvk["kind"].as_str().unwrap_or_default());
+        let (group, version, kind) = (
+            gvk["group"].as_str().unwrap_or_default(),
+            gvk["version"].as_str().unwrap_or_default(),
+            gvk["kind"].as_str().unwrap_or_default(),
+        );
         let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
         index.insert((api_version, kind.to_owned()), key.clone());
     }

@@ -16,9 +16,7 @@ fn load(version: &str) -> SchemaSet {
 fn fixture(name: &str) -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
     let text = std::fs::read_to_string(&path).expect("fixture");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-        .collect()
+    serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).expect("yaml")).collect()
 }
 
 fn statefulset() -> Value {
@@ -96,10 +94,26 @@ fn api_server_rules_beyond_the_schema() {
     let cases: Vec<Case> = vec![
         (|d| d["metadata"]["name"] = json!("Bad_Name"), "/metadata/name", "DNS-1123"),
         (|d| d["metadata"]["labels"]["x"] = json!("a".repeat(64)), "/metadata/labels/x", "label value"),
-        (|d| d["spec"]["template"]["spec"]["containers"][0]["name"] = json!("Postgres"), "/spec/template/spec/containers/0/name", "DNS-1123"),
-        (|d| d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = json!("a-very-long-port-name"), "/spec/template/spec/containers/0/ports/0/name", "15"),
-        (|d| d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][1]["name"] = json!("nowhere"), "/spec/template/spec/containers/0/volumeMounts/1/name", "no volume"),
-        (|d| d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("4 GB"), "/spec/template/spec/containers/0/resources/limits/memory", "quantity"),
+        (
+            |d| d["spec"]["template"]["spec"]["containers"][0]["name"] = json!("Postgres"),
+            "/spec/template/spec/containers/0/name",
+            "DNS-1123",
+        ),
+        (
+            |d| d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = json!("a-very-long-port-name"),
+            "/spec/template/spec/containers/0/ports/0/name",
+            "15",
+        ),
+        (
+            |d| d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][1]["name"] = json!("nowhere"),
+            "/spec/template/spec/containers/0/volumeMounts/1/name",
+            "no volume",
+        ),
+        (
+            |d| d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("4 GB"),
+            "/spec/template/spec/containers/0/resources/limits/memory",
+            "quantity",
+        ),
     ];
     for (mutate, path, text) in cases {
         let mut doc = statefulset();
@@ -107,7 +121,8 @@ fn api_server_rules_beyond_the_schema() {
         let f = failure(&set, &doc);
         assert!(has_error_at(&f, path, text), "expected {text:?} at {path}: {f}");
     }
-    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1svc"}, "spec": {"ports": [{"port": 1}]}});
+    let svc =
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1svc"}, "spec": {"ports": [{"port": 1}]}});
     assert!(has_error_at(&failure(&set, &svc), "/metadata/name", "DNS-1035"));
 }
 

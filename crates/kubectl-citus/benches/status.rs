@@ -38,37 +38,20 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let sql_file = dir.path().join("status.sql");
-    let sql: String = kubectl_citus::sql::STATUS_QUERIES
-        .iter()
-        .map(|q| format!("{q};\n"))
-        .collect();
+    let sql: String = kubectl_citus::sql::STATUS_QUERIES.iter().map(|q| format!("{q};\n")).collect();
     std::fs::write(&sql_file, sql).expect("writing status.sql");
 
     let bin = env!("CARGO_BIN_EXE_kubectl-citus");
     let tool = || {
         let t = Instant::now();
-        let out = Command::new(bin)
-            .args(["--dsn", &c.dsn(), "status", "-o", "json"])
-            .output()
-            .expect("kubectl-citus");
+        let out = Command::new(bin).args(["--dsn", &c.dsn(), "status", "-o", "json"]).output().expect("kubectl-citus");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         t.elapsed()
     };
     let psql = || {
         let t = Instant::now();
         let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
             .args(["-p", &c.coordinator.port.to_string(), "-f"])
             .arg(&sql_file)
             .output()

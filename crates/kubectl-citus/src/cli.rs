@@ -233,18 +233,7 @@ mod tests {
 
     #[test]
     fn global_flags_after_subcommand() {
-        let cli = parse(&[
-            "status",
-            "-o",
-            "json",
-            "-n",
-            "db",
-            "--release",
-            "prod",
-            "--context",
-            "k",
-        ])
-        .unwrap();
+        let cli = parse(&["status", "-o", "json", "-n", "db", "--release", "prod", "--context", "k"]).unwrap();
         assert!(matches!(cli.command, Command::Status));
         assert_eq!(cli.output, OutputFormat::Json);
         assert_eq!(cli.target.namespace.as_deref(), Some("db"));
@@ -263,20 +252,14 @@ mod tests {
     #[test]
     fn rebalance_forms() {
         let cli = parse(&["rebalance", "--strategy", "by_shard_count", "--wait"]).unwrap();
-        let Command::Rebalance(r) = cli.command else {
-            panic!("not rebalance")
-        };
+        let Command::Rebalance(r) = cli.command else { panic!("not rebalance") };
         assert!(r.wait && r.action.is_none());
         assert_eq!(r.strategy.as_deref(), Some("by_shard_count"));
         assert_eq!(r.shard_transfer_mode, TransferMode::Auto);
 
-        let Command::Rebalance(r) = parse(&["rebalance", "status"]).unwrap().command else {
-            panic!()
-        };
+        let Command::Rebalance(r) = parse(&["rebalance", "status"]).unwrap().command else { panic!() };
         assert!(matches!(r.action, Some(RebalanceAction::Status)));
-        let Command::Rebalance(r) = parse(&["rebalance", "stop"]).unwrap().command else {
-            panic!()
-        };
+        let Command::Rebalance(r) = parse(&["rebalance", "stop"]).unwrap().command else { panic!() };
         assert!(matches!(r.action, Some(RebalanceAction::Stop)));
         // `--wait` belongs to starting one, not to `status`.
         assert!(parse(&["rebalance", "--wait", "status"]).is_err());
@@ -285,9 +268,8 @@ mod tests {
     #[test]
     fn drain_needs_a_node_and_takes_transfer_mode() {
         assert!(parse(&["drain"]).is_err());
-        let Command::Drain(d) = parse(&["drain", "w-2:5432", "--wait", "--shard-transfer-mode", "block_writes"])
-            .unwrap()
-            .command
+        let Command::Drain(d) =
+            parse(&["drain", "w-2:5432", "--wait", "--shard-transfer-mode", "block_writes"]).unwrap().command
         else {
             panic!()
         };
@@ -298,41 +280,25 @@ mod tests {
 
     #[test]
     fn psql_passes_arguments_after_double_dash() {
-        let Command::Psql(p) = parse(&["psql", "--", "-c", "select 1"]).unwrap().command else {
-            panic!()
-        };
+        let Command::Psql(p) = parse(&["psql", "--", "-c", "select 1"]).unwrap().command else { panic!() };
         assert_eq!(p.args, ["-c", "select 1"]);
         assert_eq!(p.psql, "psql");
     }
 
     #[test]
     fn backup_and_report() {
-        let Command::Backup(b) = parse(&["backup", "now", "--wait"]).unwrap().command else {
-            panic!()
-        };
-        assert!(matches!(
-            b.action,
-            BackupAction::Now {
-                wait: true,
-                timeout: 3600
-            }
-        ));
+        let Command::Backup(b) = parse(&["backup", "now", "--wait"]).unwrap().command else { panic!() };
+        assert!(matches!(b.action, BackupAction::Now { wait: true, timeout: 3600 }));
         assert!(parse(&["backup"]).is_err());
-        let Command::Report(r) = parse(&["report", "-f", "x.zip"]).unwrap().command else {
-            panic!()
-        };
+        let Command::Report(r) = parse(&["report", "-f", "x.zip"]).unwrap().command else { panic!() };
         assert_eq!(r.file.as_deref(), Some(std::path::Path::new("x.zip")));
     }
 
     #[test]
     fn doctor_threshold() {
-        let Command::Doctor(d) = parse(&["doctor", "--skew-threshold", "2"]).unwrap().command else {
-            panic!()
-        };
+        let Command::Doctor(d) = parse(&["doctor", "--skew-threshold", "2"]).unwrap().command else { panic!() };
         assert_eq!(d.skew_threshold, 2.0);
-        let Command::Doctor(d) = parse(&["doctor"]).unwrap().command else {
-            panic!()
-        };
+        let Command::Doctor(d) = parse(&["doctor"]).unwrap().command else { panic!() };
         assert_eq!(d.skew_threshold, 1.5);
     }
 

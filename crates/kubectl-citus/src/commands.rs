@@ -28,10 +28,7 @@ pub enum Exit {
 const POLL: Duration = Duration::from_millis(500);
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn print<T: serde::Serialize + Human>(cli: &Cli, v: &T) -> Result<()> {
@@ -53,11 +50,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             let (cleanup, s) = (sql::cleanup_records(&session.client).await?, status(session).await?);
             let r = doctor::analyse(&s, &cleanup, a.skew_threshold);
             print(&cli, &r)?;
-            Ok(if r.hazards.is_empty() {
-                Exit::Success
-            } else {
-                Exit::HazardsFound
-            })
+            Ok(if r.hazards.is_empty() { Exit::Success } else { Exit::HazardsFound })
         }
         Command::Rebalance(a) => {
             let session = target.connect().await?;
@@ -118,10 +111,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
             }
         }
         Command::Report(a) => {
-            let file = a
-                .file
-                .clone()
-                .unwrap_or_else(|| format!("citus-report-{}.zip", unix_now()).into());
+            let file = a.file.clone().unwrap_or_else(|| format!("citus-report-{}.zip", unix_now()).into());
             let r = report::write(target, &file, a.log_lines).await?;
             print(&cli, &r)?;
             Ok(Exit::Success)
@@ -244,11 +234,7 @@ async fn rebalance(session: &Session, a: &RebalanceArgs) -> Result<(RebalanceRep
 /// Find the node a user means: `host[:port]`, a node id, or a pod name (first DNS label).
 pub fn find_node<'a>(nodes: &'a [Node], spec: &str) -> Result<&'a Node> {
     let listing = || {
-        nodes
-            .iter()
-            .map(|n| format!("{}:{} (id {})", n.name, n.port, n.id.unwrap_or(0)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        nodes.iter().map(|n| format!("{}:{} (id {})", n.name, n.port, n.id.unwrap_or(0))).collect::<Vec<_>>().join(", ")
     };
     if let Ok(id) = spec.parse::<i32>() {
         if let Some(n) = nodes.iter().find(|n| n.id == Some(id)) {
@@ -269,14 +255,10 @@ pub fn find_node<'a>(nodes: &'a [Node], spec: &str) -> Result<&'a Node> {
         .collect();
     match found.as_slice() {
         [n] => Ok(n),
-        [] => Err(Error::usage(
-            format!("no node matches {spec:?}"),
-            format!("name one of: {}", listing()),
-        )),
-        _ => Err(Error::usage(
-            format!("{spec:?} matches several nodes"),
-            format!("add the port; nodes: {}", listing()),
-        )),
+        [] => Err(Error::usage(format!("no node matches {spec:?}"), format!("name one of: {}", listing()))),
+        _ => {
+            Err(Error::usage(format!("{spec:?} matches several nodes"), format!("add the port; nodes: {}", listing())))
+        }
     }
 }
 
@@ -287,34 +269,20 @@ async fn drain(session: &Session, a: &DrainArgs) -> Result<(RebalanceReport, Exi
     let addr = format!("{}:{}", node.name, node.port);
     let action = format!("drain {addr}");
     if node.role == Role::Coordinator {
-        return Err(Error::refused(
-            action,
-            "it is the coordinator",
-            "name a worker (kubectl citus status lists them)",
-        ));
+        return Err(Error::refused(action, "it is the coordinator", "name a worker (kubectl citus status lists them)"));
     }
     if !node.active {
         return Err(Error::refused(
             action,
             "the node is inactive, so its shards cannot be copied",
-            format!(
-                "bring it back and SELECT citus_activate_node('{}', {}); then drain again",
-                node.name, node.port
-            ),
+            format!("bring it back and SELECT citus_activate_node('{}', {}); then drain again", node.name, node.port),
         ));
     }
-    let others = s
-        .nodes
-        .iter()
-        .filter(|n| n.active && n.should_have_shards && n.group_id != node.group_id)
-        .count();
+    let others = s.nodes.iter().filter(|n| n.active && n.should_have_shards && n.group_id != node.group_id).count();
     if others == 0 && node.shards > 0 {
         return Err(Error::refused(
             action,
-            format!(
-                "it is the last node that accepts shards; its {} shard(s) would have nowhere to go",
-                node.shards
-            ),
+            format!("it is the last node that accepts shards; its {} shard(s) would have nowhere to go", node.shards),
             "add a worker first (helm upgrade --set worker.replicaCount=N+1), then drain",
         ));
     }
@@ -375,12 +343,8 @@ async fn drain(session: &Session, a: &DrainArgs) -> Result<(RebalanceReport, Exi
     sql::cleanup_orphaned(c).await?;
     let (shards_left, cleanup_left) = sql::node_leftovers(c, node.group_id).await?;
     let mut r = report(if shards_left == 0 { "drained" } else { "incomplete" }, job, plan);
-    r.drained_node = Some(DrainedNode {
-        name: node.name.clone(),
-        port: node.port,
-        shards_left,
-        cleanup_records_left: cleanup_left,
-    });
+    r.drained_node =
+        Some(DrainedNode { name: node.name.clone(), port: node.port, shards_left, cleanup_records_left: cleanup_left });
     if shards_left > 0 {
         return Err(Error::Job {
             what: format!("{addr} still holds {shards_left} shard(s) after the drain"),

@@ -56,14 +56,9 @@ impl PgParams {
 /// Direct-mode settings: the PG* environment first, then whatever the DSN sets (libpq's precedence).
 pub fn direct_params(dsn: &str, env: impl Fn(&str) -> Option<String>) -> Result<PgParams> {
     let bad = |problem: String| {
-        Error::usage(
-            problem,
-            "give --dsn as 'postgresql://user:password@host:port/db' or 'host=... port=... user=...'",
-        )
+        Error::usage(problem, "give --dsn as 'postgresql://user:password@host:port/db' or 'host=... port=... user=...'")
     };
-    let user_default = env("PGUSER")
-        .or_else(|| env("USER"))
-        .unwrap_or_else(|| "postgres".into());
+    let user_default = env("PGUSER").or_else(|| env("USER")).unwrap_or_else(|| "postgres".into());
     let mut p = PgParams {
         host: env("PGHOST").unwrap_or_else(|| "localhost".into()),
         port: match env("PGPORT") {
@@ -77,9 +72,7 @@ pub fn direct_params(dsn: &str, env: impl Fn(&str) -> Option<String>) -> Result<
     if dsn.trim().is_empty() {
         return Ok(p);
     }
-    let c: Config = dsn
-        .parse()
-        .map_err(|e| bad(format!("--dsn could not be parsed: {e}")))?;
+    let c: Config = dsn.parse().map_err(|e| bad(format!("--dsn could not be parsed: {e}")))?;
     if let Some(h) = c.get_hosts().first() {
         p.host = match h {
             Host::Tcp(h) => h.clone(),
@@ -132,11 +125,7 @@ impl Target {
         let direct_mode = args.dsn.is_some() || (!args.has_kube_flags() && env("PGHOST").is_some());
         if direct_mode {
             let params = direct_params(args.dsn.as_deref().unwrap_or(""), env)?;
-            return Ok(Target {
-                kube: None,
-                direct: Some(params),
-                args: args.clone(),
-            });
+            return Ok(Target { kube: None, direct: Some(params), args: args.clone() });
         }
         let Some(release) = args.release.as_deref() else {
             return Err(Error::usage(
@@ -147,10 +136,7 @@ impl Target {
         let (client, default_ns) = k8s::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
         let ns = args.namespace.clone().unwrap_or(default_ns);
         Ok(Target {
-            kube: Some(KubeTarget {
-                client,
-                release: Release::new(release, &ns, args.fullname.as_deref()),
-            }),
+            kube: Some(KubeTarget { client, release: Release::new(release, &ns, args.fullname.as_deref()) }),
             direct: None,
             args: args.clone(),
         })
@@ -201,13 +187,7 @@ impl Target {
             }
         };
         let timeout = Duration::from_secs(self.args.connect_timeout);
-        Ok(Endpoint {
-            params,
-            forward,
-            kube: self.kube,
-            fix: how,
-            timeout,
-        })
+        Ok(Endpoint { params, forward, kube: self.kube, fix: how, timeout })
     }
 
     pub async fn connect(self) -> Result<Session> {
@@ -226,27 +206,14 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub async fn connect(self) -> Result<Session> {
-        let (client, connection) =
-            self.params
-                .config(self.timeout)
-                .connect(NoTls)
-                .await
-                .map_err(|e| Error::Connect {
-                    target: self.params.display(),
-                    cause: pg_cause(&e),
-                    fix: self.fix.clone(),
-                    source: e,
-                })?;
+        let (client, connection) = self.params.config(self.timeout).connect(NoTls).await.map_err(|e| {
+            Error::Connect { target: self.params.display(), cause: pg_cause(&e), fix: self.fix.clone(), source: e }
+        })?;
         tokio::spawn(async move {
             // The connection ends when the client is dropped; a broken one shows up as a query error.
             let _ = connection.await;
         });
-        Ok(Session {
-            client,
-            params: self.params,
-            kube: self.kube,
-            _forward: self.forward,
-        })
+        Ok(Session { client, params: self.params, kube: self.kube, _forward: self.forward })
     }
 }
 
@@ -282,17 +249,11 @@ mod tests {
     #[test]
     fn url_and_environment_only() {
         let p = direct_params("postgresql://u:secret@db.example:5433/citus", env(&[])).unwrap();
-        assert_eq!(
-            (p.host.as_str(), p.port, p.user.as_str(), p.dbname.as_str()),
-            ("db.example", 5433, "u", "citus")
-        );
+        assert_eq!((p.host.as_str(), p.port, p.user.as_str(), p.dbname.as_str()), ("db.example", 5433, "u", "citus"));
         assert_eq!(p.password.as_deref(), Some("secret"));
         let p = direct_params("", env(&[("PGHOST", "x"), ("PGPORT", "7000"), ("PGUSER", "me")])).unwrap();
         assert_eq!((p.host.as_str(), p.port, p.dbname.as_str()), ("x", 7000, "me"));
-        assert!(direct_params("", env(&[("PGPORT", "abc")]))
-            .unwrap_err()
-            .to_string()
-            .contains("PGPORT=abc"));
+        assert!(direct_params("", env(&[("PGPORT", "abc")])).unwrap_err().to_string().contains("PGPORT=abc"));
         assert!(direct_params("host=a port=notaport", env(&[])).is_err());
     }
 

@@ -26,13 +26,7 @@ pub const POD_CHECKS: &[&str] = &["worker-pod-unregistered", "node-without-pod"]
 pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) -> DoctorReport {
     let mut h = Vec::new();
     let mut push = |check: &'static str, severity: Severity, subject: String, message: String, fix: String| {
-        h.push(Hazard {
-            check,
-            severity,
-            subject,
-            message,
-            fix,
-        });
+        h.push(Hazard { check, severity, subject, message, fix });
     };
     let addr = |n: &Node| format!("{}:{}", n.name, n.port);
 
@@ -55,11 +49,7 @@ pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) 
                 "node-unreachable",
                 Severity::Error,
                 addr(n),
-                format!(
-                    "the coordinator cannot reach {}: {}",
-                    addr(n),
-                    n.error.as_deref().unwrap_or("no detail")
-                ),
+                format!("the coordinator cannot reach {}: {}", addr(n), n.error.as_deref().unwrap_or("no detail")),
                 "check that the pod runs and is ready (kubectl get pods), that its DNS name resolves from the \
                  coordinator, the NetworkPolicies, and that the password of the connecting role is known to the \
                  node (pg_dist_authinfo or the pgpass file)"
@@ -77,10 +67,7 @@ pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) 
                          function fails there",
                         addr(n)
                     ),
-                    format!(
-                        "on {}, run ALTER EXTENSION citus UPDATE; (after upgrading every node's image)",
-                        addr(n)
-                    ),
+                    format!("on {}, run ALTER EXTENSION citus UPDATE; (after upgrading every node's image)", addr(n)),
                 );
             } else if let Some(dflt) = &n.citus_default_version {
                 if dflt != ext {
@@ -100,10 +87,7 @@ pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) 
                     "wal-level-not-logical",
                     Severity::Warning,
                     addr(n),
-                    format!(
-                        "{} has wal_level={w}: online shard moves (logical replication) fail",
-                        addr(n)
-                    ),
+                    format!("{} has wal_level={w}: online shard moves (logical replication) fail", addr(n)),
                     "set wal_level = logical on every node and restart them, or move shards with \
                      --shard-transfer-mode block_writes"
                         .into(),
@@ -144,10 +128,7 @@ pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) 
     }
 
     for (what, get) in [
-        (
-            "PostgreSQL",
-            (|n: &Node| n.postgres_version.clone()) as fn(&Node) -> Option<String>,
-        ),
+        ("PostgreSQL", (|n: &Node| n.postgres_version.clone()) as fn(&Node) -> Option<String>),
         ("Citus library", |n: &Node| n.citus_version.clone()),
         ("Citus extension", |n: &Node| n.citus_extension_version.clone()),
     ] {
@@ -177,11 +158,7 @@ pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) 
         let names: Vec<&str> = cleanup.iter().take(5).map(|c| c.object_name.as_str()).collect();
         push(
             "cleanup-leftovers",
-            if orphaned.is_empty() {
-                Severity::Warning
-            } else {
-                Severity::Error
-            },
+            if orphaned.is_empty() { Severity::Warning } else { Severity::Error },
             "pg_dist_cleanup".into(),
             format!(
                 "{} pg_dist_cleanup record(s) ({}{}){}",
@@ -203,12 +180,8 @@ pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) 
         );
     }
 
-    let mut no_identity: Vec<&Table> = status
-        .tables
-        .list
-        .iter()
-        .filter(|t| t.kind != "reference" && !t.has_replica_identity)
-        .collect();
+    let mut no_identity: Vec<&Table> =
+        status.tables.list.iter().filter(|t| t.kind != "reference" && !t.has_replica_identity).collect();
     no_identity.sort_by(|a, b| a.name.cmp(&b.name));
     for t in no_identity {
         push(
@@ -291,12 +264,7 @@ pub fn analyse(status: &Status, cleanup: &[CleanupRecord], skew_threshold: f64) 
     if status.pods.is_some() {
         checks.extend_from_slice(POD_CHECKS);
     }
-    DoctorReport {
-        api_version: API_VERSION,
-        kind: "DoctorReport",
-        checks,
-        hazards: h,
-    }
+    DoctorReport { api_version: API_VERSION, kind: "DoctorReport", checks, hazards: h }
 }
 
 fn role(n: &Node) -> &'static str {
@@ -352,12 +320,7 @@ pub(crate) mod tests_support {
             kind: "Status",
             shards: crate::sql::shard_summary(&nodes),
             nodes,
-            tables: TableSummary {
-                distributed: 0,
-                reference: 0,
-                local: 0,
-                list: vec![],
-            },
+            tables: TableSummary { distributed: 0, reference: 0, local: 0, list: vec![] },
             rebalance: None,
             pods: None,
             node_check_error: None,
@@ -401,18 +364,11 @@ mod tests {
         let r = analyse(&status(vec![node(1, 0, "c"), w0, w1, w2]), &[], 10.0);
         assert_eq!(
             checks(&r),
-            [
-                "node-inactive",
-                "node-unreachable",
-                "wal-level-not-logical",
-                "worker-not-accepting-shards"
-            ]
+            ["node-inactive", "node-unreachable", "wal-level-not-logical", "worker-not-accepting-shards"]
         );
         assert!(r.hazards[0].fix.contains("citus_activate_node('w0', 5432)"));
         assert!(r.hazards[1].message.contains("connection refused"));
-        assert!(r.hazards[3]
-            .fix
-            .contains("citus_set_node_property('w2', 5432, 'shouldhaveshards', true)"));
+        assert!(r.hazards[3].fix.contains("citus_set_node_property('w2', 5432, 'shouldhaveshards', true)"));
     }
 
     #[test]
@@ -422,19 +378,8 @@ mod tests {
         let mut w1 = node(3, 2, "w1");
         w1.citus_default_version = Some("13.0-2".into());
         let r = analyse(&status(vec![node(1, 0, "c"), w0, w1]), &[], 10.0);
-        assert_eq!(
-            checks(&r),
-            [
-                "citus-library-mismatch",
-                "citus-extension-outdated",
-                "version-differs-between-nodes"
-            ]
-        );
-        assert!(
-            r.hazards[2].message.contains("13.1.0 on w0:5432"),
-            "{}",
-            r.hazards[2].message
-        );
+        assert_eq!(checks(&r), ["citus-library-mismatch", "citus-extension-outdated", "version-differs-between-nodes"]);
+        assert!(r.hazards[2].message.contains("13.1.0 on w0:5432"), "{}", r.hazards[2].message);
         assert!(same_minor("13.0.3", "13.0-1"));
         assert!(!same_minor("13.2.2", "13.0-1"));
     }

@@ -44,11 +44,7 @@ pub enum Error {
 
     /// The operation would lose data or cannot succeed; nothing was changed.
     #[error("refusing to {action}: {reason}\n  what to do: {fix}")]
-    Refused {
-        action: String,
-        reason: String,
-        fix: String,
-    },
+    Refused { action: String, reason: String, fix: String },
 
     /// A local file or process failed.
     #[error("{action} failed: {source}\n  what to do: {fix}")]
@@ -77,45 +73,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn usage(problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Error::Usage {
-            problem: problem.into(),
-            fix: fix.into(),
-        }
+        Error::Usage { problem: problem.into(), fix: fix.into() }
     }
 
     pub fn refused(action: impl Into<String>, reason: impl Into<String>, fix: impl Into<String>) -> Self {
-        Error::Refused {
-            action: action.into(),
-            reason: reason.into(),
-            fix: fix.into(),
-        }
+        Error::Refused { action: action.into(), reason: reason.into(), fix: fix.into() }
     }
 
     pub fn kube(action: impl Into<String>, fix: impl Into<String>, source: kube::Error) -> Self {
         let cause = kube_cause(&source);
-        Error::Kube {
-            action: action.into(),
-            cause,
-            fix: fix.into(),
-            source: Box::new(source),
-        }
+        Error::Kube { action: action.into(), cause, fix: fix.into(), source: Box::new(source) }
     }
 
     pub fn sql(action: impl Into<String>, fix: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        Error::Sql {
-            action: action.into(),
-            cause: pg_cause(&source),
-            fix: fix.into(),
-            source,
-        }
+        Error::Sql { action: action.into(), cause: pg_cause(&source), fix: fix.into(), source }
     }
 
     pub fn io(action: impl Into<String>, fix: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            action: action.into(),
-            fix: fix.into(),
-            source,
-        }
+        Error::Io { action: action.into(), fix: fix.into(), source }
     }
 }
 

@@ -25,9 +25,7 @@ pub enum Ending {
 }
 
 fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ")
 }
 
 /// Poll the job until it ends (or the user interrupts), drawing progress.
@@ -41,13 +39,10 @@ pub async fn follow(
     let multi = MultiProgress::new();
     let total_bytes: i64 = plan.iter().map(|m| m.bytes).sum();
     let overall = multi.add(if plan.is_empty() {
-        ProgressBar::new(0).with_style(style(
-            "overall [{bar:40}] {pos}/{len} tasks {msg} ({elapsed}, ETA {eta})",
-        ))
+        ProgressBar::new(0).with_style(style("overall [{bar:40}] {pos}/{len} tasks {msg} ({elapsed}, ETA {eta})"))
     } else {
-        ProgressBar::new(total_bytes.max(1) as u64).with_style(style(
-            "overall [{bar:40}] {bytes}/{total_bytes} {msg} ({elapsed}, ETA {eta})",
-        ))
+        ProgressBar::new(total_bytes.max(1) as u64)
+            .with_style(style("overall [{bar:40}] {bytes}/{total_bytes} {msg} ({elapsed}, ETA {eta})"))
     });
     let shard_ids: Vec<i64> = plan.iter().map(|m| m.shard_id).collect();
     let mut bars: HashMap<i64, ProgressBar> = HashMap::new();
@@ -63,11 +58,7 @@ pub async fn follow(
         }
     };
     if !interactive {
-        eprintln!(
-            "following background job {job_id}: {} planned move(s), {}",
-            plan.len(),
-            bytes(total_bytes)
-        );
+        eprintln!("following background job {job_id}: {} planned move(s), {}", plan.len(), bytes(total_bytes));
     }
 
     loop {
@@ -84,12 +75,8 @@ pub async fn follow(
             }
         }
         let job = sql::job_by_id(client, job_id).await?;
-        let running: HashMap<i64, &crate::model::ShardMove> = job
-            .moves
-            .iter()
-            .filter(|m| m.progress == 1)
-            .map(|m| (m.shard_id, m))
-            .collect();
+        let running: HashMap<i64, &crate::model::ShardMove> =
+            job.moves.iter().filter(|m| m.progress == 1).map(|m| (m.shard_id, m)).collect();
 
         // Done moves: the shard's placement is on the target now.
         let mut done_bytes = 0i64;
@@ -117,10 +104,7 @@ pub async fn follow(
             overall.set_length(job.tasks_total.max(0) as u64);
             overall.set_position(job.tasks_done.max(0) as u64);
         }
-        overall.set_message(format!(
-            "{}/{} tasks, job {} {}",
-            job.tasks_done, job.tasks_total, job.job_id, job.state
-        ));
+        overall.set_message(format!("{}/{} tasks, job {} {}", job.tasks_done, job.tasks_total, job.job_id, job.state));
 
         for (id, m) in &running {
             let bar = bars.entry(*id).or_insert_with(|| {
@@ -152,21 +136,14 @@ pub async fn follow(
         });
 
         if !job.is_running() {
-            let ending = if job.state == "finished" {
-                Ending::Finished
-            } else {
-                Ending::Failed
-            };
+            let ending = if job.state == "finished" { Ending::Finished } else { Ending::Failed };
             if ending == Ending::Finished {
                 overall.finish();
             } else {
                 overall.abandon();
             }
             if !interactive {
-                eprintln!(
-                    "job {} {} ({} of {} tasks done)",
-                    job.job_id, job.state, job.tasks_done, job.tasks_total
-                );
+                eprintln!("job {} {} ({} of {} tasks done)", job.job_id, job.state, job.tasks_done, job.tasks_total);
             }
             return Ok((ending, job));
         }

@@ -26,11 +26,7 @@ pub struct Release {
 
 impl Release {
     pub fn new(name: &str, namespace: &str, fullname_override: Option<&str>) -> Self {
-        Release {
-            name: name.to_owned(),
-            namespace: namespace.to_owned(),
-            fullname: fullname(name, fullname_override),
-        }
+        Release { name: name.to_owned(), namespace: namespace.to_owned(), fullname: fullname(name, fullname_override) }
     }
     pub fn coordinator_pod(&self) -> String {
         format!("{}-coordinator-0", self.fullname)
@@ -42,10 +38,7 @@ impl Release {
         format!("{}-backup", self.fullname)
     }
     pub fn worker_selector(&self) -> String {
-        format!(
-            "app.kubernetes.io/instance={},app.kubernetes.io/component=worker",
-            self.name
-        )
+        format!("app.kubernetes.io/instance={},app.kubernetes.io/component=worker", self.name)
     }
     pub fn instance_selector(&self) -> String {
         format!("app.kubernetes.io/instance={}", self.name)
@@ -60,19 +53,12 @@ pub fn fullname(release: &str, fullname_override: Option<&str>) -> String {
         _ if release.contains("citus") => release.to_owned(),
         _ => format!("{release}-citus"),
     };
-    raw.chars()
-        .take(42)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_owned()
+    raw.chars().take(42).collect::<String>().trim_end_matches('-').to_owned()
 }
 
 /// A client from the kubeconfig (`--kubeconfig`, `--context`), or the in-cluster config.
 pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(Client, String)> {
-    let opts = KubeConfigOptions {
-        context: context.map(str::to_owned),
-        ..Default::default()
-    };
+    let opts = KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
     let fix = "check --kubeconfig/--context (kubectl config get-contexts), or use --dsn to connect without Kubernetes";
     let config = match kubeconfig {
         Some(path) => {
@@ -80,17 +66,14 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
                 problem: format!("reading kubeconfig {} failed: {e}", path.display()),
                 fix: fix.into(),
             })?;
-            Config::from_custom_kubeconfig(kc, &opts)
-                .await
-                .map_err(|e| Error::Release {
-                    problem: format!("loading kubeconfig {} failed: {e}", path.display()),
-                    fix: fix.into(),
-                })?
+            Config::from_custom_kubeconfig(kc, &opts).await.map_err(|e| Error::Release {
+                problem: format!("loading kubeconfig {} failed: {e}", path.display()),
+                fix: fix.into(),
+            })?
         }
-        None if context.is_some() => Config::from_kubeconfig(&opts).await.map_err(|e| Error::Release {
-            problem: format!("loading the kubeconfig failed: {e}"),
-            fix: fix.into(),
-        })?,
+        None if context.is_some() => Config::from_kubeconfig(&opts)
+            .await
+            .map_err(|e| Error::Release { problem: format!("loading the kubeconfig failed: {e}"), fix: fix.into() })?,
         None => Config::infer().await.map_err(|e| Error::Release {
             problem: format!("no Kubernetes configuration found: {e}"),
             fix: fix.into(),
@@ -159,22 +142,12 @@ pub async fn port_forward(client: &Client, namespace: &str, pod: &str, port: u16
             fix: format!("wait for it (kubectl get pod -n {namespace} {pod} -w) or look at kubectl describe pod"),
         });
     }
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
-        Error::io(
-            "opening a local port for the port-forward",
-            "check the loopback interface",
-            e,
-        )
-    })?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| Error::io("opening a local port for the port-forward", "check the loopback interface", e))?;
     let local_port = listener
         .local_addr()
-        .map_err(|e| {
-            Error::io(
-                "opening a local port for the port-forward",
-                "check the loopback interface",
-                e,
-            )
-        })?
+        .map_err(|e| Error::io("opening a local port for the port-forward", "check the loopback interface", e))?
         .port();
     // Open the first forward now, so that a refusal (RBAC, no streaming) is reported as such; it serves the
     // first local connection, later connections open their own.
@@ -213,16 +186,13 @@ pub async fn port_forward(client: &Client, namespace: &str, pod: &str, port: u16
 /// Names of the release's worker pods.
 pub async fn worker_pods(client: &Client, release: &Release) -> Result<Vec<String>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &release.namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&release.worker_selector()))
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("listing worker pods in {}", release.namespace),
-                "your user needs list on pods in that namespace",
-                e,
-            )
-        })?;
+    let list = pods.list(&ListParams::default().labels(&release.worker_selector())).await.map_err(|e| {
+        Error::kube(
+            format!("listing worker pods in {}", release.namespace),
+            "your user needs list on pods in that namespace",
+            e,
+        )
+    })?;
     let mut names: Vec<String> = list.items.into_iter().filter_map(|p| p.metadata.name).collect();
     names.sort();
     Ok(names)
@@ -251,10 +221,7 @@ pub async fn registered_worker_limit(client: &Client, release: &Release) -> Resu
 pub fn pod_check(pods: &[String], nodes: &[Node], registered_limit: Option<i32>) -> PodCheck {
     let workers: Vec<&Node> = nodes.iter().filter(|n| n.role == Role::Worker).collect();
     let matches = |pod: &str, n: &Node| n.name == pod || n.name.starts_with(&format!("{pod}."));
-    let expected = |pod: &str| match (
-        registered_limit,
-        pod.rsplit('-').next().and_then(|o| o.parse::<i32>().ok()),
-    ) {
+    let expected = |pod: &str| match (registered_limit, pod.rsplit('-').next().and_then(|o| o.parse::<i32>().ok())) {
         (Some(limit), Some(ordinal)) => ordinal < limit,
         _ => true,
     };
@@ -276,28 +243,19 @@ pub fn pod_check(pods: &[String], nodes: &[Node], registered_limit: Option<i32>)
 /// annotated as a manual run. `command` replaces the first container's command (for the listing Job).
 pub fn job_from_cronjob(cj: &CronJob, job_name: &str, command: Option<Vec<String>>) -> Result<Job> {
     let cj_name = cj.metadata.name.clone().unwrap_or_default();
-    let template = cj
-        .spec
-        .as_ref()
-        .map(|s| s.job_template.clone())
-        .ok_or_else(|| Error::Release {
-            problem: format!("CronJob {cj_name} has no spec"),
-            fix: "reinstall the release (helm upgrade) so that the CronJob is complete".into(),
-        })?;
+    let template = cj.spec.as_ref().map(|s| s.job_template.clone()).ok_or_else(|| Error::Release {
+        problem: format!("CronJob {cj_name} has no spec"),
+        fix: "reinstall the release (helm upgrade) so that the CronJob is complete".into(),
+    })?;
     let meta = template.metadata.unwrap_or_default();
     let mut annotations = meta.annotations.unwrap_or_default();
     annotations.insert("cronjob.kubernetes.io/instantiate".into(), "manual".into());
     let mut spec: JobSpec = template.spec.unwrap_or_default();
     if let Some(cmd) = command {
-        let c = spec
-            .template
-            .spec
-            .as_mut()
-            .and_then(|s| s.containers.first_mut())
-            .ok_or_else(|| Error::Release {
-                problem: format!("CronJob {cj_name} has no container"),
-                fix: "reinstall the release (helm upgrade)".into(),
-            })?;
+        let c = spec.template.spec.as_mut().and_then(|s| s.containers.first_mut()).ok_or_else(|| Error::Release {
+            problem: format!("CronJob {cj_name} has no container"),
+            fix: "reinstall the release (helm upgrade)".into(),
+        })?;
         c.command = Some(cmd);
         c.args = None;
         spec.backoff_limit = Some(0);
@@ -328,10 +286,7 @@ pub fn job_from_cronjob(cj: &CronJob, job_name: &str, command: Option<Vec<String
 pub fn job_name(base: &str, suffix: &str, unix: u64) -> String {
     let tail = format!("-{suffix}-{unix}");
     let keep = 63usize.saturating_sub(tail.len());
-    format!(
-        "{}{tail}",
-        base.chars().take(keep).collect::<String>().trim_end_matches('-')
-    )
+    format!("{}{tail}", base.chars().take(keep).collect::<String>().trim_end_matches('-'))
 }
 
 async fn backup_cronjob(client: &Client, release: &Release) -> Result<CronJob> {
@@ -352,11 +307,7 @@ async fn create_job(client: &Client, namespace: &str, job: &Job) -> Result<Strin
     let api: Api<Job> = Api::namespaced(client.clone(), namespace);
     let name = job.metadata.name.clone().unwrap_or_default();
     api.create(&PostParams::default(), job).await.map_err(|e| {
-        Error::kube(
-            format!("creating Job {namespace}/{name}"),
-            "your user needs create on jobs in that namespace",
-            e,
-        )
+        Error::kube(format!("creating Job {namespace}/{name}"), "your user needs create on jobs in that namespace", e)
     })?;
     Ok(name)
 }
@@ -374,18 +325,11 @@ pub async fn wait_job(client: &Client, namespace: &str, name: &str, timeout: Dur
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let job = api.get(name).await.map_err(|e| {
-            Error::kube(
-                format!("reading Job {namespace}/{name}"),
-                "check that the cluster is reachable",
-                e,
-            )
+            Error::kube(format!("reading Job {namespace}/{name}"), "check that the cluster is reachable", e)
         })?;
         let status = job.status.unwrap_or_default();
-        let failed_condition = status
-            .conditions
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Failed" && c.status == "True");
+        let failed_condition =
+            status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Failed" && c.status == "True");
         if status.succeeded.unwrap_or(0) > 0 {
             return Ok(true);
         }
@@ -418,13 +362,9 @@ pub async fn job_logs(client: &Client, namespace: &str, job: &str) -> Result<Str
             what: format!("Job {namespace}/{job} has no pod"),
             fix: format!("kubectl describe job -n {namespace} {job}"),
         })?;
-    pods.logs(&newest, &LogParams::default()).await.map_err(|e| {
-        Error::kube(
-            format!("reading the log of pod {newest}"),
-            "you need get on pods/log",
-            e,
-        )
-    })
+    pods.logs(&newest, &LogParams::default())
+        .await
+        .map_err(|e| Error::kube(format!("reading the log of pod {newest}"), "you need get on pods/log", e))
 }
 
 /// The listing Job's script: one line per backup directory (name, KiB, mtime), then the pod's clock, so that
@@ -480,21 +420,14 @@ pub fn backup_claim(cj: &CronJob) -> Result<String> {
         .and_then(|s| s.template.spec.as_ref())
         .and_then(|s| s.volumes.clone())
         .unwrap_or_default();
-    let v = vols
-        .iter()
-        .find(|v| v.name == "backups")
-        .ok_or_else(|| Error::Release {
-            problem: "the backup CronJob has no volume named backups".into(),
-            fix: "upgrade the release to this chart version".into(),
-        })?;
-    v.persistent_volume_claim
-        .as_ref()
-        .map(|c| c.claim_name.clone())
-        .ok_or_else(|| Error::Release {
-            problem: "backups are written to an emptyDir and lost after each run (backup.persistence.enabled=false)"
-                .into(),
-            fix: "helm upgrade --set backup.persistence.enabled=true to keep them on a PVC".into(),
-        })
+    let v = vols.iter().find(|v| v.name == "backups").ok_or_else(|| Error::Release {
+        problem: "the backup CronJob has no volume named backups".into(),
+        fix: "upgrade the release to this chart version".into(),
+    })?;
+    v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()).ok_or_else(|| Error::Release {
+        problem: "backups are written to an emptyDir and lost after each run (backup.persistence.enabled=false)".into(),
+        fix: "helm upgrade --set backup.persistence.enabled=true to keep them on a PVC".into(),
+    })
 }
 
 /// `backup list`: a short Job from the backup CronJob (same image, volumes and security context) that lists
@@ -520,12 +453,7 @@ pub async fn list_backups(client: &Client, release: &Release, unix: u64, timeout
     let api: Api<Job> = Api::namespaced(client.clone(), &release.namespace);
     // Best effort: the Job also expires by itself (ttlSecondsAfterFinished).
     let _ = api.delete(&name, &DeleteParams::background()).await;
-    Ok(BackupList {
-        api_version: API_VERSION,
-        kind: "BackupList",
-        claim,
-        backups: result?,
-    })
+    Ok(BackupList { api_version: API_VERSION, kind: "BackupList", claim, backups: result? })
 }
 
 #[cfg(test)]
@@ -550,12 +478,7 @@ mod tests {
     }
 
     fn respond(send: mock::SendResponse<Response<Body>>, code: StatusCode, v: serde_json::Value) {
-        send.send_response(
-            Response::builder()
-                .status(code)
-                .body(Body::from(serde_json::to_vec(&v).unwrap()))
-                .unwrap(),
-        );
+        send.send_response(Response::builder().status(code).body(Body::from(serde_json::to_vec(&v).unwrap())).unwrap());
     }
 
     fn not_found(what: &str) -> serde_json::Value {
@@ -573,10 +496,7 @@ mod tests {
         assert_eq!(r.coordinator_pod(), "prod-citus-coordinator-0");
         assert_eq!(r.secret(), "prod-citus-secret");
         assert_eq!(r.backup_cronjob(), "prod-citus-backup");
-        assert_eq!(
-            job_name("prod-citus-backup", "manual", 1700000000),
-            "prod-citus-backup-manual-1700000000"
-        );
+        assert_eq!(job_name("prod-citus-backup", "manual", 1700000000), "prod-citus-backup-manual-1700000000");
         assert!(job_name(&"a".repeat(70), "list", 1).len() <= 63);
     }
 
@@ -594,12 +514,7 @@ mod tests {
                        "data": {"postgres-password": "czNjcmV0", "password": "eA=="}}),
             );
         });
-        assert_eq!(
-            read_password(&client, "db", "prod-citus-secret", "postgres-password")
-                .await
-                .unwrap(),
-            "s3cret"
-        );
+        assert_eq!(read_password(&client, "db", "prod-citus-secret", "postgres-password").await.unwrap(), "s3cret");
         server.await.unwrap();
     }
 
@@ -616,20 +531,11 @@ mod tests {
                 json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"password": "eA=="}}),
             );
         });
-        let e = read_password(&client, "db", "x-citus-secret", "postgres-password")
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = read_password(&client, "db", "x-citus-secret", "postgres-password").await.unwrap_err().to_string();
         assert!(e.contains("reading Secret db/x-citus-secret failed"), "{e}");
         assert!(e.contains("--release"), "{e}");
-        let e = read_password(&client, "db", "s", "postgres-password")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no key \"postgres-password\"") && e.contains("--secret-key"),
-            "{e}"
-        );
+        let e = read_password(&client, "db", "s", "postgres-password").await.unwrap_err().to_string();
+        assert!(e.contains("no key \"postgres-password\"") && e.contains("--secret-key"), "{e}");
         server.await.unwrap();
     }
 
@@ -638,10 +544,7 @@ mod tests {
         let (client, mut handle) = mock_client();
         let server = tokio::spawn(async move {
             let (req, send) = handle.next_request().await.unwrap();
-            assert_eq!(
-                req.uri().to_string(),
-                "/api/v1/namespaces/db/pods/prod-citus-coordinator-0"
-            );
+            assert_eq!(req.uri().to_string(), "/api/v1/namespaces/db/pods/prod-citus-coordinator-0");
             respond(
                 send,
                 StatusCode::OK,
@@ -649,11 +552,7 @@ mod tests {
                        "status": {"phase": "Pending"}}),
             );
         });
-        let e = port_forward(&client, "db", "prod-citus-coordinator-0", 5432)
-            .await
-            .err()
-            .unwrap()
-            .to_string();
+        let e = port_forward(&client, "db", "prod-citus-coordinator-0", 5432).await.err().unwrap().to_string();
         assert!(e.contains("is Pending, not Running"), "{e}");
         server.await.unwrap();
     }
@@ -681,15 +580,8 @@ mod tests {
                        "reason": "Forbidden", "code": 403}),
             );
         });
-        let e = port_forward(&client, "db", "c-0", 5432)
-            .await
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains("opening a port-forward to pod db/c-0 failed: forbidden"),
-            "{e}"
-        );
+        let e = port_forward(&client, "db", "c-0", 5432).await.err().unwrap().to_string();
+        assert!(e.contains("opening a port-forward to pod db/c-0 failed: forbidden"), "{e}");
         assert!(e.contains("create on pods/portforward"), "{e}");
         server.await.unwrap();
     }
@@ -749,11 +641,7 @@ mod tests {
                 "spec": {"minReplicas": 2, "maxReplicas": 6, "scaleTargetRef": {"kind": "StatefulSet", "name": "prod-citus-worker"}}}),
             );
             let (_, send) = handle.next_request().await.unwrap();
-            respond(
-                send,
-                StatusCode::NOT_FOUND,
-                not_found("horizontalpodautoscalers \"prod-citus-worker\""),
-            );
+            respond(send, StatusCode::NOT_FOUND, not_found("horizontalpodautoscalers \"prod-citus-worker\""));
         });
         let r = Release::new("prod", "db", None);
         assert_eq!(registered_worker_limit(&client, &r).await.unwrap(), Some(2));
@@ -782,33 +670,22 @@ mod tests {
         let (client, mut handle) = mock_client();
         let server = tokio::spawn(async move {
             let (req, send) = handle.next_request().await.unwrap();
-            assert_eq!(
-                req.uri().to_string(),
-                "/apis/batch/v1/namespaces/db/cronjobs/prod-citus-backup"
-            );
+            assert_eq!(req.uri().to_string(), "/apis/batch/v1/namespaces/db/cronjobs/prod-citus-backup");
             respond(send, StatusCode::OK, cronjob());
             let (req, send) = handle.next_request().await.unwrap();
             assert_eq!(req.method(), http::Method::POST);
             assert!(req.uri().to_string().starts_with("/apis/batch/v1/namespaces/db/jobs?"));
             let job = body_json(req).await;
             assert_eq!(job["metadata"]["name"], "prod-citus-backup-manual-1700000000");
-            assert_eq!(
-                job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
-                "manual"
-            );
+            assert_eq!(job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual");
             assert_eq!(job["metadata"]["labels"]["app.kubernetes.io/component"], "backup");
             assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
             assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "1234");
             assert_eq!(job["spec"]["backoffLimit"], 2);
-            assert_eq!(
-                job["spec"]["template"]["spec"]["containers"][0]["command"][1],
-                "/opt/citus/scripts/backup.sh"
-            );
+            assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["command"][1], "/opt/citus/scripts/backup.sh");
             respond(send, StatusCode::CREATED, job);
         });
-        let name = start_backup(&client, &Release::new("prod", "db", None), 1700000000)
-            .await
-            .unwrap();
+        let name = start_backup(&client, &Release::new("prod", "db", None), 1700000000).await.unwrap();
         assert_eq!(name, "prod-citus-backup-manual-1700000000");
         server.await.unwrap();
     }
@@ -818,16 +695,9 @@ mod tests {
         let (client, mut handle) = mock_client();
         let server = tokio::spawn(async move {
             let (_, send) = handle.next_request().await.unwrap();
-            respond(
-                send,
-                StatusCode::NOT_FOUND,
-                not_found("cronjobs.batch \"prod-citus-backup\""),
-            );
+            respond(send, StatusCode::NOT_FOUND, not_found("cronjobs.batch \"prod-citus-backup\""));
         });
-        let e = start_backup(&client, &Release::new("prod", "db", None), 1)
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = start_backup(&client, &Release::new("prod", "db", None), 1).await.unwrap_err().to_string();
         assert!(e.contains("backup.enabled=true"), "{e}");
         server.await.unwrap();
     }
@@ -851,10 +721,7 @@ mod tests {
             respond(send, StatusCode::CREATED, job.clone());
             // wait_job: first still running, then succeeded
             let (req, send) = handle.next_request().await.unwrap();
-            assert_eq!(
-                req.uri().to_string(),
-                "/apis/batch/v1/namespaces/db/jobs/prod-citus-backup-list-5"
-            );
+            assert_eq!(req.uri().to_string(), "/apis/batch/v1/namespaces/db/jobs/prod-citus-backup-list-5");
             respond(
                 send,
                 StatusCode::OK,
@@ -867,10 +734,7 @@ mod tests {
                 json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "status": {"succeeded": 1}}),
             );
             let (req, send) = handle.next_request().await.unwrap();
-            assert!(req
-                .uri()
-                .to_string()
-                .contains("labelSelector=job-name%3Dprod-citus-backup-list-5"));
+            assert!(req.uri().to_string().contains("labelSelector=job-name%3Dprod-citus-backup-list-5"));
             respond(
                 send,
                 StatusCode::OK,
@@ -884,19 +748,10 @@ mod tests {
             )).unwrap());
             let (req, send) = handle.next_request().await.unwrap();
             assert_eq!(req.method(), http::Method::DELETE);
-            assert!(req
-                .uri()
-                .to_string()
-                .starts_with("/apis/batch/v1/namespaces/db/jobs/prod-citus-backup-list-5"));
-            respond(
-                send,
-                StatusCode::OK,
-                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}),
-            );
+            assert!(req.uri().to_string().starts_with("/apis/batch/v1/namespaces/db/jobs/prod-citus-backup-list-5"));
+            respond(send, StatusCode::OK, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}));
         });
-        let list = list_backups(&client, &Release::new("prod", "db", None), 5, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let list = list_backups(&client, &Release::new("prod", "db", None), 5, Duration::from_secs(60)).await.unwrap();
         assert_eq!(list.claim, "prod-citus-backup");
         assert_eq!(list.backups.len(), 2);
         assert_eq!(list.backups[0].name, ".partial-20261125T020000Z");
@@ -909,21 +764,8 @@ mod tests {
     #[test]
     fn emptydir_backups_are_reported() {
         let mut cj: CronJob = serde_json::from_value(cronjob()).unwrap();
-        let vols = cj
-            .spec
-            .as_mut()
-            .unwrap()
-            .job_template
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap();
-        vols.volumes = Some(vec![
-            serde_json::from_value(json!({"name": "backups", "emptyDir": {}})).unwrap()
-        ]);
+        let vols = cj.spec.as_mut().unwrap().job_template.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        vols.volumes = Some(vec![serde_json::from_value(json!({"name": "backups", "emptyDir": {}})).unwrap()]);
         let e = backup_claim(&cj).unwrap_err().to_string();
         assert!(e.contains("backup.persistence.enabled=true"), "{e}");
     }

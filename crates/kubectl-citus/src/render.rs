@@ -15,9 +15,9 @@ pub trait Human {
 pub fn render<T: Serialize + Human>(value: &T, format: OutputFormat) -> Result<String> {
     match format {
         OutputFormat::Table => Ok(value.human()),
-        OutputFormat::Json => serde_json::to_string_pretty(value)
-            .map(|s| s + "\n")
-            .map_err(|e| Error::Encode(e.to_string())),
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| Error::Encode(e.to_string()))
+        }
         OutputFormat::Yaml => serde_yaml::to_string(value).map_err(|e| Error::Encode(e.to_string())),
     }
 }
@@ -109,10 +109,7 @@ impl Human for Status {
                     Some(false) => format!("NO: {}", n.error.as_deref().unwrap_or("")),
                     None => "?".to_owned(),
                 }),
-                Cell::new(opt(&n
-                    .postgres_version
-                    .as_ref()
-                    .map(|v| v.split(' ').next().unwrap_or(v).to_owned()))),
+                Cell::new(opt(&n.postgres_version.as_ref().map(|v| v.split(' ').next().unwrap_or(v).to_owned()))),
                 Cell::new(opt(&n.citus_version)),
                 Cell::new(opt(&n.citus_extension_version)),
                 right(n.shards),
@@ -135,15 +132,7 @@ impl Human for Status {
             self.tables.distributed, self.tables.reference, self.tables.local
         ));
         if !self.tables.list.is_empty() {
-            let mut t = table(&[
-                "TABLE",
-                "TYPE",
-                "COLUMN",
-                "COLOCATION",
-                "SHARDS",
-                "BYTES",
-                "REPLICA IDENTITY",
-            ]);
+            let mut t = table(&["TABLE", "TYPE", "COLUMN", "COLOCATION", "SHARDS", "BYTES", "REPLICA IDENTITY"]);
             for x in &self.tables.list {
                 t.add_row(vec![
                     Cell::new(&x.name),
@@ -223,10 +212,7 @@ impl Human for DoctorReport {
                 Severity::Error => "ERROR",
                 Severity::Warning => "WARNING",
             };
-            out.push_str(&format!(
-                "{sev} [{}] {}\n  {}\n  fix: {}\n\n",
-                h.check, h.subject, h.message, h.fix
-            ));
+            out.push_str(&format!("{sev} [{}] {}\n  {}\n  fix: {}\n\n", h.check, h.subject, h.message, h.fix));
         }
         let errors = self.hazards.iter().filter(|h| h.severity == Severity::Error).count();
         out.push_str(&format!(
@@ -302,10 +288,7 @@ impl Human for BackupStarted {
                 out.push('\n');
             }
         } else {
-            out.push_str(&format!(
-                "Follow it: kubectl logs -n {} -f job/{}\n",
-                self.namespace, self.job
-            ));
+            out.push_str(&format!("Follow it: kubectl logs -n {} -f job/{}\n", self.namespace, self.job));
         }
         out
     }
@@ -359,16 +342,7 @@ mod tests {
         };
         assert_eq!(
             keys(&v),
-            sorted(&[
-                "apiVersion",
-                "kind",
-                "nodes",
-                "shards",
-                "tables",
-                "rebalance",
-                "pods",
-                "node_check_error"
-            ])
+            sorted(&["apiVersion", "kind", "nodes", "shards", "tables", "rebalance", "pods", "node_check_error"])
         );
         assert_eq!(
             keys(&v["nodes"][0]),
@@ -409,10 +383,7 @@ mod tests {
     fn table_shows_nodes_and_tables() {
         let t = render(&sample(), OutputFormat::Table).unwrap();
         assert!(t.contains("coordinator") && t.contains("w0:5432"), "{t}");
-        assert!(
-            t.contains("events") && t.contains("tenant_id") && t.contains("1.0 MiB"),
-            "{t}"
-        );
+        assert!(t.contains("events") && t.contains("tenant_id") && t.contains("1.0 MiB"), "{t}");
         assert!(t.contains("Rebalance: none has run"), "{t}");
     }
 

@@ -73,18 +73,9 @@ impl Zip {
 }
 
 pub async fn write(target: Target, file: &Path, log_lines: i64) -> Result<ReportWritten> {
-    let f = std::fs::File::create(file).map_err(|e| {
-        Error::io(
-            format!("creating {}", file.display()),
-            "pass a writable path with --file",
-            e,
-        )
-    })?;
-    let mut z = Zip {
-        w: zip::ZipWriter::new(f),
-        entries: vec![],
-        secrets: vec![],
-    };
+    let f = std::fs::File::create(file)
+        .map_err(|e| Error::io(format!("creating {}", file.display()), "pass a writable path with --file", e))?;
+    let mut z = Zip { w: zip::ZipWriter::new(f), entries: vec![], secrets: vec![] };
     let mut skipped = Vec::new();
 
     let kube = target.kube.as_ref().map(|k| (k.client.clone(), k.release.clone()));
@@ -129,18 +120,14 @@ async fn collect_sql(z: &mut Zip, c: &tokio_postgres::Client, skipped: &mut Vec<
         }
         Err(e) => skipped.push(format!("status.json: {e}")),
     }
-    let mut queries: Vec<(String, String)> = DIST_TABLES
-        .iter()
-        .map(|t| (format!("sql/{t}.json"), format!("SELECT * FROM {t}")))
-        .collect();
+    let mut queries: Vec<(String, String)> =
+        DIST_TABLES.iter().map(|t| (format!("sql/{t}.json"), format!("SELECT * FROM {t}"))).collect();
     queries.push((
         "sql/pg_dist_authinfo.json".into(),
         format!("SELECT nodeid, rolename, '{REDACTED}' AS authinfo FROM pg_dist_authinfo"),
     ));
-    queries.push((
-        "sql/settings.json".into(),
-        "SELECT name, setting, unit, source FROM pg_settings ORDER BY name".into(),
-    ));
+    queries
+        .push(("sql/settings.json".into(), "SELECT name, setting, unit, source FROM pg_settings ORDER BY name".into()));
     queries.push((
         "sql/versions.json".into(),
         "SELECT version(), current_setting('citus.version', true) AS citus_library, \
@@ -273,12 +260,7 @@ async fn collect_kube(
             let mine: Vec<Value> = list
                 .items
                 .iter()
-                .filter(|e| {
-                    e.involved_object
-                        .name
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with(&release.fullname))
-                })
+                .filter(|e| e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(&release.fullname)))
                 .filter_map(|e| serde_json::to_value(e).ok())
                 .collect();
             let text = serde_yaml::to_string(&mine).map_err(|e| Error::Encode(e.to_string()))?;
@@ -299,11 +281,8 @@ async fn collect_kube(
                     .map(|c| c.name.clone())
                     .collect();
                 for c in containers {
-                    let lp = LogParams {
-                        container: Some(c.clone()),
-                        tail_lines: Some(log_lines),
-                        ..Default::default()
-                    };
+                    let lp =
+                        LogParams { container: Some(c.clone()), tail_lines: Some(log_lines), ..Default::default() };
                     match pods.logs(&name, &lp).await {
                         Ok(log) => z.add(&format!("logs/{name}/{c}.log"), &log)?,
                         Err(e) => skipped.push(format!("logs of {name}/{c}: {e}")),
@@ -358,17 +337,11 @@ mod tests {
                 seen.push(uri.clone());
                 let list = |kind: &str, items: serde_json::Value| json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items});
                 let body = if path.ends_with("/log") {
-                    assert!(
-                        uri.contains("container=postgresql") && uri.contains("tailLines=50"),
-                        "{uri}"
-                    );
+                    assert!(uri.contains("container=postgresql") && uri.contains("tailLines=50"), "{uri}");
                     send.send_response(Response::new(Body::from(b"LOG: password hunter2 accepted\n".to_vec())));
                     continue;
                 } else if path == "/api/v1/namespaces/db/secrets" {
-                    assert!(
-                        uri.contains("labelSelector=app.kubernetes.io%2Finstance%3Dprod"),
-                        "{uri}"
-                    );
+                    assert!(uri.contains("labelSelector=app.kubernetes.io%2Finstance%3Dprod"), "{uri}");
                     list(
                         "SecretList",
                         json!([{"metadata": {"name": "prod-citus-secret"}, "data": {"postgres-password": "aHVudGVyMg=="}}]),
@@ -402,23 +375,13 @@ mod tests {
             secrets: vec!["hunter2".into()],
         };
         let mut skipped = vec![];
-        collect_kube(&mut z, &client, &Release::new("prod", "db", None), 50, &mut skipped)
-            .await
-            .unwrap();
+        collect_kube(&mut z, &client, &Release::new("prod", "db", None), 50, &mut skipped).await.unwrap();
         z.w.finish().unwrap();
         drop(client);
         let seen = server.await.unwrap();
         assert!(skipped.is_empty(), "{skipped:?}");
-        assert!(
-            seen.iter()
-                .any(|u| u.starts_with("/apis/apps/v1/namespaces/db/statefulsets?")),
-            "{seen:?}"
-        );
-        assert!(
-            seen.iter()
-                .any(|u| u.starts_with("/apis/batch/v1/namespaces/db/cronjobs?")),
-            "{seen:?}"
-        );
+        assert!(seen.iter().any(|u| u.starts_with("/apis/apps/v1/namespaces/db/statefulsets?")), "{seen:?}");
+        assert!(seen.iter().any(|u| u.starts_with("/apis/batch/v1/namespaces/db/cronjobs?")), "{seen:?}");
 
         let mut a = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
         let mut read = |name: &str| {
@@ -427,24 +390,12 @@ mod tests {
             t
         };
         let secret = read("manifests/secrets/prod-citus-secret.yaml");
-        assert!(
-            secret.contains("postgres-password: REDACTED") && !secret.contains("aHVudGVyMg"),
-            "{secret}"
-        );
+        assert!(secret.contains("postgres-password: REDACTED") && !secret.contains("aHVudGVyMg"), "{secret}");
         let pod = read("manifests/pods/prod-citus-coordinator-0.yaml");
-        assert!(
-            pod.contains("kind: Pod") && pod.contains("value: REDACTED") && !pod.contains("hunter2"),
-            "{pod}"
-        );
-        assert_eq!(
-            read("logs/prod-citus-coordinator-0/postgresql.log"),
-            "LOG: password REDACTED accepted\n"
-        );
+        assert!(pod.contains("kind: Pod") && pod.contains("value: REDACTED") && !pod.contains("hunter2"), "{pod}");
+        assert_eq!(read("logs/prod-citus-coordinator-0/postgresql.log"), "LOG: password REDACTED accepted\n");
         let events = read("events.yaml");
-        assert!(
-            events.contains("BackOff") && !events.contains("other-app-0"),
-            "{events}"
-        );
+        assert!(events.contains("BackOff") && !events.contains("other-app-0"), "{events}");
     }
 
     #[test]
@@ -452,11 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.zip");
         let f = std::fs::File::create(&path).unwrap();
-        let mut z = Zip {
-            w: zip::ZipWriter::new(f),
-            entries: vec![],
-            secrets: vec!["hunter2".into()],
-        };
+        let mut z = Zip { w: zip::ZipWriter::new(f), entries: vec![], secrets: vec!["hunter2".into()] };
         z.add("logs/a.log", "connecting with password hunter2\n").unwrap();
         z.w.finish().unwrap();
         let mut a = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();

@@ -138,11 +138,7 @@ pub async fn status(client: &Client) -> Result<Status> {
         e.2 += count;
         let t = per_table.entry(table).or_default();
         // A reference table has a full copy on every node: its size is one copy.
-        *t = if kind == "reference" {
-            (*t).max(bytes)
-        } else {
-            *t + bytes
-        };
+        *t = if kind == "reference" { (*t).max(bytes) } else { *t + bytes };
     }
 
     let mut out_nodes = Vec::new();
@@ -308,10 +304,7 @@ pub async fn last_job(client: &Client) -> Result<Option<RebalanceJob>> {
 }
 
 pub async fn progress(client: &Client) -> Result<Vec<ShardMove>> {
-    let rows = client
-        .query(PROGRESS, &[])
-        .await
-        .map_err(q("reading get_rebalance_progress()", FIX_CITUS))?;
+    let rows = client.query(PROGRESS, &[]).await.map_err(q("reading get_rebalance_progress()", FIX_CITUS))?;
     Ok(rows
         .iter()
         .map(|r| ShardMove {
@@ -327,10 +320,7 @@ pub async fn progress(client: &Client) -> Result<Vec<ShardMove>> {
 }
 
 pub async fn cleanup_records(client: &Client) -> Result<Vec<CleanupRecord>> {
-    let rows = client
-        .query(CLEANUP, &[])
-        .await
-        .map_err(q("reading pg_dist_cleanup", FIX_CITUS))?;
+    let rows = client.query(CLEANUP, &[]).await.map_err(q("reading pg_dist_cleanup", FIX_CITUS))?;
     Ok(rows
         .iter()
         .map(|r| CleanupRecord {
@@ -422,10 +412,7 @@ pub async fn job_by_id(client: &Client, job_id: i64) -> Result<RebalanceJob> {
         _ => {
             // A newer job exists (someone started another): read this one by id.
             let r = client
-                .query_one(
-                    &LAST_JOB.replace("ORDER BY j.job_id DESC", "WHERE j.job_id = $1"),
-                    &[&job_id],
-                )
+                .query_one(&LAST_JOB.replace("ORDER BY j.job_id DESC", "WHERE j.job_id = $1"), &[&job_id])
                 .await
                 .map_err(q("reading pg_dist_background_job", FIX_CITUS))?;
             Ok(RebalanceJob {
@@ -448,10 +435,7 @@ pub async fn job_by_id(client: &Client, job_id: i64) -> Result<RebalanceJob> {
 
 pub async fn set_should_have_shards(client: &Client, name: &str, port: i32, value: bool) -> Result<()> {
     client
-        .execute(
-            "SELECT citus_set_node_property($1, $2, 'shouldhaveshards', $3)",
-            &[&name, &port, &value],
-        )
+        .execute("SELECT citus_set_node_property($1, $2, 'shouldhaveshards', $3)", &[&name, &port, &value])
         .await
         .map_err(q(
             &format!("setting shouldhaveshards={value} on {name}:{port}"),
@@ -461,13 +445,10 @@ pub async fn set_should_have_shards(client: &Client, name: &str, port: i32, valu
 }
 
 pub async fn cleanup_orphaned(client: &Client) -> Result<()> {
-    client
-        .batch_execute("CALL citus_cleanup_orphaned_resources()")
-        .await
-        .map_err(q(
-            "cleaning up orphaned resources (citus_cleanup_orphaned_resources)",
-            "make sure every node is reachable (kubectl citus doctor) and run it again",
-        ))
+    client.batch_execute("CALL citus_cleanup_orphaned_resources()").await.map_err(q(
+        "cleaning up orphaned resources (citus_cleanup_orphaned_resources)",
+        "make sure every node is reachable (kubectl citus doctor) and run it again",
+    ))
 }
 
 /// Distributed placements on a node group, and pg_dist_cleanup records for it.
@@ -508,19 +489,13 @@ pub async fn tables_without_identity_on(client: &Client, group_id: i32) -> Resul
 
 /// Result of a generic query, every value as text (the report's pg_dist_* dumps).
 pub async fn dump_as_json(client: &Client, sql: &str) -> Result<serde_json::Value> {
-    let msgs = client
-        .simple_query(sql)
-        .await
-        .map_err(q(&format!("running {sql}"), FIX_CITUS))?;
+    let msgs = client.simple_query(sql).await.map_err(q(&format!("running {sql}"), FIX_CITUS))?;
     let mut rows = Vec::new();
     for m in msgs {
         if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
             let mut obj = serde_json::Map::new();
             for (i, c) in r.columns().iter().enumerate() {
-                let v = r
-                    .get(i)
-                    .map(|s| serde_json::Value::String(s.to_owned()))
-                    .unwrap_or(serde_json::Value::Null);
+                let v = r.get(i).map(|s| serde_json::Value::String(s.to_owned())).unwrap_or(serde_json::Value::Null);
                 obj.insert(c.name().to_owned(), v);
             }
             rows.push(serde_json::Value::Object(obj));

@@ -41,12 +41,7 @@ fn as_postgres(args: &[&str]) -> anyhow::Result<String> {
         .output()
         .with_context(|| format!("runuser -u postgres -- {}", args.join(" ")))?;
     if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("`{}` failed ({}): {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -67,30 +62,12 @@ impl PlainServer {
         let socket = dir.display().to_string();
         let bin = postgres.bindir.clone();
         let tool = |name: &str| bin.join(name).display().to_string();
-        as_postgres(&[
-            &tool("initdb"),
-            "-D",
-            &data.display().to_string(),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-        ])?;
+        as_postgres(&[&tool("initdb"), "-D", &data.display().to_string(), "-A", "trust", "-U", "postgres"])?;
         let options = format!(
             "-c listen_addresses='' -c unix_socket_directories='{socket}' -c wal_level=logical -c max_connections=200"
         );
         let log = dir.join("server.log").display().to_string();
-        as_postgres(&[
-            &tool("pg_ctl"),
-            "-D",
-            &data.display().to_string(),
-            "-l",
-            &log,
-            "-o",
-            &options,
-            "-w",
-            "start",
-        ])?;
+        as_postgres(&[&tool("pg_ctl"), "-D", &data.display().to_string(), "-l", &log, "-o", &options, "-w", "start"])?;
         Ok(PlainServer { bin, data, socket })
     }
 
@@ -120,8 +97,7 @@ impl PlainServer {
 impl Drop for PlainServer {
     fn drop(&mut self) {
         let data = self.data.display().to_string();
-        if let Err(e) = as_postgres(&[&self.tool("pg_ctl"), "-D", &data, "-m", "immediate", "stop"])
-        {
+        if let Err(e) = as_postgres(&[&self.tool("pg_ctl"), "-D", &data, "-m", "immediate", "stop"]) {
             eprintln!("stopping the plain server: {e:#}");
         }
     }
@@ -154,11 +130,7 @@ fn coordinator_psql(cluster: &Cluster, sql: &str) -> anyhow::Result<String> {
         "-",
     ];
     let out = cluster.exec("my-citus-coordinator-0", &argv, &[], Some(sql.as_bytes()))?;
-    ensure!(
-        out.status.success(),
-        "psql on the coordinator: {}",
-        out.stderr
-    );
+    ensure!(out.status.success(), "psql on the coordinator: {}", out.stderr);
     Ok(out.stdout.trim().to_owned())
 }
 
@@ -175,14 +147,11 @@ fn main() -> anyhow::Result<()> {
         println!("skipped: needs root (network and mount namespaces)");
         return Ok(());
     }
-    let pg_config = std::env::var("LOCAL_CLUSTER_PG_CONFIG")
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
+    let pg_config =
+        std::env::var("LOCAL_CLUSTER_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
     let postgres = Postgres::from_pg_config(Path::new(&pg_config)).context("PostgreSQL")?;
     if !postgres.citus_library().exists() {
-        println!(
-            "skipped: Citus is not installed (no citus.so in {})",
-            postgres.pkglibdir.display()
-        );
+        println!("skipped: Citus is not installed (no citus.so in {})", postgres.pkglibdir.display());
         return Ok(());
     }
     let rows: u64 = match std::env::var("BACKUP_BENCH_ROWS") {
@@ -197,18 +166,12 @@ fn main() -> anyhow::Result<()> {
     plain.psql("postgres", "CREATE DATABASE bench")?;
     plain.psql("bench", &format!("{SCHEMA}{}", fill(rows)))?;
     let bytes: u64 = plain
-        .psql(
-            "bench",
-            "SELECT pg_total_relation_size('events') + pg_total_relation_size('kinds')",
-        )?
+        .psql("bench", "SELECT pg_total_relation_size('events') + pg_total_relation_size('kinds')")?
         .trim()
         .parse()?;
     let mb = bytes as f64 / 1_048_576.0;
     println!("{rows} rows, {mb:.0} MB (tables and indexes in the plain server)");
-    ensure!(
-        mb >= 200.0,
-        "only {mb:.0} MB of data: raise BACKUP_BENCH_ROWS"
-    );
+    ensure!(mb >= 200.0, "only {mb:.0} MB of data: raise BACKUP_BENCH_ROWS");
     let dump = work.join("plain/bench.dump").display().to_string();
 
     let mut settings = Settings::new(&chart, postgres.clone(), &work);
@@ -217,9 +180,7 @@ fn main() -> anyhow::Result<()> {
     let manifest = a.install(&values(json!({"backup": {"enabled": true}})))?;
     a.wait_all_ready(Duration::from_secs(300))?;
     coordinator_psql(&a, &format!("{SCHEMA}{DISTRIBUTE}{}", fill(rows)))?;
-    let cron = manifest
-        .get("CronJob", "my-citus-backup")
-        .context("no backup CronJob")?;
+    let cron = manifest.get("CronJob", "my-citus-backup").context("no backup CronJob")?;
     let job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -230,13 +191,9 @@ fn main() -> anyhow::Result<()> {
     let mut b = Cluster::new(settings)?;
     b.install(&values(json!({})))?;
     b.wait_all_ready(Duration::from_secs(300))?;
-    let restore_values =
-        values(json!({"restore": {"enabled": true, "existingClaim": "old-backups"}}));
+    let restore_values = values(json!({"restore": {"enabled": true, "existingClaim": "old-backups"}}));
     let rendered = b.render(&restore_values, false)?;
-    let restore_job = rendered
-        .get("Job", "my-citus-restore")
-        .context("no restore Job")?
-        .clone();
+    let restore_job = rendered.get("Job", "my-citus-restore").context("no restore Job")?.clone();
 
     // --- Rounds, each measurement next to its baseline; the best of each counts (other load on the
     // machine only ever adds time). ---------------------------------------------------------------------
@@ -245,77 +202,40 @@ fn main() -> anyhow::Result<()> {
         println!("round {round}:");
         let times = [
             timed("pg_dump -Fc (one server)", || {
-                as_postgres(&[
-                    &plain.tool("pg_dump"),
-                    "-h",
-                    &plain.socket,
-                    "-Fc",
-                    "-f",
-                    &dump,
-                    "bench",
-                ])
+                as_postgres(&[&plain.tool("pg_dump"), "-h", &plain.socket, "-Fc", "-f", &dump, "bench"])
             })?,
             timed("backup Job (chart, 1 + 3)", || Ok(a.run_job(&job)?))?,
             {
                 plain.psql("postgres", "DROP DATABASE IF EXISTS restored")?;
                 plain.psql("postgres", "CREATE DATABASE restored")?;
                 timed("pg_restore (one server)", || {
-                    as_postgres(&[
-                        &plain.tool("pg_restore"),
-                        "-h",
-                        &plain.socket,
-                        "-d",
-                        "restored",
-                        &dump,
-                    ])
+                    as_postgres(&[&plain.tool("pg_restore"), "-h", &plain.socket, "-d", "restored", &dump])
                 })?
             },
             {
                 if round == 1 {
-                    let status = Command::new("cp")
-                        .arg("-a")
-                        .arg(&backups)
-                        .arg(b.dir().join("claims/old-backups"))
-                        .status()?;
+                    let status =
+                        Command::new("cp").arg("-a").arg(&backups).arg(b.dir().join("claims/old-backups")).status()?;
                     ensure!(status.success(), "copying the backup volume");
                 } else {
-                    coordinator_psql(
-                        &b,
-                        "DROP TABLE events, kinds; DROP SCHEMA citus_chart CASCADE;",
-                    )?;
+                    coordinator_psql(&b, "DROP TABLE events, kinds; DROP SCHEMA citus_chart CASCADE;")?;
                 }
-                timed(
-                    "restore Job (chart, 1 + 3)",
-                    || Ok(b.run_job(&restore_job)?),
-                )?
+                timed("restore Job (chart, 1 + 3)", || Ok(b.run_job(&restore_job)?))?
             },
         ];
         for (best, time) in best.iter_mut().zip(times) {
             *best = (*best).min(time);
         }
         let restored = plain.psql("restored", "SELECT count(*) FROM events")?;
-        ensure!(
-            restored.trim() == rows.to_string(),
-            "pg_restore gave {restored} rows"
-        );
+        ensure!(restored.trim() == rows.to_string(), "pg_restore gave {restored} rows");
         let restored = coordinator_psql(&b, "SELECT count(*) FROM events")?;
-        ensure!(
-            restored == rows.to_string(),
-            "the restore gave {restored} rows"
-        );
+        ensure!(restored == rows.to_string(), "the restore gave {restored} rows");
     }
     let plain_size = std::fs::metadata(&dump)?.len() as f64 / 1_048_576.0;
     let latest = std::fs::read_to_string(backups.join("latest"))?;
-    let out = Command::new("du")
-        .arg("-sk")
-        .arg(backups.join(latest.trim()))
-        .output()?;
-    let chart_size = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("0")
-        .parse::<f64>()?
-        / 1024.0;
+    let out = Command::new("du").arg("-sk").arg(backups.join(latest.trim())).output()?;
+    let chart_size =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("0").parse::<f64>()? / 1024.0;
     drop((plain, a, b));
     if let Err(e) = std::fs::remove_dir_all(&work) {
         eprintln!("removing {}: {e}", work.display());

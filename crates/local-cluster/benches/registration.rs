@@ -16,23 +16,16 @@ fn main() -> anyhow::Result<()> {
         println!("skipped: needs root (network and mount namespaces)");
         return Ok(());
     }
-    let pg_config = std::env::var("LOCAL_CLUSTER_PG_CONFIG")
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
+    let pg_config =
+        std::env::var("LOCAL_CLUSTER_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
     let postgres = Postgres::from_pg_config(Path::new(&pg_config)).context("PostgreSQL")?;
     if !postgres.citus_library().exists() {
-        println!(
-            "skipped: Citus is not installed (no citus.so in {})",
-            postgres.pkglibdir.display()
-        );
+        println!("skipped: Citus is not installed (no citus.so in {})", postgres.pkglibdir.display());
         return Ok(());
     }
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus");
     for workers in [3, 8] {
-        let mut cluster = Cluster::new(Settings::new(
-            &chart,
-            postgres.clone(),
-            std::env::temp_dir(),
-        ))?;
+        let mut cluster = Cluster::new(Settings::new(&chart, postgres.clone(), std::env::temp_dir()))?;
         let values = json!({
             "auth": {"postgresPassword": "bench-postgres", "password": "bench-app"},
             "worker": {"replicaCount": workers},

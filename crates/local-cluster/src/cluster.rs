@@ -84,7 +84,8 @@ impl Cluster {
     pub fn new(settings: Settings) -> Result<Self> {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         netns::remove_stale();
-        let dir = settings.work_root.join(format!("lc-{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::Relaxed)));
+        let dir =
+            settings.work_root.join(format!("lc-{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::Relaxed)));
         let images = Images::from_env(settings.postgres.clone())?;
         let kubelet = KubeletConfig { restart_backoff: settings.restart_backoff };
         let node = Node::new(dir.clone(), images, kubelet, settings.namespace.clone(), settings.hook_timeout)?;
@@ -145,7 +146,9 @@ impl Cluster {
     /// `helm install` (without --wait): pre-install hooks, the release's objects and pods, post-install hooks.
     pub fn install_release(&mut self, release: &str, values: &Value) -> Result<Manifest> {
         if self.releases.contains_key(release) {
-            return Err(Error::Manifest(format!("cannot re-use a name that is still in use: release {release} exists")));
+            return Err(Error::Manifest(format!(
+                "cannot re-use a name that is still in use: release {release} exists"
+            )));
         }
         let manifest = self.render_release(release, values, false)?;
         self.run_hooks(&manifest, HookEvent::PreInstall)?;
@@ -259,7 +262,14 @@ impl Cluster {
             self.managed.insert(set.name.clone(), set);
         }
         let owned_before: Vec<String> = previous
-            .map(|m| m.resources().unwrap_or_default().iter().filter(|v| v["kind"] == "StatefulSet").filter_map(|v| v.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned)).collect())
+            .map(|m| {
+                m.resources()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|v| v["kind"] == "StatefulSet")
+                    .filter_map(|v| v.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         for name in owned_before.iter().filter(|n| !applied.contains(n)) {
             self.managed.remove(name);
@@ -291,7 +301,12 @@ impl Cluster {
                 if h.hook.delete_on_failure() {
                     self.store.delete_hook(kind, name);
                 }
-                return Err(Error::Hook { phase: event.to_string(), kind: kind.clone(), name: name.clone(), source: Box::new(source) });
+                return Err(Error::Hook {
+                    phase: event.to_string(),
+                    kind: kind.clone(),
+                    name: name.clone(),
+                    source: Box::new(source),
+                });
             }
         }
         for h in hooks.iter().rev().filter(|h| h.hook.delete_on_success()) {
@@ -302,14 +317,19 @@ impl Cluster {
 
     /// Runs a Job object to completion (what the Job controller does with a created Job).
     pub fn run_job(&mut self, job: &Value) -> Result<JobReport> {
-        let mut ctx = JobContext { store: &self.store, timeout: self.settings.hook_timeout, pod_counter: &mut self.job_pods };
+        let mut ctx =
+            JobContext { store: &self.store, timeout: self.settings.hook_timeout, pod_counter: &mut self.job_pods };
         job::run_job(&mut self.node, &mut ctx, job)
     }
 
     /// `kubectl create job NAME --from=cronjob/CRONJOB`, run to completion.
     pub fn create_job_from_cronjob(&mut self, cronjob: &str, name: &str) -> Result<JobReport> {
-        let cron = self.store.get("CronJob", cronjob).ok_or_else(|| Error::Manifest(format!("no CronJob {cronjob}")))?;
-        let template = cron.pointer("/spec/jobTemplate").cloned().ok_or_else(|| Error::Manifest(format!("CronJob {cronjob} has no jobTemplate")))?;
+        let cron =
+            self.store.get("CronJob", cronjob).ok_or_else(|| Error::Manifest(format!("no CronJob {cronjob}")))?;
+        let template = cron
+            .pointer("/spec/jobTemplate")
+            .cloned()
+            .ok_or_else(|| Error::Manifest(format!("CronJob {cronjob} has no jobTemplate")))?;
         let mut job = serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": template.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})), "spec": template["spec"]});
         job["metadata"]["name"] = Value::String(name.to_owned());
         job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] = Value::String("manual".to_owned());
@@ -340,7 +360,12 @@ impl Cluster {
     }
 
     /// Runs the cluster until `done` holds or `timeout` passes; `what` names the condition in the error.
-    pub fn wait_for(&mut self, what: &str, timeout: Duration, mut done: impl FnMut(&Cluster) -> Result<bool>) -> Result<()> {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&Cluster) -> Result<bool>,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             self.tick()?;
@@ -374,7 +399,14 @@ impl Cluster {
     }
 
     /// `kubectl exec <pod> -c <container> -- argv`.
-    pub fn exec_container(&self, pod: &str, container: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Result<ExecOutput> {
+    pub fn exec_container(
+        &self,
+        pod: &str,
+        container: &str,
+        argv: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput> {
         let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
         self.pod(pod)?.exec_container(container, &argv, env, stdin, EXEC_TIMEOUT)
     }
@@ -411,7 +443,13 @@ impl Cluster {
                 }
             }
         }
-        let names: Vec<String> = self.node.pods.values().filter(|p| matches!(p.config.owner, Owner::StatefulSet { .. })).map(|p| p.name().to_owned()).collect();
+        let names: Vec<String> = self
+            .node
+            .pods
+            .values()
+            .filter(|p| matches!(p.config.owner, Owner::StatefulSet { .. }))
+            .map(|p| p.name().to_owned())
+            .collect();
         for name in names {
             self.node.wait_ready(&name, deadline.saturating_duration_since(Instant::now()))?;
         }
@@ -443,7 +481,13 @@ impl Cluster {
 
     /// Starts pod `ordinal` of a StatefulSet of `manifest` by itself, optionally with its command and args
     /// replaced (like `kubectl debug --copy-to`). Returns the pod name.
-    pub fn start_statefulset_pod(&mut self, manifest: &Manifest, set: &str, ordinal: u32, command: Option<Vec<String>>) -> Result<String> {
+    pub fn start_statefulset_pod(
+        &mut self,
+        manifest: &Manifest,
+        set: &str,
+        ordinal: u32,
+        command: Option<Vec<String>>,
+    ) -> Result<String> {
         let value = manifest.get("StatefulSet", set).ok_or_else(|| Error::Manifest(format!("no StatefulSet {set}")))?;
         let config = StatefulSet::parse(value)?.pod_config(ordinal, &self.settings.namespace, command);
         let name = config.name.clone();

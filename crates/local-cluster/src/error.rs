@@ -33,34 +33,16 @@ pub enum Error {
     },
     /// An external command (iproute2, pg_config) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    Command { command: String, status: String, stderr: String },
     /// A condition was not reached in time.
     #[error("timed out after {waited:?} waiting for {what}{log_tail}")]
-    Timeout {
-        what: String,
-        waited: Duration,
-        log_tail: String,
-    },
+    Timeout { what: String, waited: Duration, log_tail: String },
     /// A pod's container ended while something still needed it.
     #[error("pod {pod} exited ({status}) {during}{log_tail}")]
-    PodExited {
-        pod: String,
-        status: String,
-        during: String,
-        log_tail: String,
-    },
+    PodExited { pod: String, status: String, during: String, log_tail: String },
     /// A Job (or a hook Pod) did not succeed.
     #[error("job {job} failed after {attempts} attempt(s): {reason}{log_tail}")]
-    JobFailed {
-        job: String,
-        attempts: u32,
-        reason: String,
-        log_tail: String,
-    },
+    JobFailed { job: String, attempts: u32, reason: String, log_tail: String },
     /// A Helm hook failed; Helm stops the release operation there.
     #[error("{phase} hook {kind}/{name} failed")]
     Hook {
@@ -79,18 +61,12 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for std::io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: what(),
-            source,
-        })
+        self.map_err(|source| Error::Io { context: what(), source })
     }
 }
 
 impl<T> Context<T> for nix::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Sys {
-            context: what(),
-            source,
-        })
+        self.map_err(|source| Error::Sys { context: what(), source })
     }
 }

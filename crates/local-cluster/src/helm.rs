@@ -49,19 +49,12 @@ impl Manifest {
             .render(req.chart_dir, req.values, &options)
             .and_then(|rendered| rendered.documents())
             .map_err(Error::Render)?;
-        Ok(Self::from_documents(
-            documents.into_iter().map(|d| d.value).collect(),
-        ))
+        Ok(Self::from_documents(documents.into_iter().map(|d| d.value).collect()))
     }
 
     /// From already rendered objects (anything without a kind, e.g. an empty document, is dropped).
     pub fn from_documents(documents: Vec<Value>) -> Self {
-        Manifest {
-            documents: documents
-                .into_iter()
-                .filter(|d| d.get("kind").is_some())
-                .collect(),
-        }
+        Manifest { documents: documents.into_iter().filter(|d| d.get("kind").is_some()).collect() }
     }
 
     pub fn documents(&self) -> &[Value] {
@@ -70,15 +63,11 @@ impl Manifest {
 
     /// The object of that kind and name, to read or (in tests) to change before it is applied.
     pub fn get_mut(&mut self, kind: &str, name: &str) -> Option<&mut Value> {
-        self.documents
-            .iter_mut()
-            .find(|d| kind_and_name(d).is_ok_and(|(k, n)| k == kind && n == name))
+        self.documents.iter_mut().find(|d| kind_and_name(d).is_ok_and(|(k, n)| k == kind && n == name))
     }
 
     pub fn get(&self, kind: &str, name: &str) -> Option<&Value> {
-        self.documents
-            .iter()
-            .find(|d| kind_and_name(d).is_ok_and(|(k, n)| k == kind && n == name))
+        self.documents.iter().find(|d| kind_and_name(d).is_ok_and(|(k, n)| k == kind && n == name))
     }
 
     /// The release's own objects (everything that is not a hook).
@@ -120,9 +109,7 @@ mod tests {
 
     #[test]
     fn hooks_of_an_event_in_helm_order_and_resources_apart() -> Result<()> {
-        let hook = |name: &str, events: &str, weight: &str| {
-            json!({"kind": "Job", "metadata": {"name": name, "annotations": {"helm.sh/hook": events, "helm.sh/hook-weight": weight}}})
-        };
+        let hook = |name: &str, events: &str, weight: &str| json!({"kind": "Job", "metadata": {"name": name, "annotations": {"helm.sh/hook": events, "helm.sh/hook-weight": weight}}});
         let manifest = Manifest::from_documents(vec![
             hook("b", "pre-upgrade", "0"),
             hook("a", "pre-upgrade,post-install", "5"),
@@ -133,7 +120,9 @@ mod tests {
         assert_eq!(names, ["b", "a"]);
         assert_eq!(manifest.resources()?.len(), 1);
         let bad = Manifest::from_documents(vec![hook("j", "post-install", "ten")]);
-        assert!(matches!(bad.hooks(HookEvent::PostInstall), Err(Error::Manifest(m)) if m.contains("Job j") && m.contains("ten")));
+        assert!(
+            matches!(bad.hooks(HookEvent::PostInstall), Err(Error::Manifest(m)) if m.contains("Job j") && m.contains("ten"))
+        );
         Ok(())
     }
 }

@@ -28,7 +28,8 @@ impl Store {
     /// Replaces a release's objects (what `helm install/upgrade` applies); an object another release owns
     /// is refused, as Helm refuses to adopt it.
     pub fn set_release(&mut self, release: &str, objects: &[Value]) -> Result<()> {
-        let objects: BTreeMap<_, _> = objects.iter().map(|v| Ok((kind_and_name(v)?, v.clone()))).collect::<Result<_>>()?;
+        let objects: BTreeMap<_, _> =
+            objects.iter().map(|v| Ok((kind_and_name(v)?, v.clone()))).collect::<Result<_>>()?;
         for (other, owned) in self.releases.iter().filter(|(r, _)| r.as_str() != release) {
             if let Some((kind, name)) = objects.keys().find(|k| owned.contains_key(*k)) {
                 return Err(Error::Manifest(format!(
@@ -44,7 +45,8 @@ impl Store {
     /// become ownerless objects that outlive it.
     pub fn remove_release(&mut self, release: &str) {
         for (key, value) in self.releases.remove(release).unwrap_or_default() {
-            let keep = value.pointer("/metadata/annotations/helm.sh~1resource-policy").and_then(Value::as_str) == Some("keep");
+            let keep =
+                value.pointer("/metadata/annotations/helm.sh~1resource-policy").and_then(Value::as_str) == Some("keep");
             if keep {
                 self.extra.insert(key, value);
             }
@@ -75,10 +77,7 @@ impl Store {
 
     pub fn get_mut(&mut self, kind: &str, name: &str) -> Option<&mut Value> {
         let key = (kind.to_owned(), name.to_owned());
-        [&mut self.extra, &mut self.hooks]
-            .into_iter()
-            .chain(self.releases.values_mut())
-            .find_map(|m| m.get_mut(&key))
+        [&mut self.extra, &mut self.hooks].into_iter().chain(self.releases.values_mut()).find_map(|m| m.get_mut(&key))
     }
 
     /// All objects of a kind (every layer, every release).
@@ -93,9 +92,8 @@ impl Store {
 
     /// `kubectl patch secret`: sets one key of an existing Secret (pods started afterwards see it).
     pub fn set_secret_value(&mut self, name: &str, key: &str, value: &str) -> Result<()> {
-        let secret = self
-            .get_mut("Secret", name)
-            .ok_or_else(|| Error::Manifest(format!("Secret {name} does not exist")))?;
+        let secret =
+            self.get_mut("Secret", name).ok_or_else(|| Error::Manifest(format!("Secret {name} does not exist")))?;
         let encoded = base64::engine::general_purpose::STANDARD.encode(value);
         match secret.as_object_mut() {
             Some(obj) => {
@@ -103,9 +101,7 @@ impl Store {
                 if let Some(plain) = obj.get_mut("stringData").and_then(Value::as_object_mut) {
                     plain.remove(key);
                 }
-                let data = obj
-                    .entry("data")
-                    .or_insert_with(|| Value::Object(Default::default()));
+                let data = obj.entry("data").or_insert_with(|| Value::Object(Default::default()));
                 match data.as_object_mut() {
                     Some(data) => {
                         data.insert(key.to_owned(), Value::String(encoded));
@@ -130,34 +126,20 @@ impl Store {
             "Secret" => ("stringData", "data"),
             _ => return Err(Error::Manifest(format!("{kind} {name} holds no data"))),
         };
-        for (key, v) in obj
-            .get(plain)
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            let s = v.as_str().ok_or_else(|| {
-                Error::Manifest(format!("{kind} {name}: {plain}.{key} is not a string"))
-            })?;
+        for (key, v) in obj.get(plain).and_then(Value::as_object).into_iter().flatten() {
+            let s =
+                v.as_str().ok_or_else(|| Error::Manifest(format!("{kind} {name}: {plain}.{key} is not a string")))?;
             out.insert(key.clone(), s.as_bytes().to_vec());
         }
-        for (key, v) in obj
-            .get(encoded)
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
+        for (key, v) in obj.get(encoded).and_then(Value::as_object).into_iter().flatten() {
             let bytes = v
                 .as_str()
                 .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                .ok_or_else(|| {
-                    Error::Manifest(format!("{kind} {name}: {encoded}.{key} is not base64"))
-                })?;
+                .ok_or_else(|| Error::Manifest(format!("{kind} {name}: {encoded}.{key} is not base64")))?;
             out.entry(key.clone()).or_insert(bytes);
         }
         Ok(Some(out))
     }
-
 }
 
 #[cfg(test)]
@@ -177,12 +159,7 @@ mod tests {
     fn patching_a_secret_replaces_the_string_data_value() -> Result<()> {
         let mut store = store()?;
         store.set_secret_value("s", "user", "patched")?;
-        assert_eq!(
-            store
-                .data("Secret", "s")?
-                .and_then(|d| d.get("user").cloned()),
-            Some(b"patched".to_vec())
-        );
+        assert_eq!(store.data("Secret", "s")?.and_then(|d| d.get("user").cloned()), Some(b"patched".to_vec()));
         assert!(store.set_secret_value("absent", "k", "v").is_err());
         Ok(())
     }

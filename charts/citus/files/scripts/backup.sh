@@ -67,19 +67,20 @@ record_status() {
 SET client_min_messages TO warning;
 CREATE SCHEMA IF NOT EXISTS citus_chart;
 CREATE TABLE IF NOT EXISTS citus_chart.backup_status (
-    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
-    last_success_at timestamptz,
-    last_success_backup text,
-    last_failure_at timestamptz,
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    tracked_since timestamptz NOT NULL DEFAULT now(),
+    last_success timestamptz,
+    last_backup text,
+    last_failure timestamptz,
     last_failure_message text
 );
 GRANT USAGE ON SCHEMA citus_chart TO PUBLIC;
 GRANT SELECT ON citus_chart.backup_status TO PUBLIC;
-INSERT INTO citus_chart.backup_status (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
+INSERT INTO citus_chart.backup_status DEFAULT VALUES ON CONFLICT (singleton) DO NOTHING;
 UPDATE citus_chart.backup_status
-   SET last_success_at = CASE WHEN :'outcome' = 'success' THEN now() ELSE last_success_at END,
-       last_success_backup = CASE WHEN :'outcome' = 'success' THEN :'backup' ELSE last_success_backup END,
-       last_failure_at = CASE WHEN :'outcome' = 'failure' THEN now() ELSE last_failure_at END,
+   SET last_success = CASE WHEN :'outcome' = 'success' THEN now() ELSE last_success END,
+       last_backup = CASE WHEN :'outcome' = 'success' THEN :'backup' ELSE last_backup END,
+       last_failure = CASE WHEN :'outcome' = 'failure' THEN now() ELSE last_failure END,
        last_failure_message = CASE WHEN :'outcome' = 'failure' THEN :'message' ELSE last_failure_message END;
 SQL
 }

@@ -23,7 +23,7 @@ file_env() {
         fe_val=$(cat "$fe_file")
     fi
     eval "$fe_var=\$fe_val"
-    export "$fe_var"
+    export "${fe_var?}"
     unset "${fe_var}_FILE" fe_val fe_file
 }
 

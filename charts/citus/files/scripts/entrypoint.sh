@@ -1,9 +1,19 @@
 #!/bin/sh
 # Starts one Citus node (coordinator or worker).
-# First start: initdb into $PGDATA (a subdirectory of the volume), then, on a socket-only server, the
-# application role, the database and the citus extension: all before any worker can be registered.
-# Every start: a 0600 password file so that this server's own connections to the other nodes authenticate
-# (Citus connects between nodes with libpq defaults), then exec postgres with the chart's configuration.
+# A data directory made by another PostgreSQL major version stops the pod at once (see the README's major
+# upgrade procedure). First start: initdb into a temporary directory renamed to $PGDATA only when complete,
+# so a start killed at any moment is redone cleanly. Every start, on a server that only listens on its
+# socket: the application role, the database and the citus extension (first start), the passwords from the
+# Secret (the Secret is the source of truth), and ALTER EXTENSION citus UPDATE in every database that has
+# citus older than the library (a worker first waits, bounded, for the coordinator to update). Then a
+# 0600 password file for this server's own connections to the other nodes, and postgres under a small
+# supervisor that also re-applies a rotated password (Secret volume updated in place) and, on the
+# coordinator under autoscaling, runs the registration loop.
+# Environment: PGDATA, POSTGRES_USER, POSTGRES_DB, POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, CITUS_NODE_ROLE,
+# CITUS_APP_USER, CITUS_APP_PASSWORD or CITUS_APP_PASSWORD_FILE, CITUS_CONF_FILE, CITUS_SOCKET_DIR,
+# CITUS_STATE_DIR, CITUS_WATCH_POSTGRES_PASSWORD_FILE, CITUS_WATCH_APP_PASSWORD_FILE (Secret volume files),
+# CITUS_COORDINATOR_HOST, CITUS_COORDINATOR_PORT, CITUS_UPGRADE_WAIT_SECONDS, CITUS_REGISTER_WATCH
+# (and register.sh's variables for the loop).
 set -eu
 CITUS_LOG_TAG="citus-${CITUS_NODE_ROLE:-node}"
 . "$(dirname "$0")/common.sh"
@@ -15,7 +25,91 @@ CONF_FILE=${CITUS_CONF_FILE:-/etc/citus/conf/postgresql.conf}
 SOCKET_DIR=${CITUS_SOCKET_DIR:-/var/run/postgresql}
 STATE_DIR=${CITUS_STATE_DIR:-/tmp/citus}
 INIT_DONE="$PGDATA/citus-chart-init.done"
+# While this file exists the liveness and startup probes count the node as alive (initdb, setup, upgrade).
+INITIALIZING="$STATE_DIR/initializing"
+PGPASSFILE="$STATE_DIR/pgpass"
+export PGPASSFILE
 
+sql_socket() {
+    psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -U "$POSTGRES_USER" "$@"
+}
+
+# write_pgpass SUPERUSER_PASSWORD [APP_PASSWORD]: libpq ignores a password file that others can read, and
+# a uid without a passwd entry has no $HOME; written whole, then renamed.
+write_pgpass() {
+    {
+        printf '*:*:*:%s:%s\n' "$(pgpass_escape "$POSTGRES_USER")" "$(pgpass_escape "$1")"
+        if [ -n "${CITUS_APP_USER:-}" ]; then
+            printf '*:*:*:%s:%s\n' "$(pgpass_escape "$CITUS_APP_USER")" "$(pgpass_escape "${2:-}")"
+        fi
+    } > "$PGPASSFILE.new"
+    mv "$PGPASSFILE.new" "$PGPASSFILE"
+}
+
+# set_passwords: ALTER ROLE for the superuser (and the application user) from $NEW_SUPER / $NEW_APP, on this
+# node only (every node applies the Secret itself), never logged.
+set_passwords() {
+    sql_socket -d postgres -v app_user="${CITUS_APP_USER:-}" -v su="$POSTGRES_USER" <<'SQL'
+\getenv su_password NEW_SUPER
+\getenv app_password NEW_APP
+SET log_statement = none;
+SET log_min_error_statement = panic;
+SELECT set_config('citus.enable_alter_role_propagation', 'off', false)
+ WHERE EXISTS (SELECT 1 FROM pg_settings WHERE name = 'citus.enable_alter_role_propagation') \g /dev/null
+SELECT format('ALTER ROLE %I PASSWORD %L', :'su', :'su_password') \gexec
+SELECT format('ALTER ROLE %I PASSWORD %L', :'app_user', :'app_password')
+ WHERE :'app_user' <> '' AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'app_user') \gexec
+SQL
+}
+
+# ---- Supervisor (second stage, started below with the passwords out of the environment) -------------
+if [ "${1:-}" = --supervise ]; then
+    shift
+    postgres -D "$PGDATA" -c config_file="$CONF_FILE" "$@" &
+    pg_pid=$!
+    trap 'kill -INT "$pg_pid" 2>/dev/null' INT
+    trap 'kill -TERM "$pg_pid" 2>/dev/null' TERM
+    trap 'kill -QUIT "$pg_pid" 2>/dev/null' QUIT
+    helpers=
+    if [ -n "${CITUS_WATCH_POSTGRES_PASSWORD_FILE:-}" ]; then
+        (
+            CITUS_LOG_TAG="$CITUS_LOG_TAG-passwords"
+            applied_super=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE")
+            applied_app=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}")
+            while sleep 10; do
+                NEW_SUPER=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE" 2>/dev/null) || continue
+                NEW_APP=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}" 2>/dev/null) || continue
+                [ -n "$NEW_SUPER" ] || continue
+                if [ "$NEW_SUPER" = "$applied_super" ] && [ "$NEW_APP" = "$applied_app" ]; then continue; fi
+                export NEW_SUPER NEW_APP
+                if set_passwords >/dev/null; then
+                    write_pgpass "$NEW_SUPER" "$NEW_APP"
+                    applied_super=$NEW_SUPER applied_app=$NEW_APP
+                    log "the Secret's passwords changed: applied to this node's roles and to its connections to the other nodes"
+                else
+                    log "applying the changed passwords failed; retrying in 10s"
+                fi
+                unset NEW_SUPER NEW_APP
+            done
+        ) &
+        helpers="$helpers $!"
+    fi
+    if [ "${CITUS_REGISTER_WATCH:-}" = true ]; then
+        PGUSER=$POSTGRES_USER PGDATABASE=$POSTGRES_DB sh "$(dirname "$0")/register.sh" --watch &
+        helpers="$helpers $!"
+    fi
+    status=0
+    while :; do
+        status=0
+        wait "$pg_pid" || status=$?
+        # wait returns early when a trapped signal arrives; postgres is still shutting down then.
+        kill -0 "$pg_pid" 2>/dev/null || break
+    done
+    for pid in $helpers; do kill "$pid" 2>/dev/null || log "helper $pid already ended"; done
+    exit "$status"
+fi
+
+# ---- First stage ------------------------------------------------------------------------------------
 file_env POSTGRES_PASSWORD
 [ -n "$POSTGRES_PASSWORD" ] || die "no password for $POSTGRES_USER (POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE)"
 if [ -n "${CITUS_APP_USER:-}" ]; then
@@ -26,17 +120,17 @@ fi
 
 umask 077
 mkdir -p "$STATE_DIR"
+: > "$INITIALIZING"
+write_pgpass "$POSTGRES_PASSWORD" "${CITUS_APP_PASSWORD:-}"
 
-# libpq ignores a password file that others can read, and a uid without a passwd entry has no $HOME.
-PGPASSFILE="$STATE_DIR/pgpass"
-{
-    printf '*:*:*:%s:%s\n' "$(pgpass_escape "$POSTGRES_USER")" "$(pgpass_escape "$POSTGRES_PASSWORD")"
-    if [ -n "${CITUS_APP_USER:-}" ]; then
-        printf '*:*:*:%s:%s\n' "$(pgpass_escape "$CITUS_APP_USER")" "$(pgpass_escape "$CITUS_APP_PASSWORD")"
+# The image's PostgreSQL must be the one that made the data directory: a newer major version cannot read it.
+server_major=$(postgres -V | sed -n 's/^[^0-9]*\([0-9][0-9]*\).*/\1/p')
+if [ -s "$PGDATA/PG_VERSION" ]; then
+    data_major=$(cat "$PGDATA/PG_VERSION")
+    if [ "$data_major" != "$server_major" ]; then
+        die "the data directory $PGDATA was made by PostgreSQL $data_major, this image runs PostgreSQL $server_major ($(postgres -V)). PostgreSQL cannot open another major version's data directory and nothing was changed. Set image.tag back to a Citus image on PostgreSQL $data_major, then follow the README section on PostgreSQL major upgrades (pg_upgrade per node, or a dump and restore into a new release)"
     fi
-} > "$PGPASSFILE.new"
-mv "$PGPASSFILE.new" "$PGPASSFILE"
-export PGPASSFILE
+fi
 
 # initdb looks up the current user; an arbitrary uid has no passwd entry, so give it one through
 # nss_wrapper, as the postgres image's entrypoint does.
@@ -56,18 +150,48 @@ with_passwd_entry() {
 }
 
 setup_failed() {
-    pg_ctl -D "$PGDATA" -w -t 120 -m fast stop >/dev/null 2>&1 || true
-    die "creating the role, database or extension failed (see the errors above)"
+    pg_ctl -D "$PGDATA" -w -t 120 -m fast stop >/dev/null 2>&1 || log "the setup server was not running"
+    die "$1 (see the errors above)"
 }
 
-# Role, database and extension, idempotently, on a server that only listens on its socket.
+# citus_updates: "database installed available" for every database whose citus is older than the library.
+citus_updates() {
+    for db in $(sql_socket -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn AND datname !~ '[[:space:]]'"); do
+        sql_socket -d "$db" -c "SELECT current_database() || ' ' || e.extversion || ' ' || a.default_version FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'citus' AND e.extversion <> a.default_version"
+    done
+}
+
+# A worker updates after the coordinator (whose own entrypoint updates it without waiting for anyone):
+# metadata the coordinator syncs must find the worker's catalog at the same or an older version.
+wait_for_coordinator_update() {
+    installed=$1
+    [ "${CITUS_NODE_ROLE:-}" = worker ] && [ -n "${CITUS_COORDINATOR_HOST:-}" ] || return 0
+    wait_s=${CITUS_UPGRADE_WAIT_SECONDS:-300}
+    deadline=$(( $(date +%s) + wait_s ))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        coord_version=$(echo "SELECT extversion FROM pg_extension WHERE extname = 'citus'" \
+            | PGCONNECT_TIMEOUT=5 psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$CITUS_COORDINATOR_HOST" \
+                -p "${CITUS_COORDINATOR_PORT:-5432}" -U "$POSTGRES_USER" -d "$POSTGRES_DB" 2>/dev/null) || coord_version=
+        if [ -n "$coord_version" ] && [ "$coord_version" != "$installed" ]; then
+            log "the coordinator has citus $coord_version: updating this worker"
+            return 0
+        fi
+        log "waiting for the coordinator to update citus from $installed first (${coord_version:-not reachable})"
+        sleep 5
+    done
+    log "WARNING: the coordinator did not update citus within ${wait_s}s (CITUS_UPGRADE_WAIT_SECONDS): updating this worker anyway"
+}
+
+# Role, database, passwords and extension version, idempotently, on a server that only listens on its socket.
 setup_database() {
-    pg_ctl -D "$PGDATA" -w -t 120 start -l "$STATE_DIR/setup-server.log" \
+    pg_ctl -D "$PGDATA" -w -t 300 start -l "$STATE_DIR/setup-server.log" \
         -o "-c config_file=$CONF_FILE -c listen_addresses= -c unix_socket_directories=$SOCKET_DIR -c log_statement=none" \
         || { cat "$STATE_DIR/setup-server.log" >&2; die "the setup server did not start"; }
-    owner=${CITUS_APP_USER:-$POSTGRES_USER}
-    psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -U "$POSTGRES_USER" -d postgres -v app_user= -v app_password= \
-        -v owner="$owner" -v db="$POSTGRES_DB" <<'SQL' || setup_failed
+    if [ ! -e "$INIT_DONE" ]; then
+        log "creating ${CITUS_APP_USER:+role $CITUS_APP_USER, }database $POSTGRES_DB and the citus extension"
+        owner=${CITUS_APP_USER:-$POSTGRES_USER}
+        sql_socket -d postgres -v app_user= -v app_password= -v owner="$owner" -v db="$POSTGRES_DB" <<'SQL' \
+            || setup_failed "creating the role, database or extension failed"
 \getenv app_user CITUS_APP_USER
 \getenv app_password CITUS_APP_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'app_user', :'app_password')
@@ -77,18 +201,41 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
 \connect :"db"
 CREATE EXTENSION IF NOT EXISTS citus;
 SQL
-    pg_ctl -D "$PGDATA" -w -t 120 -m fast stop >/dev/null
+        : > "$INIT_DONE"
+        log "database $POSTGRES_DB is ready"
+    fi
+    NEW_SUPER=$POSTGRES_PASSWORD NEW_APP=${CITUS_APP_PASSWORD:-} set_passwords >/dev/null \
+        || setup_failed "setting the passwords from the Secret failed"
+    updates=$(citus_updates) || setup_failed "reading the citus extension versions failed"
+    if [ -n "$updates" ]; then
+        wait_for_coordinator_update "$(echo "$updates" | head -n 1 | cut -d' ' -f2)"
+        echo "$updates" | while read -r db installed available; do
+            log "database $db: citus $installed -> $available (ALTER EXTENSION citus UPDATE)"
+            echo 'ALTER EXTENSION citus UPDATE' | sql_socket -d "$db" >/dev/null \
+                || setup_failed "ALTER EXTENSION citus UPDATE failed in database $db"
+        done
+    fi
+    pg_ctl -D "$PGDATA" -w -t 300 -m fast stop >/dev/null
 }
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    # Only a complete initdb is renamed to $PGDATA, so a leftover temporary directory never holds data.
+    staging="$PGDATA.initdb"
+    rm -rf "$staging"
+    if [ -d "$PGDATA" ] && [ -n "$(ls -A "$PGDATA")" ]; then
+        aside="$PGDATA.incomplete-$(date -u +%Y%m%dT%H%M%SZ)"
+        log "$PGDATA holds files but no PG_VERSION (an interrupted initialisation): moved to $aside"
+        mv "$PGDATA" "$aside"
+    fi
     log "initialising a new data directory in $PGDATA"
-    mkdir -p "$PGDATA"
-    chmod 0700 "$PGDATA"
+    mkdir -m 0700 "$staging"
     printf '%s\n' "$POSTGRES_PASSWORD" > "$STATE_DIR/initdb-pwfile"
-    with_passwd_entry initdb -D "$PGDATA" --username="$POSTGRES_USER" --pwfile="$STATE_DIR/initdb-pwfile" \
+    with_passwd_entry initdb -D "$staging" --username="$POSTGRES_USER" --pwfile="$STATE_DIR/initdb-pwfile" \
         --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 >/dev/null \
         || { rm -f "$STATE_DIR/initdb-pwfile"; die "initdb failed"; }
     rm -f "$STATE_DIR/initdb-pwfile"
+    if [ -d "$PGDATA" ]; then rmdir "$PGDATA"; fi
+    mv "$staging" "$PGDATA"
 else
     log "using the existing data directory $PGDATA"
     # The kubelet's fsGroup ownership change (fsGroupChangePolicy Always, on volumes that support it) adds
@@ -98,14 +245,23 @@ else
     if [ -e "$PGDATA/server.key" ]; then chmod 0600 "$PGDATA/server.key"; fi
 fi
 
-if [ ! -e "$INIT_DONE" ]; then
-    log "creating ${CITUS_APP_USER:+role $CITUS_APP_USER, }database $POSTGRES_DB and the citus extension"
-    setup_database
-    : > "$INIT_DONE"
-    log "database $POSTGRES_DB is ready"
+# A killed server's lock file names a process that may live on as a zombie, or whose PID another program
+# now has (a pod without its own PID namespace); postgres would then refuse to start. A live postgres
+# process keeps its lock file: postgres itself refuses that case.
+if [ -s "$PGDATA/postmaster.pid" ]; then
+    old_pid=$(head -n 1 "$PGDATA/postmaster.pid")
+    old_state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$old_pid/stat" 2>/dev/null) || old_state=
+    old_comm=$(cat "/proc/$old_pid/comm" 2>/dev/null) || old_comm=
+    if [ "$old_state" = Z ] || { [ -n "$old_comm" ] && [ "$old_comm" != postgres ]; }; then
+        log "removing the stale postmaster.pid of process $old_pid (${old_comm:-gone}, state ${old_state:-none})"
+        rm -f "$PGDATA/postmaster.pid"
+    fi
 fi
 
+setup_database
 /bin/sh "$(dirname "$0")/monitoring-role.sh"
-unset POSTGRES_PASSWORD CITUS_APP_PASSWORD
+rm -f "$INITIALIZING"
+
 log "starting PostgreSQL"
-exec postgres -D "$PGDATA" -c config_file="$CONF_FILE" "$@"
+unset POSTGRES_PASSWORD CITUS_APP_PASSWORD
+exec /bin/sh "$0" --supervise "$@"

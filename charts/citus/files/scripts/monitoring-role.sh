@@ -68,7 +68,9 @@ CREATE TABLE IF NOT EXISTS citus_chart.backup_status (
     -- When this node started to track backups: the age alert counts from here until the first backup.
     tracked_since timestamptz NOT NULL DEFAULT now(),
     last_success timestamptz,
-    last_backup text
+    last_backup text,
+    last_failure timestamptz,
+    last_failure_message text
 );
 INSERT INTO citus_chart.backup_status DEFAULT VALUES ON CONFLICT (singleton) DO NOTHING;
 GRANT USAGE ON SCHEMA citus_chart TO :"role";

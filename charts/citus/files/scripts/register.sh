@@ -1,9 +1,15 @@
 #!/bin/sh
-# Registers the workers with the coordinator (Helm post-install/post-upgrade hook).
-# Idempotent: waits for every node, makes sure each has the citus extension, sets the coordinator host,
-# adds each missing worker and re-activates an inactive one, all by stable DNS name, never by IP.
+# Registers the workers with the coordinator (Helm post-install/post-upgrade/post-rollback hook).
+# Idempotent: waits for every node, makes sure each has the citus extension at the version of its library
+# (ALTER EXTENSION citus UPDATE, coordinator first: Citus does not propagate it), sets the coordinator host,
+# adds each missing worker and re-activates an inactive one, all by stable DNS name, never by IP; then,
+# when a worker holds no shard yet, starts a background rebalance (CITUS_REBALANCE=true).
+# With --watch (the coordinator's registration loop under autoscaling): every CITUS_WATCH_INTERVAL seconds,
+# registers the worker pods at ordinals below CITUS_WORKER_MAX that answer and are not registered yet.
 # Environment: CITUS_COORDINATOR_HOST, CITUS_COORDINATOR_PORT, CITUS_WORKER_HOSTS (space separated),
-# CITUS_WORKER_PORT, CITUS_WAIT_SECONDS, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE.
+# CITUS_WORKER_PORT, CITUS_WAIT_SECONDS, CITUS_AUTH_GRACE_SECONDS, CITUS_REBALANCE, CITUS_SHARD_TRANSFER_MODE,
+# PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE (or PGPASSFILE); with --watch also CITUS_WORKER_PREFIX,
+# CITUS_WORKER_DOMAIN, CITUS_WORKER_MAX, CITUS_WATCH_INTERVAL.
 set -eu
 CITUS_LOG_TAG=citus-registration
 . "$(dirname "$0")/common.sh"
@@ -16,9 +22,16 @@ WAIT_SECONDS=${CITUS_WAIT_SECONDS:-300}
 MARGIN=$(( WAIT_SECONDS / 10 ))
 [ "$MARGIN" -le 15 ] || MARGIN=15
 DEADLINE=$(( $(date +%s) + WAIT_SECONDS - MARGIN ))
-file_env PGPASSWORD
-[ -n "$PGPASSWORD" ] || die "no password for $PGUSER (PGPASSWORD or PGPASSWORD_FILE)"
-export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-5}
+REBALANCE=${CITUS_REBALANCE:-true}
+MODE=${CITUS_SHARD_TRANSFER_MODE:-auto}
+if [ -n "${PGPASSFILE:-}" ] && [ -z "${PGPASSWORD:-}${PGPASSWORD_FILE:-}" ]; then
+    : # the coordinator's own password file (registration loop)
+else
+    file_env PGPASSWORD
+    [ -n "$PGPASSWORD" ] || die "no password for $PGUSER (PGPASSWORD or PGPASSWORD_FILE)"
+fi
+export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-5}"
+export PGAPPNAME=citus-chart-registration
 
 # sql HOST PORT: run the SQL on stdin there; psql variables host/port/... come as -v arguments.
 sql() {
@@ -27,8 +40,14 @@ sql() {
     psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$sql_host" -p "$sql_port" "$@"
 }
 
+# Right after a password rotation the nodes apply the Secret's new value within about a minute (the
+# kubelet's Secret volume update): a refused login is waited for a while in each attempt, and the Job's
+# retries (backoffLimit) cover the rest; a wrong password still fails each attempt quickly.
+AUTH_GRACE=${CITUS_AUTH_GRACE_SECONDS:-30}
+
 # wait_for LABEL HOST PORT: until the node accepts an authenticated query, before DEADLINE.
 wait_for() {
+    refused_since=
     while :; do
         if out=$(echo 'SELECT 1' | sql "$2" "$3" 2>&1); then
             log "$1 $2:$3 accepts connections"
@@ -36,7 +55,11 @@ wait_for() {
         fi
         case "$out" in
             *"password authentication failed"*|*"no password supplied"*|*"role \""*"\" does not exist"*)
-                die "cannot log in to $1 $2:$3 as $PGUSER: $(echo "$out" | tr '\n' ' ')" ;;
+                now=$(date +%s)
+                refused_since=${refused_since:-$now}
+                if [ $(( now - refused_since )) -ge "$AUTH_GRACE" ] || [ "$now" -ge "$DEADLINE" ]; then
+                    die "cannot log in to $1 $2:$3 as $PGUSER: $(echo "$out" | tr '\n' ' ')(refused for $(( now - refused_since ))s; the nodes take the password from the Secret, see the README on password rotation)"
+                fi ;;
         esac
         if [ "$(date +%s)" -ge "$DEADLINE" ]; then
             die "$1 $2:$3 did not accept connections in time (CITUS_WAIT_SECONDS=$WAIT_SECONDS): $(echo "$out" | tr '\n' ' ')"
@@ -46,17 +69,57 @@ wait_for() {
     done
 }
 
-# ensure_extension LABEL HOST PORT
+# ensure_extension LABEL HOST PORT: the citus extension exists and matches the node's library. Each node's
+# entrypoint updates it before it listens on TCP; this catches a node started by an older chart.
 ensure_extension() {
-    version=$(echo "SELECT extversion FROM pg_extension WHERE extname = 'citus'" | sql "$2" "$3") \
-        || die "cannot query $1 $2:$3"
-    if [ -z "$version" ]; then
+    versions=$(echo "SELECT coalesce((SELECT extversion FROM pg_extension WHERE extname = 'citus'), '') || ' ' || default_version FROM pg_available_extensions WHERE name = 'citus'" \
+        | sql "$2" "$3") || die "cannot query $1 $2:$3"
+    installed=${versions% *}
+    available=${versions#* }
+    if [ -z "$installed" ]; then
         log "$1 $2:$3 has no citus extension in database $PGDATABASE: creating it"
         echo 'CREATE EXTENSION IF NOT EXISTS citus' | sql "$2" "$3" || die "CREATE EXTENSION citus failed on $1 $2:$3"
+    elif [ "$installed" != "$available" ]; then
+        log "$1 $2:$3 has citus $installed, its library is $available: ALTER EXTENSION citus UPDATE"
+        echo 'ALTER EXTENSION citus UPDATE' | sql "$2" "$3" || die "ALTER EXTENSION citus UPDATE failed on $1 $2:$3"
     else
-        log "$1 $2:$3 has citus $version"
+        log "$1 $2:$3 has citus $installed"
     fi
 }
+
+# watch: the registration loop. Registers what answers; a worker that does not answer yet is tried again.
+watch() {
+    : "${CITUS_WORKER_PREFIX:?}" "${CITUS_WORKER_DOMAIN:?}" "${CITUS_WORKER_MAX:?}"
+    interval=${CITUS_WATCH_INTERVAL:-20}
+    log "registration loop: worker ordinals 0 to $(( CITUS_WORKER_MAX - 1 )) every ${interval}s"
+    while :; do
+        sleep "$interval"
+        registered=$(echo "SELECT string_agg(nodename, ' ') FROM pg_dist_node WHERE isactive" \
+            | sql "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT" 2>/dev/null) || continue
+        new=
+        i=0
+        while [ "$i" -lt "$CITUS_WORKER_MAX" ]; do
+            host="$CITUS_WORKER_PREFIX$i$CITUS_WORKER_DOMAIN"
+            i=$((i + 1))
+            case " $registered " in *" $host "*) continue ;; esac
+            getent hosts "$host" >/dev/null 2>&1 || continue
+            # A worker the scale-in hook drained and removed keeps running until the StatefulSet shrinks.
+            retired=$(echo "SELECT pg_stat_file('/tmp/citus/retired', true) IS NOT NULL" | sql "$host" "$CITUS_WORKER_PORT" 2>/dev/null) || continue
+            [ "$retired" = f ] || continue
+            new="$new $host"
+        done
+        [ -n "$new" ] || continue
+        log "unregistered worker pod(s):$new"
+        if CITUS_WORKER_HOSTS=$new CITUS_WAIT_SECONDS=120 sh "$0"; then
+            log "registered:$new"
+        else
+            log "registering$new failed; trying again in ${interval}s"
+        fi
+    done
+}
+if [ "${1:-}" = --watch ]; then
+    watch
+fi
 
 wait_for coordinator "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT"
 ensure_extension coordinator "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT"
@@ -101,8 +164,57 @@ done
 
 # citus_add_node does not copy reference tables to a new worker (Citus >= 11 defers that to the first
 # rebalance), and until they are there no shard can be moved onto it: copy them now (no-op when complete).
-echo "SELECT replicate_reference_tables()" | coord >/dev/null || die "replicate_reference_tables() failed"
+echo "SELECT replicate_reference_tables(shard_transfer_mode => :'mode')" | coord -v mode="$MODE" >/dev/null \
+    || die "replicate_reference_tables(shard_transfer_mode => $MODE) failed"
 
 active=$(echo "SELECT count(*) FROM pg_dist_node WHERE isactive AND noderole = 'primary' AND groupid <> 0" | coord) \
     || die "cannot count the active workers"
 log "done: $active active worker(s) registered, $expected expected from this release"
+
+# A background rebalance when some worker that should hold shards holds none (a new one, or one whose
+# rebalance never ran), and none is running already. It runs inside the coordinator, not in this Job.
+[ "$REBALANCE" = true ] || exit 0
+state=$(coord <<'SQL'
+SELECT (SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing'))
+       || ' ' || (SELECT count(*) FROM pg_dist_node n
+                   WHERE n.isactive AND n.shouldhaveshards AND n.groupid <> 0 AND n.noderole = 'primary'
+                     AND NOT EXISTS (SELECT 1 FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
+                                       JOIN pg_dist_partition t USING (logicalrelid)
+                                      WHERE p.groupid = n.groupid AND NOT (t.partmethod = 'n' AND t.repmodel = 't')))
+       || ' ' || (SELECT count(*) FROM pg_dist_partition WHERE NOT (partmethod = 'n' AND repmodel = 't'))
+SQL
+) || die "cannot read the rebalance state"
+read -r running empty tables <<EOF
+$state
+EOF
+if [ "$running" != 0 ]; then
+    log "a rebalance is already running: SELECT * FROM citus_rebalance_status()"
+    exit 0
+fi
+if [ "$empty" = 0 ] || [ "$tables" = 0 ]; then
+    exit 0
+fi
+if [ "$MODE" = auto ]; then
+    missing=$(coord <<'SQL'
+SELECT string_agg(t.logicalrelid::regclass::text, ', ')
+  FROM pg_dist_partition t JOIN pg_class c ON c.oid = t.logicalrelid
+ WHERE NOT (t.partmethod = 'n' AND t.repmodel = 't')
+   AND (c.relreplident = 'n'
+        OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+SQL
+    ) || die "cannot check the replica identity of the tables"
+    if [ -n "$missing" ]; then
+        log "WARNING: no rebalance started: table(s) without primary key or replica identity cannot move online: $missing. Add a primary key or REPLICA IDENTITY FULL, or set workerRegistration.shardTransferMode=block_writes, then SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')"
+        exit 0
+    fi
+fi
+# parallel_transfer_colocated_shards exists from Citus 13.2 on: colocated shard groups move in parallel.
+parallel=$(echo "SELECT count(*) FROM pg_proc WHERE proname = 'citus_rebalance_start' AND 'parallel_transfer_colocated_shards' = ANY (proargnames)" | coord) \
+    || die "cannot inspect citus_rebalance_start"
+if [ "$parallel" != 0 ]; then
+    call="citus_rebalance_start(shard_transfer_mode => :'mode', parallel_transfer_colocated_shards => true)"
+else
+    call="citus_rebalance_start(shard_transfer_mode => :'mode')"
+fi
+job=$(echo "SELECT $call" | coord -v mode="$MODE") || die "$call failed"
+log "background rebalance started (job ${job:-none}, $MODE); watch it with SELECT * FROM citus_rebalance_status();"

@@ -1,40 +1,84 @@
 #!/bin/sh
-# Drains the workers a `helm upgrade` is about to remove (pre-upgrade hook), so that the StatefulSet only
-# shrinks once no shard lives on the pods that go away. Runs on every upgrade; does nothing when no pod
-# exists at an ordinal >= CITUS_WORKER_TARGET. For every registered worker of this release whose
-# ordinal is >= CITUS_WORKER_TARGET: citus_drain_node (moves its shards to the remaining workers),
-# citus_cleanup_orphaned_resources, then citus_remove_node once nothing is left for its group.
-# Any failure fails the hook, and Helm then aborts the upgrade before touching the StatefulSet.
+# Drains the workers that a `helm upgrade` or `helm rollback` is about to remove (pre-upgrade and
+# pre-rollback hook), so that the StatefulSet only shrinks once no shard lives on the pods that go away.
+# The leaving workers are the registered ones (pg_dist_node, not DNS: a Pending pod has no address but may
+# hold shards) of this release whose ordinal is >= CITUS_WORKER_TARGET. Before anything moves: every
+# leaving worker must answer, and in `auto` mode every table with shards on them must be movable online.
+# Then, in one session holding an advisory lock (a second run, e.g. Helm's retry, waits for the first
+# instead of interrupting it): all leaving workers shouldhaveshards=false, citus_drain_node for each,
+# citus_cleanup_orphaned_resources, and citus_remove_node for each whose group holds nothing any more.
+# If the drain fails, the leaving workers get shouldhaveshards=true back (the upgrade is aborted and they stay).
 # Environment: CITUS_COORDINATOR_HOST, CITUS_COORDINATOR_PORT, CITUS_WORKER_PREFIX ("<sts>-"),
-# CITUS_WORKER_DOMAIN (".<headless>.<ns>.svc.<domain>"), CITUS_WORKER_TARGET, PGDATABASE, PGUSER,
-# PGPASSWORD or PGPASSWORD_FILE.
+# CITUS_WORKER_DOMAIN (".<headless>.<ns>.svc.<domain>"), CITUS_WORKER_TARGET, CITUS_WORKER_LIVE (the live
+# StatefulSet's replicas when the render could read it, else empty), CITUS_SHARD_TRANSFER_MODE (auto,
+# force_logical, block_writes), CITUS_WAIT_SECONDS, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE
+# (may be absent: a first GitOps sync runs this hook before the Secret exists).
 set -eu
 CITUS_LOG_TAG=citus-scale-in
 . "$(dirname "$0")/common.sh"
 
 : "${CITUS_COORDINATOR_HOST:?}" "${CITUS_COORDINATOR_PORT:?}" "${CITUS_WORKER_PREFIX:?}" "${CITUS_WORKER_DOMAIN:?}"
 : "${CITUS_WORKER_TARGET:?}" "${PGDATABASE:?}" "${PGUSER:?}"
-file_env PGPASSWORD
-[ -n "$PGPASSWORD" ] || die "no password for $PGUSER (PGPASSWORD or PGPASSWORD_FILE)"
-export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-10}
+MODE=${CITUS_SHARD_TRANSFER_MODE:-auto}
+LIVE=${CITUS_WORKER_LIVE:-}
+WAIT_SECONDS=${CITUS_WAIT_SECONDS:-120}
+case "$MODE" in
+    auto|force_logical|block_writes) ;;
+    *) die "CITUS_SHARD_TRANSFER_MODE=$MODE: use auto, force_logical or block_writes" ;;
+esac
+export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
+export PGAPPNAME=citus-chart-scale-in
 
-coord() {
-    psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$CITUS_COORDINATOR_HOST" -p "$CITUS_COORDINATOR_PORT" "$@"
+nothing_removed() {
+    [ -n "$LIVE" ] && [ "$LIVE" -le "$CITUS_WORKER_TARGET" ]
 }
 
-# StatefulSet ordinals are contiguous: if no pod answers to the name at the target ordinal, nothing is
-# removed and the coordinator is not needed (an upgrade may be meant to repair it).
-first_removed="${CITUS_WORKER_PREFIX}${CITUS_WORKER_TARGET}${CITUS_WORKER_DOMAIN}"
-if ! getent hosts "$first_removed" >/dev/null 2>&1; then
-    log "no worker pod at ordinal $CITUS_WORKER_TARGET or above ($first_removed does not resolve): nothing to drain"
+# A first sync by Argo CD runs pre-upgrade hooks before any other object: no Secret, no cluster, nothing to drain.
+if [ -z "${PGPASSWORD:-}" ] && { [ -z "${PGPASSWORD_FILE:-}" ] || [ ! -s "$PGPASSWORD_FILE" ]; }; then
+    unset PGPASSWORD_FILE
+    if getent hosts "$CITUS_COORDINATOR_HOST" >/dev/null 2>&1; then
+        die "the password Secret is missing but the coordinator $CITUS_COORDINATOR_HOST exists: cannot tell which workers hold shards; restore the Secret and retry"
+    fi
+    log "no password Secret and no coordinator yet (first install or first GitOps sync): nothing to drain"
     exit 0
 fi
+file_env PGPASSWORD
 
-nodes=$(echo "SELECT nodename || ' ' || nodeport || ' ' || groupid FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodename" | coord) \
-    || die "workers from ordinal $CITUS_WORKER_TARGET on are being removed but pg_dist_node cannot be read on the coordinator $CITUS_COORDINATOR_HOST: nothing is drained and the upgrade is aborted"
+sql() {
+    sql_host=$1 sql_port=$2
+    shift 2
+    psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$sql_host" -p "$sql_port" "$@"
+}
+coord() {
+    sql "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT" "$@"
+}
 
-echo "$nodes" | while read -r host port group; do
-    [ -n "$host" ] || continue
+# The coordinator may be restarting; an upgrade that removes no worker must not depend on it.
+deadline=$(( $(date +%s) + WAIT_SECONDS ))
+until out=$(echo 'SELECT 1' | coord 2>&1); do
+    if nothing_removed; then
+        log "coordinator not reachable, but the StatefulSet has $LIVE worker(s) and keeps $CITUS_WORKER_TARGET: nothing to drain"
+        exit 0
+    fi
+    if ! getent hosts "$CITUS_COORDINATOR_HOST" >/dev/null 2>&1 && ! getent hosts "${CITUS_WORKER_PREFIX}0$CITUS_WORKER_DOMAIN" >/dev/null 2>&1 \
+        && [ "$LIVE" = 0 ]; then
+        log "no coordinator and no worker pod: nothing to drain"
+        exit 0
+    fi
+    [ "$(date +%s)" -lt "$deadline" ] \
+        || die "cannot read pg_dist_node on the coordinator $CITUS_COORDINATOR_HOST ($(echo "$out" | head -n 1)): cannot tell which workers hold shards, so nothing is drained and the upgrade is refused; bring the coordinator up and retry"
+    log "waiting for the coordinator: $(echo "$out" | head -n 1)"
+    sleep 3
+done
+
+# Leaving workers: "host port group" lines from pg_dist_node.
+leaving=
+all=$(echo "SELECT nodename || ' ' || nodeport || ' ' || groupid FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodename" | coord) \
+    || die "cannot read pg_dist_node on the coordinator"
+nl='
+'
+for line in $(echo "$all" | tr ' ' '|'); do
+    host=${line%%|*}
     case "$host" in
         "$CITUS_WORKER_PREFIX"*"$CITUS_WORKER_DOMAIN") ;;
         *) continue ;;
@@ -43,24 +87,116 @@ echo "$nodes" | while read -r host port group; do
     ordinal=${ordinal%"$CITUS_WORKER_DOMAIN"}
     case "$ordinal" in ''|*[!0-9]*) continue ;; esac
     [ "$ordinal" -ge "$CITUS_WORKER_TARGET" ] || continue
-
-    log "worker $host:$port (group $group) is removed by this upgrade: draining it"
-    echo "SELECT citus_drain_node(:'host', :port)" | coord -v host="$host" -v port="$port" >/dev/null \
-        || die "citus_drain_node($host, $port) failed: its shards stay where they are and the upgrade is aborted"
-    echo "CALL citus_cleanup_orphaned_resources()" | coord >/dev/null \
-        || die "citus_cleanup_orphaned_resources() failed after draining $host"
-    # Reference tables keep a copy on every node (the drain never moves it); citus_remove_node drops it.
-    left=$(coord -v group="$group" <<'SQL'
-SELECT (SELECT count(*) FROM pg_dist_placement p
-          JOIN pg_dist_shard s USING (shardid)
-          JOIN pg_dist_partition t USING (logicalrelid)
-         WHERE p.groupid = :group AND NOT (t.partmethod = 'n' AND t.repmodel = 't'))
-     + (SELECT count(*) FROM pg_dist_cleanup WHERE node_group_id = :group)
-SQL
-    ) || die "cannot check what is left on $host"
-    [ "$left" = 0 ] || die "$host still has $left shard placement(s) or cleanup record(s) after the drain; not removing it"
-    echo "SELECT citus_remove_node(:'host', :port)" | coord -v host="$host" -v port="$port" >/dev/null \
-        || die "citus_remove_node($host, $port) failed"
-    log "worker $host:$port drained and removed"
+    leaving="$leaving$line$nl"
 done
-log "done: every worker at ordinal >= $CITUS_WORKER_TARGET holds no shard"
+if [ -z "$leaving" ]; then
+    log "no registered worker at ordinal $CITUS_WORKER_TARGET or above: nothing to drain"
+    exit 0
+fi
+names=$(printf '%s' "$leaving" | cut -d'|' -f1 | tr '\n' ' ')
+names=${names% }
+groups=$(printf '%s' "$leaving" | cut -d'|' -f3 | tr '\n' ',' | sed 's/,$//')
+log "leaving worker(s): $names (transfer mode $MODE)"
+
+# Every leaving worker must answer: its shards can only be copied from it.
+unreachable=
+for line in $leaving; do
+    host=${line%%|*}
+    rest=${line#*|}
+    port=${rest%%|*}
+    if ! out=$(echo 'SELECT 1' | PGCONNECT_TIMEOUT=5 sql "$host" "$port" 2>&1); then
+        unreachable="$unreachable $host ($(echo "$out" | head -n 1))"
+    fi
+done
+[ -z "$unreachable" ] || die "leaving worker(s) not reachable (Pending, crashed or unreachable):$unreachable. Nothing was moved or removed and the upgrade is refused: bring them up (kubectl get pods) and retry"
+
+# Online moves need wal_level=logical and, per table, a primary key or replica identity.
+if [ "$MODE" != block_writes ]; then
+    wal=$(echo 'SHOW wal_level' | coord) || die "cannot read wal_level"
+    [ "$wal" = logical ] || die "wal_level=$wal on the coordinator: online shard moves (shard transfer mode $MODE) need postgresql.walLevel=logical; or set workerRegistration.shardTransferMode=block_writes (writes to a shard wait while it moves). Nothing was moved"
+fi
+if [ "$MODE" = auto ]; then
+    missing=$(coord -v groups="$groups" <<'SQL'
+SELECT string_agg(DISTINCT t.logicalrelid::regclass::text, ', ')
+  FROM pg_dist_partition t
+  JOIN pg_class c ON c.oid = t.logicalrelid
+ WHERE NOT (t.partmethod = 'n' AND t.repmodel = 't')
+   AND (c.relreplident = 'n'
+        OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+   AND EXISTS (SELECT 1 FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+                WHERE s.logicalrelid = t.logicalrelid AND p.groupid IN (:groups))
+SQL
+    ) || die "cannot check the replica identity of the tables"
+    [ -z "$missing" ] || die "table(s) without primary key or replica identity have shards on the leaving workers: $missing. Shard transfer mode auto cannot move them online. Fix: add a primary key, or ALTER TABLE <table> REPLICA IDENTITY FULL (or USING INDEX), or set workerRegistration.shardTransferMode=block_writes (writes wait while each shard moves). Nothing was moved"
+fi
+
+# psql variables :host and :port per leaving worker, as a list of SQL literals for the session below.
+pairs=
+for line in $leaving; do
+    host=${line%%|*}
+    rest=${line#*|}
+    port=${rest%%|*}
+    pairs="$pairs${pairs:+,}('$(printf '%s' "$host" | sed "s/'/''/g")', $port)"
+done
+
+restore() {
+    log "the drain failed: the leaving workers get shouldhaveshards=true back, nothing else changes"
+    coord <<SQL >/dev/null || log "could not restore shouldhaveshards=true; run: SELECT citus_set_node_property(nodename, nodeport, 'shouldhaveshards', true) FROM pg_dist_node WHERE nodename IN ($names)"
+SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', true)
+  FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
+ WHERE NOT n.shouldhaveshards
+SQL
+    die "draining $names failed (see the error above); the upgrade is aborted, every worker stays registered"
+}
+
+log "draining $names"
+coord -v mode="$MODE" <<SQL || restore
+SELECT pg_advisory_lock(hashtext('citus-chart-scale-in')) \\g /dev/null
+SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', false)
+  FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
+ WHERE n.shouldhaveshards \\g /dev/null
+-- A rebalance running now (e.g. started after the last scale-out) was planned with the leaving workers as
+-- targets, and Citus runs one at a time: stop it, and wait until its moves have ended.
+SELECT 'SELECT citus_rebalance_stop()' FROM pg_dist_background_job
+ WHERE job_type = 'rebalance' AND state IN ('scheduled', 'running') LIMIT 1 \\gexec
+DO \$\$
+BEGIN
+  FOR i IN 1..600 LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing')) THEN
+      RETURN;
+    END IF;
+    PERFORM pg_sleep(1);
+  END LOOP;
+  RAISE EXCEPTION 'a Citus background job is still running after 10 minutes: SELECT * FROM pg_dist_background_job';
+END
+\$\$;
+SELECT format('SELECT citus_drain_node(%L, %s, shard_transfer_mode => %L)', n.nodename, n.nodeport, :'mode')
+  FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
+ ORDER BY n.nodename \\gexec
+CALL citus_cleanup_orphaned_resources();
+SELECT format('SELECT citus_remove_node(%L, %s)', n.nodename, n.nodeport)
+  FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
+ WHERE NOT EXISTS (SELECT 1 FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
+                     JOIN pg_dist_partition t USING (logicalrelid)
+                    WHERE p.groupid = n.groupid AND NOT (t.partmethod = 'n' AND t.repmodel = 't'))
+   AND NOT EXISTS (SELECT 1 FROM pg_dist_cleanup c WHERE c.node_group_id = n.groupid)
+ ORDER BY n.nodename \\gexec
+SQL
+
+left=$(echo "SELECT string_agg(n.nodename, ' ') FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port" | coord) \
+    || die "cannot check pg_dist_node after the drain"
+if [ -n "$left" ]; then
+    log "still registered after the drain (placements or pg_dist_cleanup records left for their group): $left"
+    restore
+fi
+# A removed worker's pod lives on until the StatefulSet shrinks; the coordinator's registration loop
+# (autoscaling) must not take it back meanwhile. The mark is a file in the pod's /tmp (an emptyDir), so it
+# ends with the pod: a pod created later for the same ordinal is registered again.
+for line in $leaving; do
+    host=${line%%|*}
+    rest=${line#*|}
+    port=${rest%%|*}
+    echo "COPY (SELECT 'removed by the scale-in hook') TO '/tmp/citus/retired'" | sql "$host" "$port" >/dev/null \
+        || log "could not mark $host as removed (it is no longer registered and holds no shard)"
+done
+log "done: $names drained and removed"

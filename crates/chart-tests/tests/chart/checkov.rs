@@ -17,7 +17,9 @@ fn checkov() -> String {
 fn the_default_render_passes_checkov() {
     let bin = checkov();
     assert!(std::path::Path::new(&bin).exists(), "checkov not found at {bin}: run `cargo xtask setup --only checkov`");
-    let rendered = helm().render(&chart_tests::chart_dir(), &json!({}), &chart_tests::options(chart_tests::KUBE_VERSIONS[1])).expect("render");
+    let rendered = helm()
+        .render(&chart_tests::chart_dir(), &json!({}), &chart_tests::options(chart_tests::KUBE_VERSIONS[1]))
+        .expect("render");
     let docs = rendered.documents().expect("documents");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("default.yaml");

@@ -15,7 +15,10 @@ fn strict_lint_is_clean() {
             let options = LintOptions { strict: true, kube_version: Some(version.into()), namespace: "citus".into() };
             let report = helm.lint(&chart_dir(), &values, &options).unwrap_or_else(|e| panic!("{e}"));
             problems.extend(
-                report.errors().chain(report.warnings()).map(|m| format!("{name} @ {version}: {:?} {} {}", m.severity, m.path, m.text)),
+                report
+                    .errors()
+                    .chain(report.warnings())
+                    .map(|m| format!("{name} @ {version}: {:?} {} {}", m.severity, m.path, m.text)),
             );
         }
     }

@@ -1,5 +1,7 @@
 //! The chart's test suite (one test binary, a module per topic).
 
+#![forbid(unsafe_code)]
+
 mod checkov;
 mod lint;
 mod matrix;
@@ -7,5 +9,6 @@ mod parameters;
 mod references;
 mod schema;
 mod selectors;
+mod shellcheck;
 mod util;
 mod validation;

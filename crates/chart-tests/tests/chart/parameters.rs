@@ -71,7 +71,9 @@ fn resolve<'a>(root: &'a Value, path: &str) -> Vec<&'a Value> {
             } else if let Some((field, rest)) = segment.split_once('[') {
                 let (k, v) = rest.trim_end_matches(']').split_once('=').unwrap_or(("name", rest.trim_end_matches(']')));
                 next.extend(node[field].as_array().into_iter().flatten().filter(|item| item[k] == v));
-            } else if let Ok(index) = segment.parse::<usize>().map_err(|_| ()).and_then(|i| if node.is_array() { Ok(i) } else { Err(()) }) {
+            } else if let Ok(index) =
+                segment.parse::<usize>().map_err(|_| ()).and_then(|i| if node.is_array() { Ok(i) } else { Err(()) })
+            {
                 next.extend(node.get(index));
             } else if let Some(child) = node.get(segment.replace("~1", "/")) {
                 next.push(child);
@@ -126,7 +128,8 @@ fn holds(e: &Expectation, outcome: &Outcome) -> bool {
 #[test]
 fn every_readme_parameter_takes_effect_where_described() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parameter-effects.yaml");
-    let effects: Vec<Effect> = serde_yaml::from_str(&fs::read_to_string(&data).expect("parameter-effects.yaml")).expect("parse");
+    let effects: Vec<Effect> =
+        serde_yaml::from_str(&fs::read_to_string(&data).expect("parameter-effects.yaml")).expect("parse");
     let readme = fs::read_to_string(chart_tests::chart_dir().join("README.md")).expect("README.md");
     let keys: BTreeSet<String> = ReadmeTables::parse(&readme).expect("tables").into_iter().map(|r| r.key).collect();
     let covered: BTreeSet<String> = effects.iter().map(|e| e.key.clone()).collect();
@@ -163,7 +166,8 @@ fn every_readme_parameter_takes_effect_where_described() {
 
 #[test]
 fn paths_resolve_through_lists_by_name_and_wildcards() {
-    let doc = json!({"spec": {"containers": [{"name": "a", "env": [{"name": "X"}]}, {"name": "b", "env": [{"name": "Y"}]}]}});
+    let doc =
+        json!({"spec": {"containers": [{"name": "a", "env": [{"name": "X"}]}, {"name": "b", "env": [{"name": "Y"}]}]}});
     assert_eq!(resolve(&doc, "/spec/containers[name=b]/env/*/name"), vec![&json!("Y")]);
     assert_eq!(resolve(&doc, "/spec/containers/*/env/0/name").len(), 2);
     assert!(resolve(&doc, "/spec/containers[name=c]").is_empty());

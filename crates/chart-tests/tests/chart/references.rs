@@ -52,10 +52,8 @@ fn check_profile(name: &str, values: &Value) -> Vec<String> {
                 .map(|key| format!("{name}: {at} refers to key {key} of {kind} {obj}, which has {keys:?}")),
         }
     };
-    let pods: Vec<(&Document, &Value, &Value)> = docs
-        .iter()
-        .filter_map(|d| d.pod_template().map(|t| (d, t.spec(), t.labels())))
-        .collect();
+    let pods: Vec<(&Document, &Value, &Value)> =
+        docs.iter().filter_map(|d| d.pod_template().map(|t| (d, t.spec(), t.labels()))).collect();
     for (doc, spec, _) in &pods {
         let at = format!("{} {}", doc.kind(), doc.name());
         for c in containers(spec) {
@@ -95,35 +93,58 @@ fn check_profile(name: &str, values: &Value) -> Vec<String> {
         let at = format!("{} {}", doc.kind(), doc.name());
         match doc.kind() {
             "Service" => {
-                let selected: Vec<_> = pods.iter().filter(|(_, _, l)| selects(&doc.value["spec"]["selector"], l)).collect();
+                let selected: Vec<_> =
+                    pods.iter().filter(|(_, _, l)| selects(&doc.value["spec"]["selector"], l)).collect();
                 if selected.is_empty() {
                     problems.push(format!("{name}: {at} selects no pod"));
                 }
                 for port in doc.value["spec"]["ports"].as_array().into_iter().flatten() {
                     let Some(target) = port["targetPort"].as_str() else { continue };
                     for (pod, spec, _) in &selected {
-                        let found = containers(spec).flat_map(|c| c["ports"].as_array().into_iter().flatten()).any(|p| p["name"] == target);
+                        let found = containers(spec)
+                            .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                            .any(|p| p["name"] == target);
                         if !found {
-                            problems.push(format!("{name}: {at} targetPort {target} is no container port of {} {}", pod.kind(), pod.name()));
+                            problems.push(format!(
+                                "{name}: {at} targetPort {target} is no container port of {} {}",
+                                pod.kind(),
+                                pod.name()
+                            ));
                         }
                     }
                 }
             }
             "PodDisruptionBudget" | "NetworkPolicy" => {
-                let selector = if doc.kind() == "NetworkPolicy" { &doc.value["spec"]["podSelector"] } else { &doc.value["spec"]["selector"] };
+                let selector = if doc.kind() == "NetworkPolicy" {
+                    &doc.value["spec"]["podSelector"]
+                } else {
+                    &doc.value["spec"]["selector"]
+                };
                 if !pods.iter().any(|(_, _, l)| selects(&selector["matchLabels"], l)) {
                     problems.push(format!("{name}: {at} selects no pod"));
                 }
             }
             "ServiceMonitor" => {
                 let services = docs.iter().filter(|s| s.kind() == "Service");
-                if !services.into_iter().any(|s| selects(&doc.value["spec"]["selector"]["matchLabels"], &s.value["metadata"]["labels"])) {
+                if !services
+                    .into_iter()
+                    .any(|s| selects(&doc.value["spec"]["selector"]["matchLabels"], &s.value["metadata"]["labels"]))
+                {
                     problems.push(format!("{name}: {at} selects no Service"));
                 }
             }
             "HorizontalPodAutoscaler" | "VerticalPodAutoscaler" => {
-                let target = if doc.kind() == "VerticalPodAutoscaler" { &doc.value["spec"]["targetRef"] } else { &doc.value["spec"]["scaleTargetRef"] };
-                problems.extend(resolve(target["kind"].as_str().unwrap_or_default(), target["name"].as_str().unwrap_or_default(), None, at));
+                let target = if doc.kind() == "VerticalPodAutoscaler" {
+                    &doc.value["spec"]["targetRef"]
+                } else {
+                    &doc.value["spec"]["scaleTargetRef"]
+                };
+                problems.extend(resolve(
+                    target["kind"].as_str().unwrap_or_default(),
+                    target["name"].as_str().unwrap_or_default(),
+                    None,
+                    at,
+                ));
             }
             _ => {}
         }
@@ -133,7 +154,8 @@ fn check_profile(name: &str, values: &Value) -> Vec<String> {
 
 #[test]
 fn every_reference_resolves_in_every_profile() {
-    let problems: Vec<String> = profiles().expect("profiles").iter().flat_map(|p| check_profile(&p.name, &p.values)).collect();
+    let problems: Vec<String> =
+        profiles().expect("profiles").iter().flat_map(|p| check_profile(&p.name, &p.values)).collect();
     assert!(problems.is_empty(), "{} dangling reference(s):\n{}", problems.len(), problems.join("\n"));
 }
 

@@ -35,7 +35,10 @@ fn wrong_types_and_enum_values_fail_naming_the_path() {
         (json!({"worker": {"autoscaling": {"targetCPU": 0}}}), "/worker/autoscaling/targetCPU"),
         (json!({"coordinator": {"containerPorts": {"postgresql": 70000}}}), "/coordinator/containerPorts/postgresql"),
         (json!({"auth": {"usePasswordFiles": "yes"}}), "/auth/usePasswordFiles"),
-        (json!({"coordinator": {"containerSecurityContext": {"runAsUsr": 5}}}), "/coordinator/containerSecurityContext"),
+        (
+            json!({"coordinator": {"containerSecurityContext": {"runAsUsr": 5}}}),
+            "/coordinator/containerSecurityContext",
+        ),
     ];
     for (values, path) in cases {
         let message = schema_error(values.clone());

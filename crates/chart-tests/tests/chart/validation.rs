@@ -23,17 +23,35 @@ fn invalid_combinations_fail_naming_the_values() {
     let cases = [
         (json!({"coordinator": {"pdb": {"minAvailable": 1, "maxUnavailable": 1}}}), "coordinator.pdb.minAvailable"),
         (json!({"worker": {"pdb": {"minAvailable": "", "maxUnavailable": ""}}}), "worker.pdb.create=true needs"),
-        (json!({"metrics": {"serviceMonitor": {"enabled": true}}}), "metrics.serviceMonitor.enabled=true needs metrics.enabled"),
-        (json!({"metrics": {"enabled": true, "prometheusRule": {"enabled": true, "defaultRules": false}}}), "empty PrometheusRule"),
-        (json!({"worker": {"autoscaling": {"enabled": true, "minReplicas": 8, "maxReplicas": 4}}}), "worker.autoscaling.minReplicas=8"),
-        (json!({"worker": {"autoscaling": {"enabled": true, "targetCPU": ""}}}), "targetCPU or worker.autoscaling.targetMemory"),
+        (
+            json!({"metrics": {"serviceMonitor": {"enabled": true}}}),
+            "metrics.serviceMonitor.enabled=true needs metrics.enabled",
+        ),
+        (
+            json!({"metrics": {"enabled": true, "prometheusRule": {"enabled": true, "defaultRules": false}}}),
+            "empty PrometheusRule",
+        ),
+        (
+            json!({"worker": {"autoscaling": {"enabled": true, "minReplicas": 8, "maxReplicas": 4}}}),
+            "worker.autoscaling.minReplicas=8",
+        ),
+        (
+            json!({"worker": {"autoscaling": {"enabled": true, "targetCPU": ""}}}),
+            "targetCPU or worker.autoscaling.targetMemory",
+        ),
         (json!({"kubeVersion": "1.22.0"}), "Kubernetes 1.22.0 is not supported"),
         (json!({"auth": {"username": "postgres"}}), "auth.username=postgres"),
-        (json!({"auth": {"enablePostgresUser": false, "username": ""}}), "auth.enablePostgresUser=false needs auth.username"),
+        (
+            json!({"auth": {"enablePostgresUser": false, "username": ""}}),
+            "auth.enablePostgresUser=false needs auth.username",
+        ),
         (json!({"auth": {"existingSecret": "mine", "password": "x"}}), "auth.existingSecret"),
         (json!({"worker": {"service": {"type": "NodePort"}}}), "worker.service.type=NodePort cannot be headless"),
         (json!({"coordinator": {"persistence": {"enabled": false, "existingClaim": "c"}}}), "existingClaim"),
-        (json!({"coordinator": {"nodeAffinityPreset": {"type": "hard"}}}), "coordinator.nodeAffinityPreset.type=hard needs"),
+        (
+            json!({"coordinator": {"nodeAffinityPreset": {"type": "hard"}}}),
+            "coordinator.nodeAffinityPreset.type=hard needs",
+        ),
         (json!({"ingress": {"enabled": true, "hostname": ""}}), "ingress.enabled=true needs"),
     ];
     for (values, text) in cases {
@@ -60,7 +78,8 @@ fn an_upgrade_never_generates_new_passwords() {
     let err = helm().render(&chart_dir(), &json!({}), &upgrade).expect_err("an upgrade without readable Secret fails");
     assert!(err.to_string().contains("never generates a new password"), "{err}");
     let values = json!({"auth": {"postgresPassword": "a", "password": "b"}});
-    let docs = helm().render(&chart_dir(), &values, &upgrade).and_then(|r| r.documents()).unwrap_or_else(|e| panic!("{e}"));
+    let docs =
+        helm().render(&chart_dir(), &values, &upgrade).and_then(|r| r.documents()).unwrap_or_else(|e| panic!("{e}"));
     let secret = docs.iter().find(|d| d.kind() == "Secret").expect("Secret");
     assert_eq!(secret.value["data"]["postgres-password"], "YQ==");
     assert_eq!(secret.value["data"]["password"], "Yg==");
@@ -68,12 +87,18 @@ fn an_upgrade_never_generates_new_passwords() {
 
 #[test]
 fn generated_passwords_are_long_random_and_kept_on_uninstall() {
-    let render = |_| helm().render(&chart_dir(), &json!({}), &options(KUBE_VERSIONS[1])).and_then(|r| r.documents()).expect("render");
+    let render = |_| {
+        helm().render(&chart_dir(), &json!({}), &options(KUBE_VERSIONS[1])).and_then(|r| r.documents()).expect("render")
+    };
     let first = render(0);
     let second = render(1);
-    let secret = |docs: &[helm_engine::Document]| docs.iter().find(|d| d.kind() == "Secret").expect("Secret").value.clone();
+    let secret =
+        |docs: &[helm_engine::Document]| docs.iter().find(|d| d.kind() == "Secret").expect("Secret").value.clone();
     let (a, b) = (secret(&first), secret(&second));
-    assert_ne!(a["data"]["postgres-password"], b["data"]["postgres-password"], "a fresh install gets a random password");
+    assert_ne!(
+        a["data"]["postgres-password"], b["data"]["postgres-password"],
+        "a fresh install gets a random password"
+    );
     assert_eq!(a["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
 }
 
@@ -151,7 +176,8 @@ fn every_bad_value_is_refused_for_its_own_reason() {
         if !case.schema {
             let listed = message.matches("\n  - ").count();
             if listed != case.errors {
-                failures.push(format!("{}: {listed} problem(s) listed, {} expected: {message}", case.name, case.errors));
+                failures
+                    .push(format!("{}: {listed} problem(s) listed, {} expected: {message}", case.name, case.errors));
             }
         }
     }
@@ -199,6 +225,7 @@ fn every_edge_value_renders_valid_manifests() {
 
 #[test]
 fn the_default_notes_do_not_warn_about_shard_moves() {
-    let rendered = helm().render(&chart_dir(), &json!({}), &options(KUBE_VERSIONS[1])).unwrap_or_else(|e| panic!("{e}"));
+    let rendered =
+        helm().render(&chart_dir(), &json!({}), &options(KUBE_VERSIONS[1])).unwrap_or_else(|e| panic!("{e}"));
     assert!(!rendered.notes().unwrap_or_default().contains("WARNING: postgresql.walLevel"), "{:?}", rendered.notes());
 }

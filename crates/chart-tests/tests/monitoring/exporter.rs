@@ -59,9 +59,8 @@ fn render_chart(exporter_version: &str) -> Result<Chart, Failed> {
         "metrics": {"enabled": true, "password": MONITOR_PASSWORD, "image": {"tag": format!("v{exporter_version}")}},
     });
     let docs = chart_tests::render(&helm, &values, chart_tests::KUBE_VERSIONS[1]).map_err(|e| e.to_string())?;
-    let find = |kind: &str, name: &str| {
-        docs.iter().find(|d| d.kind() == kind && d.name() == name).map(|d| d.value.clone())
-    };
+    let find =
+        |kind: &str, name: &str| docs.iter().find(|d| d.kind() == kind && d.name() == name).map(|d| d.value.clone());
     let queries_cm = find("ConfigMap", "my-citus-metrics-queries").ok_or("no ConfigMap my-citus-metrics-queries")?;
     let scripts_cm = find("ConfigMap", "my-citus-scripts").ok_or("no ConfigMap my-citus-scripts")?;
     let sts = find("StatefulSet", "my-citus-coordinator").ok_or("no StatefulSet my-citus-coordinator")?;
@@ -88,7 +87,9 @@ fn render_chart(exporter_version: &str) -> Result<Chart, Failed> {
             .iter()
             .map(|a| a.as_str().unwrap_or_default().to_owned())
             .collect(),
-        exporter_user: env("DATA_SOURCE_USER").and_then(|v| v.as_str().map(str::to_owned)).ok_or("no DATA_SOURCE_USER")?,
+        exporter_user: env("DATA_SOURCE_USER")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or("no DATA_SOURCE_USER")?,
     })
 }
 
@@ -99,7 +100,8 @@ fn defined_metrics(queries: &str) -> Result<BTreeMap<String, Vec<String>>, Faile
     for (query, spec) in doc.as_object().ok_or("queries.yaml is not a map")? {
         let mut names = Vec::new();
         for column in spec["metrics"].as_array().ok_or_else(|| format!("{query}: no metrics"))? {
-            let (name, def) = column.as_object().and_then(|m| m.iter().next()).ok_or_else(|| format!("{query}: bad column"))?;
+            let (name, def) =
+                column.as_object().and_then(|m| m.iter().next()).ok_or_else(|| format!("{query}: bad column"))?;
             if def["usage"] != "LABEL" {
                 names.push(format!("{query}_{name}"));
             }
@@ -185,7 +187,10 @@ fn run(exporter_version: &str) -> Result<(), Failed> {
     for (query, names) in &metrics {
         let present = names.iter().any(|n| !wm.values(n).is_empty());
         if per_node.contains(query.as_str()) != present {
-            problems.push(format!("worker: query {query} {}", if present { "answers (coordinator only)" } else { "is missing" }));
+            problems.push(format!(
+                "worker: query {query} {}",
+                if present { "answers (coordinator only)" } else { "is missing" }
+            ));
         }
     }
     let expect = |problems: &mut Vec<String>, what: &str, ok: bool| {
@@ -194,7 +199,11 @@ fn run(exporter_version: &str) -> Result<(), Failed> {
         }
     };
     expect(&mut problems, "three active nodes", cm.values("citus_node_active") == [1.0, 1.0, 1.0]);
-    expect(&mut problems, "every node reachable with the role's pg_dist_authinfo", cm.values("citus_node_connection_reachable") == [1.0, 1.0, 1.0]);
+    expect(
+        &mut problems,
+        "every node reachable with the role's pg_dist_authinfo",
+        cm.values("citus_node_connection_reachable") == [1.0, 1.0, 1.0],
+    );
     let port = |n: &Node| n.port.to_string();
     expect(
         &mut problems,
@@ -202,17 +211,29 @@ fn run(exporter_version: &str) -> Result<(), Failed> {
         cm.value("citus_node_should_have_shards", &[("nodeport", &port(&nodes[2]))]) == Some(0.0),
     );
     let bytes0 = cm.value("citus_node_shards_bytes", &[("nodeport", &port(&nodes[1]))]).unwrap_or(0.0);
-    expect(&mut problems, "worker-0 holds the shards' bytes (sizes read from the worker as the role)", bytes0 > 1_000_000.0);
+    expect(
+        &mut problems,
+        "worker-0 holds the shards' bytes (sizes read from the worker as the role)",
+        bytes0 > 1_000_000.0,
+    );
     let placements0 = cm.value("citus_node_shards_placements", &[("nodeport", &port(&nodes[1]))]);
     expect(&mut problems, "worker-0 holds 32 shards and the reference table", placements0 == Some(33.0));
     let tasks = cm.value("citus_rebalance_tasks", &[]).unwrap_or(0.0);
     expect(&mut problems, "the rebalance moved shards", tasks > 0.0);
     expect(&mut problems, "every move done", cm.value("citus_rebalance_tasks_done", &[]) == Some(tasks));
     expect(&mut problems, "rebalance not failed", cm.value("citus_rebalance_failed", &[]) == Some(0.0));
-    expect(&mut problems, "one finished job", cm.value("citus_background_jobs_jobs", &[("state", "finished")]) == Some(1.0));
+    expect(
+        &mut problems,
+        "one finished job",
+        cm.value("citus_background_jobs_jobs", &[("state", "finished")]) == Some(1.0),
+    );
     expect(&mut problems, "the backup recorded", cm.value("citus_backup_succeeded_once", &[]) == Some(1.0));
     expect(&mut problems, "versions agree", cm.values("citus_version_mismatch") == [0.0]);
-    expect(&mut problems, "shared pool = max_connections (50)", cm.value("citus_shared_pool_max_size", &[]) == Some(50.0));
+    expect(
+        &mut problems,
+        "shared pool = max_connections (50)",
+        cm.value("citus_shared_pool_max_size", &[]) == Some(50.0),
+    );
     expect(&mut problems, "connections to the workers counted", !cm.values("citus_connections_to_node").is_empty());
 
     // The state an image upgrade without ALTER EXTENSION citus UPDATE leaves: Citus itself refuses to work,
@@ -246,7 +267,10 @@ impl RunAs {
 
     fn own(&self, path: &Path) -> Result<(), Failed> {
         let Some(uid) = self.uid else { return Ok(()) };
-        for entry in [path.to_path_buf()].into_iter().chain(fs::read_dir(path).map_err(|e| e.to_string())?.flatten().map(|e| e.path())) {
+        for entry in [path.to_path_buf()]
+            .into_iter()
+            .chain(fs::read_dir(path).map_err(|e| e.to_string())?.flatten().map(|e| e.path()))
+        {
             std::os::unix::fs::chown(&entry, Some(uid), None).map_err(|e| format!("chown {}: {e}", entry.display()))?;
         }
         Ok(())
@@ -277,7 +301,11 @@ impl<'a> Node<'a> {
         let data = dir.join(name);
         let socket = dir.to_path_buf();
         let port = free_port()?;
-        exec(user.command(&format!("{PG_BIN}/initdb")).args(["-D"]).arg(&data).args(["-U", "postgres", "--auth=trust"]))?;
+        exec(user.command(&format!("{PG_BIN}/initdb")).args(["-D"]).arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+        ]))?;
         let conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              shared_preload_libraries = 'citus'\nwal_level = logical\nmax_connections = 50\n",
@@ -286,7 +314,9 @@ impl<'a> Node<'a> {
         append(&data.join("postgresql.conf"), &conf)?;
         // As in the pods: the monitoring role authenticates with its password over TCP (the chart's pg_hba
         // asks every TCP client for one); the superuser is trusted here so that Citus needs no password file.
-        let hba = format!("local all all trust\nhost all {MONITOR} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n");
+        let hba = format!(
+            "local all all trust\nhost all {MONITOR} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n"
+        );
         fs::write(data.join("pg_hba.conf"), hba).map_err(|e| e.to_string())?;
         Ok(Node { user, name: name.to_owned(), data, socket, port })
     }
@@ -305,30 +335,35 @@ impl<'a> Node<'a> {
     }
 
     fn psql(&self, db: &str, sql: &str) -> Result<(), Failed> {
-        exec(Command::new(format!("{PG_BIN}/psql"))
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-c", sql])
-            .arg("-p")
-            .arg(self.port.to_string()))
+        exec(
+            Command::new(format!("{PG_BIN}/psql"))
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-c", sql])
+                .arg("-p")
+                .arg(self.port.to_string()),
+        )
         .map_err(|e| format!("{}: {}", self.name, e.message().unwrap_or_default()).into())
     }
 
     /// A chart script with the environment the PostgreSQL container gives it.
     fn run_script(&self, script: &Path) -> Result<(), Failed> {
         let path = format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default());
-        exec(self.user.command("env")
-            .arg(format!("PATH={path}"))
-            .arg(format!("PGDATA={}", self.data.display()))
-            .arg(format!("PGPORT={}", self.port))
-            .arg("POSTGRES_USER=postgres")
-            .arg(format!("POSTGRES_DB={DB}"))
-            .arg("CITUS_APP_USER=citus")
-            .arg(format!("CITUS_MONITORING_USER={MONITOR}"))
-            .arg(format!("CITUS_MONITORING_PASSWORD={MONITOR_PASSWORD}"))
-            .arg(format!("CITUS_CONF_FILE={}", self.data.join("postgresql.conf").display()))
-            .arg(format!("CITUS_SOCKET_DIR={}", self.socket.display()))
-            .arg(format!("CITUS_STATE_DIR={}", self.data.with_extension("state").display()))
-            .arg("sh")
-            .arg(script))
+        exec(
+            self.user
+                .command("env")
+                .arg(format!("PATH={path}"))
+                .arg(format!("PGDATA={}", self.data.display()))
+                .arg(format!("PGPORT={}", self.port))
+                .arg("POSTGRES_USER=postgres")
+                .arg(format!("POSTGRES_DB={DB}"))
+                .arg("CITUS_APP_USER=citus")
+                .arg(format!("CITUS_MONITORING_USER={MONITOR}"))
+                .arg(format!("CITUS_MONITORING_PASSWORD={MONITOR_PASSWORD}"))
+                .arg(format!("CITUS_CONF_FILE={}", self.data.join("postgresql.conf").display()))
+                .arg(format!("CITUS_SOCKET_DIR={}", self.socket.display()))
+                .arg(format!("CITUS_STATE_DIR={}", self.data.with_extension("state").display()))
+                .arg("sh")
+                .arg(script),
+        )
     }
 }
 
@@ -381,9 +416,7 @@ impl Exporter {
     fn scrape(&self) -> Result<Scrape, Failed> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .map_err(|e| e.to_string())?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
         let mut response = String::new();
         stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
@@ -399,7 +432,11 @@ impl Exporter {
                 result if Instant::now() > deadline => {
                     let text = result.map(|s| s.text).unwrap_or_else(|e| e.message().unwrap_or_default().to_owned());
                     let log = fs::read_to_string(&self.log).unwrap_or_default();
-                    return Err(format!("{}: the exporter never reported pg_up 1:\n{text}\nits log:\n{log}", self.node).into());
+                    return Err(format!(
+                        "{}: the exporter never reported pg_up 1:\n{text}\nits log:\n{log}",
+                        self.node
+                    )
+                    .into());
                 }
                 _ => std::thread::sleep(Duration::from_millis(300)),
             }
@@ -428,7 +465,8 @@ impl Scrape {
 
     /// The value of the one series of `name` whose labels include `labels`.
     fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut matching = self.series(name).filter(|(l, _)| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))));
+        let mut matching =
+            self.series(name).filter(|(l, _)| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))));
         let first = matching.next()?;
         matching.next().is_none().then_some(first.1)
     }
@@ -461,6 +499,12 @@ fn exec(cmd: &mut Command) -> Result<(), Failed> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{cmd:?} failed ({}):\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).into())
+        Err(format!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into())
     }
 }

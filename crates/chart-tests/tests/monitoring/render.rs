@@ -26,7 +26,10 @@ fn render(values: &Value) -> Result<Vec<Document>, Failed> {
 }
 
 fn find<'d>(docs: &'d [Document], kind: &str, name: &str) -> Result<&'d Value, Failed> {
-    docs.iter().find(|d| d.kind() == kind && d.name() == name).map(|d| &d.value).ok_or_else(|| format!("no {kind} {name}").into())
+    docs.iter()
+        .find(|d| d.kind() == kind && d.name() == name)
+        .map(|d| &d.value)
+        .ok_or_else(|| format!("no {kind} {name}").into())
 }
 
 fn container<'v>(sts: &'v Value, name: &str) -> Result<&'v Value, Failed> {
@@ -62,29 +65,52 @@ fn bgwriter_collector_off_only_where_it_fails() -> Result<(), Failed> {
     ] {
         let docs = render(&json!({"metrics": {"enabled": true, "image": {"tag": tag}}}))?;
         let args = container(find(&docs, "StatefulSet", "my-citus-worker")?, "metrics")?["args"].clone();
-        let bgwriter: Vec<&str> =
-            args.as_array().into_iter().flatten().filter_map(Value::as_str).filter(|a| a.contains("bgwriter")).collect();
-        check(&mut problems, bgwriter == flag.into_iter().collect::<Vec<_>>(), format!("tag {tag}: {bgwriter:?}, want {flag:?}"));
+        let bgwriter: Vec<&str> = args
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|a| a.contains("bgwriter"))
+            .collect();
+        check(
+            &mut problems,
+            bgwriter == flag.into_iter().collect::<Vec<_>>(),
+            format!("tag {tag}: {bgwriter:?}, want {flag:?}"),
+        );
     }
     verdict(problems)
 }
 
 fn exporter_logs_in_as_the_monitoring_role() -> Result<(), Failed> {
     let mut problems = Vec::new();
-    let docs = render(&json!({"metrics": {"enabled": true, "username": "prom"}, "auth": {"secretKeys": {"monitoringPasswordKey": "mon"}}}))?;
+    let docs = render(
+        &json!({"metrics": {"enabled": true, "username": "prom"}, "auth": {"secretKeys": {"monitoringPasswordKey": "mon"}}}),
+    )?;
     let secret = find(&docs, "Secret", "my-citus-secret")?;
-    check(&mut problems, secret["data"]["mon"].as_str().is_some_and(|p| p.len() >= 24), "the Secret holds a generated monitoring password".into());
+    check(
+        &mut problems,
+        secret["data"]["mon"].as_str().is_some_and(|p| p.len() >= 24),
+        "the Secret holds a generated monitoring password".into(),
+    );
     let sts = find(&docs, "StatefulSet", "my-citus-coordinator")?;
     let env = |c: &Value, name: &str| c["env"].as_array().and_then(|e| e.iter().find(|v| v["name"] == name)).cloned();
     let metrics = container(sts, "metrics")?;
-    check(&mut problems, env(metrics, "DATA_SOURCE_USER").is_some_and(|v| v["value"] == "prom"), "exporter user".into());
+    check(
+        &mut problems,
+        env(metrics, "DATA_SOURCE_USER").is_some_and(|v| v["value"] == "prom"),
+        "exporter user".into(),
+    );
     check(
         &mut problems,
         env(metrics, "DATA_SOURCE_PASS").is_some_and(|v| v["valueFrom"]["secretKeyRef"]["key"] == "mon"),
         "exporter password from the monitoring key".into(),
     );
     let pg = container(sts, "postgresql")?;
-    check(&mut problems, env(pg, "CITUS_MONITORING_USER").is_some_and(|v| v["value"] == "prom"), "role script user".into());
+    check(
+        &mut problems,
+        env(pg, "CITUS_MONITORING_USER").is_some_and(|v| v["value"] == "prom"),
+        "role script user".into(),
+    );
     check(
         &mut problems,
         env(pg, "CITUS_MONITORING_PASSWORD").is_some_and(|v| v["valueFrom"]["secretKeyRef"]["key"] == "mon"),
@@ -101,13 +127,24 @@ fn exporter_logs_in_as_the_monitoring_role() -> Result<(), Failed> {
     check(&mut problems, rendered.documents().is_ok(), "upgrade renders with a new monitoring password".into());
     // ...never the superuser's.
     let values = json!({"metrics": {"enabled": true}, "auth": {"password": "b"}});
-    check(&mut problems, helm.render(&chart_tests::chart_dir(), &values, &upgrade).is_err(), "upgrade keeps refusing a new postgres password".into());
+    check(
+        &mut problems,
+        helm.render(&chart_tests::chart_dir(), &values, &upgrade).is_err(),
+        "upgrade keeps refusing a new postgres password".into(),
+    );
 
     let without = render(&json!({}))?;
     let pg = container(find(&without, "StatefulSet", "my-citus-coordinator")?, "postgresql")?;
     check(&mut problems, env(pg, "CITUS_MONITORING_USER").is_none(), "no monitoring role without metrics".into());
-    for values in [json!({"metrics": {"enabled": true, "username": "postgres"}}), json!({"metrics": {"enabled": true, "username": "citus"}})] {
-        check(&mut problems, render(&values).is_err_and(|e| format!("{e:?}").contains("metrics.username")), format!("{values} is refused"));
+    for values in [
+        json!({"metrics": {"enabled": true, "username": "postgres"}}),
+        json!({"metrics": {"enabled": true, "username": "citus"}}),
+    ] {
+        check(
+            &mut problems,
+            render(&values).is_err_and(|e| format!("{e:?}").contains("metrics.username")),
+            format!("{values} is refused"),
+        );
     }
     verdict(problems)
 }
@@ -116,14 +153,22 @@ fn citus_images_default_to_amd64_nodes() -> Result<(), Failed> {
     let mut problems = Vec::new();
     let arch = |docs: &[Document], kind: &str, name: &str| -> Result<Value, Failed> {
         let doc = find(docs, kind, name)?;
-        let spec = chart_tests::pod_specs(doc).first().map(|(_, s)| (*s).clone()).unwrap_or_default();
+        let spec = chart_tests::PodTemplate::of(doc).map(|t| t.spec().clone()).unwrap_or_default();
         Ok(spec["nodeSelector"]["kubernetes.io/arch"].clone())
     };
     let docs = render(&json!({"backup": {"enabled": true}}))?;
-    for (kind, name) in [("StatefulSet", "my-citus-coordinator"), ("StatefulSet", "my-citus-worker"), ("Job", "my-citus-register-workers")] {
+    for (kind, name) in [
+        ("StatefulSet", "my-citus-coordinator"),
+        ("StatefulSet", "my-citus-worker"),
+        ("Job", "my-citus-register-workers"),
+    ] {
         check(&mut problems, arch(&docs, kind, name)? == "amd64", format!("{kind} {name} on amd64 by default"));
     }
-    check(&mut problems, arch(&docs, "CronJob", "my-citus-backup")?.is_null(), "the multi-arch backup image anywhere".into());
+    check(
+        &mut problems,
+        arch(&docs, "CronJob", "my-citus-backup")?.is_null(),
+        "the multi-arch backup image anywhere".into(),
+    );
     let docs = render(&json!({"image": {"nodeArchitecture": "any"}, "worker": {"nodeSelector": {"disk": "ssd"}}}))?;
     let worker = find(&docs, "StatefulSet", "my-citus-worker")?;
     check(
@@ -132,9 +177,17 @@ fn citus_images_default_to_amd64_nodes() -> Result<(), Failed> {
         "nodeArchitecture any: only the user's selector".into(),
     );
     let docs = render(&json!({"worker": {"nodeSelector": {"kubernetes.io/arch": "arm64"}}}))?;
-    check(&mut problems, arch(&docs, "StatefulSet", "my-citus-worker")? == "arm64", "the user's kubernetes.io/arch wins".into());
+    check(
+        &mut problems,
+        arch(&docs, "StatefulSet", "my-citus-worker")? == "arm64",
+        "the user's kubernetes.io/arch wins".into(),
+    );
     let docs = render(&json!({"image": {"repository": "example/citus"}}))?;
-    check(&mut problems, arch(&docs, "StatefulSet", "my-citus-worker")?.is_null(), "other repositories: no constraint".into());
+    check(
+        &mut problems,
+        arch(&docs, "StatefulSet", "my-citus-worker")?.is_null(),
+        "other repositories: no constraint".into(),
+    );
     verdict(problems)
 }
 
@@ -158,7 +211,10 @@ fn dashboard_and_alerts_use_exported_metrics() -> Result<(), Failed> {
             }
         }
     }
-    let dashboard = find(&docs, "ConfigMap", "my-citus-grafana-dashboard")?["data"]["citus.json"].as_str().unwrap_or_default().to_owned();
+    let dashboard = find(&docs, "ConfigMap", "my-citus-grafana-dashboard")?["data"]["citus.json"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let dashboard: Value = serde_json::from_str(&dashboard).map_err(|e| format!("dashboard JSON: {e}"))?;
     let mut exprs: Vec<String> = dashboard["panels"]
         .as_array()
@@ -205,7 +261,11 @@ fn notes_tell_what_ingress_and_nodes_can_do() -> Result<(), Failed> {
     check(&mut problems, with.contains("run on amd64 nodes only"), "architecture note".into());
     check(&mut problems, with.contains("scraped as role citus_monitor"), "monitoring role note".into());
     let without = notes(json!({"image": {"nodeArchitecture": "any"}}))?;
-    check(&mut problems, !without.contains("Ingress carries") && !without.contains("nodes only"), format!("notes without both:\n{without}"));
+    check(
+        &mut problems,
+        !without.contains("Ingress carries") && !without.contains("nodes only"),
+        format!("notes without both:\n{without}"),
+    );
     verdict(problems)
 }
 
@@ -213,15 +273,20 @@ fn notes_tell_what_ingress_and_nodes_can_do() -> Result<(), Failed> {
 fn artifacthub_images_are_the_rendered_images() -> Result<(), Failed> {
     let chart_yaml = std::fs::read_to_string(chart_tests::chart_dir().join("Chart.yaml")).map_err(|e| e.to_string())?;
     let chart: Value = serde_yaml::from_str(&chart_yaml).map_err(|e| e.to_string())?;
-    let listed: Value = serde_yaml::from_str(chart["annotations"]["artifacthub.io/images"].as_str().ok_or("no artifacthub.io/images")?)
-        .map_err(|e| e.to_string())?;
+    let listed: Value =
+        serde_yaml::from_str(chart["annotations"]["artifacthub.io/images"].as_str().ok_or("no artifacthub.io/images")?)
+            .map_err(|e| e.to_string())?;
     let listed: BTreeSet<String> =
         listed.as_array().into_iter().flatten().filter_map(|i| i["image"].as_str().map(str::to_owned)).collect();
-    let docs = render(&json!({"metrics": {"enabled": true}, "backup": {"enabled": true}, "volumePermissions": {"enabled": true}}))?;
+    let docs = render(
+        &json!({"metrics": {"enabled": true}, "backup": {"enabled": true}, "volumePermissions": {"enabled": true}}),
+    )?;
     let rendered: BTreeSet<String> = docs
         .iter()
-        .flat_map(|d| chart_tests::pod_specs(&d.value).into_iter().map(|(_, spec)| spec.clone()).collect::<Vec<_>>())
-        .flat_map(|spec| chart_tests::containers(&spec).filter_map(|c| c["image"].as_str().map(str::to_owned)).collect::<Vec<_>>())
+        .filter_map(|d| d.pod_template().map(|t| t.spec().clone()))
+        .flat_map(|spec| {
+            chart_tests::containers(&spec).filter_map(|c| c["image"].as_str().map(str::to_owned)).collect::<Vec<_>>()
+        })
         .collect();
     if listed != rendered {
         return Err(format!("Chart.yaml lists {listed:?}, the chart renders {rendered:?}").into());

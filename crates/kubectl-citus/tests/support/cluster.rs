@@ -14,9 +14,7 @@ const NOBODY: u32 = 65534;
 
 fn pg_config(arg: &str) -> Option<PathBuf> {
     let out = Command::new("pg_config").arg(arg).output().ok()?;
-    out.status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// Why Citus tests cannot run here, or None when citus.so is installed.
@@ -151,9 +149,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         // SIGINT = fast shutdown; then reap.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -170,10 +166,7 @@ impl Cluster {
     /// A coordinator, `workers` registered workers and `spare` running but unregistered servers.
     pub fn start(workers: usize, spare: usize) -> Result<Cluster, String> {
         let bindir = pg_config("--bindir").ok_or("pg_config --bindir failed")?;
-        let tmp = tempfile::Builder::new()
-            .prefix("kubectl-citus-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let tmp = tempfile::Builder::new().prefix("kubectl-citus-").tempdir().map_err(|e| e.to_string())?;
         if am_root() {
             std::os::unix::fs::chown(tmp.path(), Some(NOBODY), Some(NOBODY)).map_err(|e| e.to_string())?;
         }
@@ -182,19 +175,11 @@ impl Cluster {
         for i in 0..workers + spare {
             ws.push(Server::start(&bindir, tmp.path(), &format!("worker{i}"))?);
         }
-        coordinator.sql(&format!(
-            "SELECT citus_set_coordinator_host('127.0.0.1', {})",
-            coordinator.port
-        ));
+        coordinator.sql(&format!("SELECT citus_set_coordinator_host('127.0.0.1', {})", coordinator.port));
         for w in &ws[..workers] {
             coordinator.sql(&format!("SELECT citus_add_node('127.0.0.1', {})", w.port));
         }
-        Ok(Cluster {
-            coordinator,
-            workers: ws,
-            _tmp: tmp,
-            bindir,
-        })
+        Ok(Cluster { coordinator, workers: ws, _tmp: tmp, bindir })
     }
 
     pub fn dsn(&self) -> String {

@@ -42,121 +42,94 @@ enum Outcome {
 
 /// Runs a Job object to completion.
 pub fn run_job(node: &mut Node, ctx: &mut JobContext, job: &Value) -> Result<JobReport> {
-        let (_, name) = kind_and_name(job)?;
-        let bad = |what: &str| Error::Manifest(format!("Job {name}: {what}"));
-        let spec = job.get("spec").ok_or_else(|| bad("no spec"))?;
-        let template = spec.get("template").ok_or_else(|| bad("no template"))?;
-        let pod_spec = template
-            .get("spec")
-            .ok_or_else(|| bad("no template.spec"))?;
-        let restart = pod_spec
-            .get("restartPolicy")
-            .and_then(Value::as_str)
-            .unwrap_or("Always");
-        if restart != "Never" {
-            return Err(Error::Unsupported(format!(
-                "Job {name}: restartPolicy {restart} (only Never)"
-            )));
-        }
-        let backoff_limit = spec
-            .get("backoffLimit")
-            .and_then(Value::as_u64)
-            .unwrap_or(6);
-        let started = Instant::now();
-        let mut deadline = started + ctx.timeout;
-        let mut deadline_reason = format!(
-            "Helm's hook timeout ({:?}) ran out",
-            ctx.timeout
-        );
-        if let Some(secs) = spec.get("activeDeadlineSeconds").and_then(Value::as_u64) {
-            if started + Duration::from_secs(secs) < deadline {
-                deadline = started + Duration::from_secs(secs);
-                deadline_reason =
-                    format!("DeadlineExceeded: activeDeadlineSeconds ({secs}s) reached");
-            }
-        }
-        let spec = PodSpec::from_value(&format!("Job {name}"), pod_spec)?;
-        let mut report = JobReport {
-            attempts: 0,
-            logs: Vec::new(),
-        };
-        let mut failures = 0u64;
-        loop {
-            *ctx.pod_counter += 1;
-            let config = PodConfig {
-                name: format!("{name}-{}", ctx.pod_counter),
-                namespace: node.namespace.clone(),
-                spec: spec.clone(),
-                labels: template_labels(template),
-                subdomain: None,
-                claim_templates: Default::default(),
-                command_override: None,
-                owner: Owner::Job(name.clone()),
-            };
-            report.attempts += 1;
-            let (outcome, log) = run_to_completion(node, ctx.store, config, deadline)?;
-            report.logs.push(log.clone());
-            let status = match outcome {
-                Outcome::Exited(true, _) => return Ok(report),
-                Outcome::Exited(false, status) => status,
-                Outcome::DeadlineReached => {
-                    return Err(failed(&name, &report, &deadline_reason, &log))
-                }
-            };
-            failures += 1;
-            if failures > backoff_limit {
-                let reason = format!(
-                    "BackoffLimitExceeded: pod {} ({status}), backoffLimit {backoff_limit}",
-                    report.attempts
-                );
-                return Err(failed(&name, &report, &reason, &log));
-            }
-            let pause = FIRST_BACKOFF
-                .saturating_mul(1 << (failures - 1).min(6))
-                .min(MAX_BACKOFF);
-            if Instant::now() + pause >= deadline {
-                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                return Err(failed(&name, &report, &deadline_reason, &log));
-            }
-            std::thread::sleep(pause);
+    let (_, name) = kind_and_name(job)?;
+    let bad = |what: &str| Error::Manifest(format!("Job {name}: {what}"));
+    let spec = job.get("spec").ok_or_else(|| bad("no spec"))?;
+    let template = spec.get("template").ok_or_else(|| bad("no template"))?;
+    let pod_spec = template.get("spec").ok_or_else(|| bad("no template.spec"))?;
+    let restart = pod_spec.get("restartPolicy").and_then(Value::as_str).unwrap_or("Always");
+    if restart != "Never" {
+        return Err(Error::Unsupported(format!("Job {name}: restartPolicy {restart} (only Never)")));
+    }
+    let backoff_limit = spec.get("backoffLimit").and_then(Value::as_u64).unwrap_or(6);
+    let started = Instant::now();
+    let mut deadline = started + ctx.timeout;
+    let mut deadline_reason = format!("Helm's hook timeout ({:?}) ran out", ctx.timeout);
+    if let Some(secs) = spec.get("activeDeadlineSeconds").and_then(Value::as_u64) {
+        if started + Duration::from_secs(secs) < deadline {
+            deadline = started + Duration::from_secs(secs);
+            deadline_reason = format!("DeadlineExceeded: activeDeadlineSeconds ({secs}s) reached");
         }
     }
-
-/// A hook Pod: runs once, must exit 0.
-pub fn run_hook_pod(node: &mut Node, store: &Store, timeout: Duration, pod: &Value) -> Result<()> {
-        let (_, name) = kind_and_name(pod)?;
-        let spec_value = pod
-            .get("spec")
-            .ok_or_else(|| Error::Manifest(format!("Pod {name}: no spec")))?;
+    let spec = PodSpec::from_value(&format!("Job {name}"), pod_spec)?;
+    let mut report = JobReport { attempts: 0, logs: Vec::new() };
+    let mut failures = 0u64;
+    loop {
+        *ctx.pod_counter += 1;
         let config = PodConfig {
-            name: name.clone(),
+            name: format!("{name}-{}", ctx.pod_counter),
             namespace: node.namespace.clone(),
-            spec: PodSpec::from_value(&format!("Pod {name}"), spec_value)?,
-            labels: template_labels(pod),
+            spec: spec.clone(),
+            labels: template_labels(template),
             subdomain: None,
             claim_templates: Default::default(),
             command_override: None,
-            owner: Owner::HookPod,
+            owner: Owner::Job(name.clone()),
         };
-        let deadline = Instant::now() + timeout;
-        let report = JobReport {
-            attempts: 1,
-            logs: Vec::new(),
+        report.attempts += 1;
+        let (outcome, log) = run_to_completion(node, ctx.store, config, deadline)?;
+        report.logs.push(log.clone());
+        let status = match outcome {
+            Outcome::Exited(true, _) => return Ok(report),
+            Outcome::Exited(false, status) => status,
+            Outcome::DeadlineReached => return Err(failed(&name, &report, &deadline_reason, &log)),
         };
-        match run_to_completion(node, store, config, deadline)? {
-            (Outcome::Exited(true, _), _) => Ok(()),
-            (Outcome::Exited(false, status), log) => {
-                Err(failed(&name, &report, &format!("pod {status}"), &log))
-            }
-            (Outcome::DeadlineReached, log) => {
-                Err(failed(&name, &report, "Helm's hook timeout ran out", &log))
-            }
+        failures += 1;
+        if failures > backoff_limit {
+            let reason =
+                format!("BackoffLimitExceeded: pod {} ({status}), backoffLimit {backoff_limit}", report.attempts);
+            return Err(failed(&name, &report, &reason, &log));
         }
+        let pause = FIRST_BACKOFF.saturating_mul(1 << (failures - 1).min(6)).min(MAX_BACKOFF);
+        if Instant::now() + pause >= deadline {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            return Err(failed(&name, &report, &deadline_reason, &log));
+        }
+        std::thread::sleep(pause);
     }
+}
+
+/// A hook Pod: runs once, must exit 0.
+pub fn run_hook_pod(node: &mut Node, store: &Store, timeout: Duration, pod: &Value) -> Result<()> {
+    let (_, name) = kind_and_name(pod)?;
+    let spec_value = pod.get("spec").ok_or_else(|| Error::Manifest(format!("Pod {name}: no spec")))?;
+    let config = PodConfig {
+        name: name.clone(),
+        namespace: node.namespace.clone(),
+        spec: PodSpec::from_value(&format!("Pod {name}"), spec_value)?,
+        labels: template_labels(pod),
+        subdomain: None,
+        claim_templates: Default::default(),
+        command_override: None,
+        owner: Owner::HookPod,
+    };
+    let deadline = Instant::now() + timeout;
+    let report = JobReport { attempts: 1, logs: Vec::new() };
+    match run_to_completion(node, store, config, deadline)? {
+        (Outcome::Exited(true, _), _) => Ok(()),
+        (Outcome::Exited(false, status), log) => Err(failed(&name, &report, &format!("pod {status}"), &log)),
+        (Outcome::DeadlineReached, log) => Err(failed(&name, &report, "Helm's hook timeout ran out", &log)),
+    }
+}
 
 /// Runs a pod until all its containers have ended or the deadline passes (then it is killed); the pod is
 /// deleted either way. The kubelet runs meanwhile, so faults and probes of other pods go on.
-fn run_to_completion(node: &mut Node, store: &Store, config: PodConfig, deadline: Instant) -> Result<(Outcome, PathBuf)> {
+fn run_to_completion(
+    node: &mut Node,
+    store: &Store,
+    config: PodConfig,
+    deadline: Instant,
+) -> Result<(Outcome, PathBuf)> {
     let name = config.name.clone();
     node.create_pod(config, store)?;
     let log = node.pod(&name)?.log_path().to_path_buf();

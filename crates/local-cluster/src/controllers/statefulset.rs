@@ -29,28 +29,16 @@ pub struct StatefulSet {
 
 impl StatefulSet {
     pub fn parse(v: &Value) -> Result<Self> {
-        let name = v
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let bad = |what: &str| Error::Manifest(format!("StatefulSet {name}: {what}"));
         let spec = v.get("spec").ok_or_else(|| bad("no spec"))?;
         let replicas_set = !matches!(spec.get("replicas"), None | Some(Value::Null));
         let replicas = match spec.get("replicas") {
             None | Some(Value::Null) => 1,
-            Some(r) => r
-                .as_u64()
-                .and_then(|r| u32::try_from(r).ok())
-                .ok_or_else(|| bad("replicas"))?,
+            Some(r) => r.as_u64().and_then(|r| u32::try_from(r).ok()).ok_or_else(|| bad("replicas"))?,
         };
-        let template = spec
-            .get("template")
-            .cloned()
-            .ok_or_else(|| bad("no template"))?;
-        let pod_spec = template
-            .get("spec")
-            .ok_or_else(|| bad("no template.spec"))?;
+        let template = spec.get("template").cloned().ok_or_else(|| bad("no template"))?;
+        let pod_spec = template.get("spec").ok_or_else(|| bad("no template.spec"))?;
         let claim_templates = spec
             .get("volumeClaimTemplates")
             .and_then(Value::as_array)
@@ -63,26 +51,14 @@ impl StatefulSet {
                     .ok_or_else(|| bad("claim template name"))
             })
             .collect::<Result<_>>()?;
-        let policy = spec
-            .get("podManagementPolicy")
-            .and_then(Value::as_str)
-            .unwrap_or("OrderedReady");
-        let strategy = spec
-            .pointer("/updateStrategy/type")
-            .and_then(Value::as_str)
-            .unwrap_or("RollingUpdate");
+        let policy = spec.get("podManagementPolicy").and_then(Value::as_str).unwrap_or("OrderedReady");
+        let strategy = spec.pointer("/updateStrategy/type").and_then(Value::as_str).unwrap_or("RollingUpdate");
         if spec.pointer("/updateStrategy/rollingUpdate").is_some() {
-            return Err(Error::Unsupported(format!(
-                "StatefulSet {name}: updateStrategy.rollingUpdate settings"
-            )));
+            return Err(Error::Unsupported(format!("StatefulSet {name}: updateStrategy.rollingUpdate settings")));
         }
         Ok(StatefulSet {
             spec: PodSpec::from_value(&format!("StatefulSet {name}"), pod_spec)?,
-            service: spec
-                .get("serviceName")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("no serviceName"))?
-                .to_owned(),
+            service: spec.get("serviceName").and_then(Value::as_str).ok_or_else(|| bad("no serviceName"))?.to_owned(),
             ordered: policy == "OrderedReady",
             rolling: strategy == "RollingUpdate",
             template,
@@ -97,18 +73,10 @@ impl StatefulSet {
         format!("{}-{ordinal}", self.name)
     }
 
-    pub fn pod_config(
-        &self,
-        ordinal: u32,
-        namespace: &str,
-        command_override: Option<Vec<String>>,
-    ) -> PodConfig {
+    pub fn pod_config(&self, ordinal: u32, namespace: &str, command_override: Option<Vec<String>>) -> PodConfig {
         let name = self.pod_name(ordinal);
         let mut labels = template_labels(&self.template);
-        labels.insert(
-            "statefulset.kubernetes.io/pod-name".to_owned(),
-            name.clone(),
-        );
+        labels.insert("statefulset.kubernetes.io/pod-name".to_owned(), name.clone());
         PodConfig {
             claim_templates: self
                 .claim_templates
@@ -121,11 +89,7 @@ impl StatefulSet {
             labels,
             subdomain: Some(self.service.clone()),
             command_override,
-            owner: Owner::StatefulSet {
-                name: self.name.clone(),
-                ordinal,
-                template: self.template.clone(),
-            },
+            owner: Owner::StatefulSet { name: self.name.clone(), ordinal, template: self.template.clone() },
         }
     }
 }
@@ -139,7 +103,9 @@ pub fn reconcile(node: &mut Node, store: &Store, set: &StatefulSet, ready_timeou
         .pods
         .values()
         .filter_map(|p| match &p.config.owner {
-            Owner::StatefulSet { name, ordinal, template } if *name == set.name => Some((*ordinal, p.name().to_owned(), *template == set.template)),
+            Owner::StatefulSet { name, ordinal, template } if *name == set.name => {
+                Some((*ordinal, p.name().to_owned(), *template == set.template))
+            }
             _ => None,
         })
         .collect();

@@ -13,12 +13,7 @@ pub struct PodFields<'a> {
 }
 
 /// A container's environment as the kubelet builds it: `envFrom` first, then `env` (later entries win).
-pub fn container_env(
-    store: &Store,
-    owner: &str,
-    c: &Container,
-    pod: &PodFields,
-) -> Result<Vec<(String, String)>> {
+pub fn container_env(store: &Store, owner: &str, c: &Container, pod: &PodFields) -> Result<Vec<(String, String)>> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |name: String, value: String| match env.iter_mut().find(|(n, _)| *n == name) {
         Some(slot) => slot.1 = value,
@@ -28,11 +23,7 @@ pub fn container_env(
         let (kind, r) = match (&from.config_map_ref, &from.secret_ref) {
             (Some(r), None) => ("ConfigMap", r),
             (None, Some(r)) => ("Secret", r),
-            _ => {
-                return Err(Error::Manifest(format!(
-                    "{owner}: envFrom needs exactly one of configMapRef, secretRef"
-                )))
-            }
+            _ => return Err(Error::Manifest(format!("{owner}: envFrom needs exactly one of configMapRef, secretRef"))),
         };
         match store.data(kind, &r.name)? {
             Some(data) => {
@@ -46,19 +37,12 @@ pub fn container_env(
     }
     for var in &c.env {
         let value = match (&var.value, &var.value_from) {
-            (_, Some(src)) => {
-                match (&src.secret_key_ref, &src.config_map_key_ref, &src.field_ref) {
-                    (Some(r), None, None) => key_ref(store, owner, "Secret", r)?,
-                    (None, Some(r), None) => key_ref(store, owner, "ConfigMap", r)?,
-                    (None, None, Some(f)) => Some(field(owner, &f.field_path, pod)?),
-                    _ => {
-                        return Err(Error::Unsupported(format!(
-                            "{owner}: valueFrom of {}",
-                            var.name
-                        )))
-                    }
-                }
-            }
+            (_, Some(src)) => match (&src.secret_key_ref, &src.config_map_key_ref, &src.field_ref) {
+                (Some(r), None, None) => key_ref(store, owner, "Secret", r)?,
+                (None, Some(r), None) => key_ref(store, owner, "ConfigMap", r)?,
+                (None, None, Some(f)) => Some(field(owner, &f.field_path, pod)?),
+                _ => return Err(Error::Unsupported(format!("{owner}: valueFrom of {}", var.name))),
+            },
             (value, None) => Some(value.clone().unwrap_or_default()),
         };
         if let Some(value) = value {
@@ -78,10 +62,7 @@ fn key_ref(store: &Store, owner: &str, kind: &str, r: &KeyRef) -> Result<Option<
     match data.get(&r.key) {
         Some(bytes) => utf8(owner, &r.key, bytes.clone()).map(Some),
         None if r.optional => Ok(None),
-        None => Err(Error::Manifest(format!(
-            "{owner}: {kind} {} has no key {}",
-            r.name, r.key
-        ))),
+        None => Err(Error::Manifest(format!("{owner}: {kind} {} has no key {}", r.name, r.key))),
     }
 }
 
@@ -95,15 +76,12 @@ fn field(owner: &str, path: &str, pod: &PodFields) -> Result<String> {
 }
 
 fn utf8(owner: &str, key: &str, bytes: Vec<u8>) -> Result<String> {
-    String::from_utf8(bytes)
-        .map_err(|_| Error::Manifest(format!("{owner}: value of {key} is not UTF-8")))
+    String::from_utf8(bytes).map_err(|_| Error::Manifest(format!("{owner}: value of {key} is not UTF-8")))
 }
 
 /// A pod that refers to a missing ConfigMap/Secret would stay in CreateContainerConfigError.
 fn missing(owner: &str, kind: &str, name: &str) -> Error {
-    Error::Manifest(format!(
-        "{owner} refers to {kind} {name}, which does not exist"
-    ))
+    Error::Manifest(format!("{owner} refers to {kind} {name}, which does not exist"))
 }
 
 #[cfg(test)]
@@ -113,8 +91,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn container(env: Value) -> Result<Container> {
-        let spec =
-            json!({"containers": [{"name": "c", "env": env["env"], "envFrom": env["envFrom"]}]});
+        let spec = json!({"containers": [{"name": "c", "env": env["env"], "envFrom": env["envFrom"]}]});
         Ok(PodSpec::from_value("test", &spec)?.containers.remove(0))
     }
 
@@ -127,11 +104,7 @@ mod tests {
         Ok(store)
     }
 
-    const POD: PodFields = PodFields {
-        name: "p-0",
-        namespace: "ns",
-        ip: "10.0.0.2",
-    };
+    const POD: PodFields = PodFields { name: "p-0", namespace: "ns", ip: "10.0.0.2" };
 
     #[test]
     fn env_resolves_references_and_later_entries_win() -> Result<()> {
@@ -160,9 +133,8 @@ mod tests {
     fn a_missing_secret_or_key_is_an_error_naming_it() -> Result<()> {
         let store = store()?;
         for (name, key) in [("absent", "pw"), ("s", "absent")] {
-            let c = container(
-                json!({"env": [{"name": "V", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}]}),
-            )?;
+            let c =
+                container(json!({"env": [{"name": "V", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}]}))?;
             match container_env(&store, "pod x", &c, &POD) {
                 Err(Error::Manifest(m)) => assert!(m.contains("absent"), "{m}"),
                 other => panic!("expected an error for {name}/{key}, got {other:?}"),
@@ -170,5 +142,4 @@ mod tests {
         }
         Ok(())
     }
-
 }

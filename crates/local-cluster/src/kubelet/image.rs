@@ -36,10 +36,8 @@ pub struct Postgres {
 impl Postgres {
     /// Asks `pg_config` (e.g. `/usr/lib/postgresql/15/bin/pg_config`).
     pub fn from_pg_config(pg_config: &Path) -> Result<Self> {
-        let output = Command::new(pg_config)
-            .args(["--bindir", "--pkglibdir"])
-            .output()
-            .map_err(|e| Error::Command {
+        let output =
+            Command::new(pg_config).args(["--bindir", "--pkglibdir"]).output().map_err(|e| Error::Command {
                 command: format!("{} --bindir --pkglibdir", pg_config.display()),
                 status: e.to_string(),
                 stderr: String::new(),
@@ -47,10 +45,7 @@ impl Postgres {
         let text = String::from_utf8_lossy(&output.stdout);
         let mut lines = text.lines();
         match (output.status.success(), lines.next(), lines.next()) {
-            (true, Some(bin), Some(lib)) => Ok(Postgres {
-                bindir: bin.into(),
-                pkglibdir: lib.into(),
-            }),
+            (true, Some(bin), Some(lib)) => Ok(Postgres { bindir: bin.into(), pkglibdir: lib.into() }),
             _ => Err(Error::Command {
                 command: format!("{} --bindir --pkglibdir", pg_config.display()),
                 status: output.status.to_string(),
@@ -63,7 +58,6 @@ impl Postgres {
     pub fn citus_library(&self) -> PathBuf {
         self.pkglibdir.join("citus.so")
     }
-
 
     /// PATH of a PostgreSQL image.
     fn path(&self) -> String {
@@ -180,7 +174,11 @@ fn layers(root: &Path) -> Result<Vec<Mount>> {
             .map_err(|source| Error::Io { context: format!("reading {}", dir.display()), source })?;
         if entries.iter().any(|e| e.file_type().is_ok_and(|t| !t.is_dir())) {
             let rel = dir.strip_prefix(root).unwrap_or(dir);
-            out.push(Mount { target: Path::new("/").join(rel), source: Source::Layers(vec![dir.to_path_buf()]), read_only: true });
+            out.push(Mount {
+                target: Path::new("/").join(rel),
+                source: Source::Layers(vec![dir.to_path_buf()]),
+                read_only: true,
+            });
             return Ok(());
         }
         for e in entries {
@@ -200,7 +198,10 @@ mod tests {
     #[test]
     fn references_lose_their_registry_and_digest() {
         assert_eq!(parse_reference("citusdata/citus:13.0.3"), ("citusdata/citus".into(), Some("13.0.3".into())));
-        assert_eq!(parse_reference("registry.example.com/bitnami/os-shell:12-r40"), ("bitnami/os-shell".into(), Some("12-r40".into())));
+        assert_eq!(
+            parse_reference("registry.example.com/bitnami/os-shell:12-r40"),
+            ("bitnami/os-shell".into(), Some("12-r40".into()))
+        );
         assert_eq!(parse_reference("localhost:5000/postgres@sha256:ab"), ("postgres".into(), None));
         assert_eq!(parse_reference("busybox"), ("busybox".into(), None));
     }

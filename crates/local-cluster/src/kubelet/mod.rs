@@ -4,8 +4,8 @@
 
 pub mod env;
 pub mod image;
+pub mod node;
 pub mod pod;
 pub mod podspec;
 pub mod probe;
 pub mod volumes;
-pub mod node;

@@ -41,7 +41,13 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(dir: PathBuf, images: Images, kubelet: KubeletConfig, namespace: String, init_timeout: Duration) -> Result<Self> {
+    pub fn new(
+        dir: PathBuf,
+        images: Images,
+        kubelet: KubeletConfig,
+        namespace: String,
+        init_timeout: Duration,
+    ) -> Result<Self> {
         for sub in ["pods", "claims", "logs"] {
             fs::create_dir_all(dir.join(sub)).context(|| format!("creating {}", dir.join(sub).display()))?;
         }
@@ -92,10 +98,25 @@ impl Node {
         self.write_hosts_with(store, Some((&config, net.ip)))?;
         let extra = [
             Mount { target: "/etc/hosts".into(), source: Source::Path(self.dir.join("hosts")), read_only: true },
-            Mount { target: "/etc/resolv.conf".into(), source: Source::Path(self.dir.join("resolv.conf")), read_only: true },
+            Mount {
+                target: "/etc/resolv.conf".into(),
+                source: Source::Path(self.dir.join("resolv.conf")),
+                read_only: true,
+            },
         ];
-        let dirs = ClusterDirs { pods: &self.dir.join("pods"), claims: &self.dir.join("claims"), logs: &self.dir.join("logs") };
-        let ctx = StartContext { store, images: &self.images, dirs: &dirs, extra_mounts: &extra, kubelet: self.kubelet, init_timeout: self.init_timeout };
+        let dirs = ClusterDirs {
+            pods: &self.dir.join("pods"),
+            claims: &self.dir.join("claims"),
+            logs: &self.dir.join("logs"),
+        };
+        let ctx = StartContext {
+            store,
+            images: &self.images,
+            dirs: &dirs,
+            extra_mounts: &extra,
+            kubelet: self.kubelet,
+            init_timeout: self.init_timeout,
+        };
         let name = config.name.clone();
         match Pod::start(config, net, &ctx) {
             Ok(pod) => {
@@ -147,7 +168,11 @@ impl Node {
             }
             let why = pod.readiness_problem()?;
             if Instant::now() >= deadline {
-                return Err(Error::Timeout { what: format!("pod {name} to become ready ({why})"), waited: timeout, log_tail: pod.log_tail() });
+                return Err(Error::Timeout {
+                    what: format!("pod {name} to become ready ({why})"),
+                    waited: timeout,
+                    log_tail: pod.log_tail(),
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -170,7 +195,13 @@ impl Node {
 
     fn apply_cuts(&self, pod: &str) -> Result<()> {
         for (a, b) in &self.faults.cuts {
-            let other = if a == pod { b } else if b == pod { a } else { continue };
+            let other = if a == pod {
+                b
+            } else if b == pod {
+                a
+            } else {
+                continue;
+            };
             if let (Some(p), Some(o)) = (self.pods.get(pod), self.pods.get(other)) {
                 p.net().netns.block(o.ip())?;
                 o.net().netns.block(p.ip())?;
@@ -201,13 +232,21 @@ impl Node {
             let Ok((_, name)) = kind_and_name(service) else { continue };
             let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else { continue };
             for (config, ip) in &pods {
-                if selector.iter().all(|(k, v)| v.as_str().is_some_and(|v| config.labels.get(k).is_some_and(|l| l == v))) {
+                if selector
+                    .iter()
+                    .all(|(k, v)| v.as_str().is_some_and(|v| config.labels.get(k).is_some_and(|l| l == v)))
+                {
                     text.push_str(&format!("{ip}\t{}\n", names(&name)));
                 }
             }
         }
         let path = self.dir.join("hosts");
-        let mut file = fs::OpenOptions::new().create(true).write(true).truncate(true).open(&path).context(|| format!("opening {}", path.display()))?;
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .context(|| format!("opening {}", path.display()))?;
         file.write_all(text.as_bytes()).context(|| format!("writing {}", path.display()))
     }
 

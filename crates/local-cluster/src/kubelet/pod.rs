@@ -46,7 +46,11 @@ pub struct PodConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Owner {
     /// Pod `ordinal` of a StatefulSet, created from `template` (compared on upgrade).
-    StatefulSet { name: String, ordinal: u32, template: serde_json::Value },
+    StatefulSet {
+        name: String,
+        ordinal: u32,
+        template: serde_json::Value,
+    },
     Job(String),
     HookPod,
 }
@@ -117,7 +121,10 @@ fn user_of(owner: &str, spec: &PodSpec, c: &Container) -> Result<User> {
     let (pod, cs) = (&spec.security_context, &c.security_context);
     let uid = cs.run_as_user.or(pod.run_as_user).unwrap_or(DEFAULT_UID);
     if uid == 0 && cs.run_as_non_root.or(pod.run_as_non_root).unwrap_or(false) {
-        return Err(Error::Manifest(format!("{owner}: runAsNonRoot is set but container {} would run as root", c.name)));
+        return Err(Error::Manifest(format!(
+            "{owner}: runAsNonRoot is set but container {} would run as root",
+            c.name
+        )));
     }
     Ok(User {
         uid,
@@ -164,7 +171,12 @@ impl Pod {
                 (Some(argv), true) => argv.clone(),
                 _ if !c.command.is_empty() => c.command.iter().chain(&c.args).cloned().collect(),
                 _ if !runtime.entrypoint.is_empty() => runtime.entrypoint.iter().chain(&c.args).cloned().collect(),
-                _ => return Err(Error::Unsupported(format!("{owner}: container {} has no command and its image {} no entrypoint here", c.name, c.image))),
+                _ => {
+                    return Err(Error::Unsupported(format!(
+                        "{owner}: container {} has no command and its image {} no entrypoint here",
+                        c.name, c.image
+                    )))
+                }
             };
             Ok(ContainerState {
                 user: user_of(&owner, &config.spec, c)?,
@@ -185,7 +197,8 @@ impl Pod {
             })
         };
         let inits = config.spec.init_containers.iter().map(|c| state(c, false)).collect::<Result<Vec<_>>>()?;
-        let containers = config.spec.containers.iter().enumerate().map(|(i, c)| state(c, i == 0)).collect::<Result<Vec<_>>>()?;
+        let containers =
+            config.spec.containers.iter().enumerate().map(|(i, c)| state(c, i == 0)).collect::<Result<Vec<_>>>()?;
         let mut pod = Pod {
             config,
             net,
@@ -202,7 +215,10 @@ impl Pod {
             pod.launch(i)?;
             let name = pod.containers[i].spec.name.clone();
             let deadline = Instant::now() + ctx.init_timeout;
-            let child = pod.containers[i].child.as_mut().ok_or_else(|| Error::Manifest(format!("{owner}: init container {name} did not start")))?;
+            let child = pod.containers[i]
+                .child
+                .as_mut()
+                .ok_or_else(|| Error::Manifest(format!("{owner}: init container {name} did not start")))?;
             let status = spawn::wait_until(child, deadline)?;
             match status {
                 Some(s) if s.success() => {}
@@ -217,7 +233,11 @@ impl Pod {
                 }
                 None => {
                     pod.kill_everything();
-                    return Err(Error::Timeout { what: format!("init container {name} of pod {}", pod.config.name), waited: ctx.init_timeout, log_tail: log_tail(&pod.log) });
+                    return Err(Error::Timeout {
+                        what: format!("init container {name} of pod {}", pod.config.name),
+                        waited: ctx.init_timeout,
+                        log_tail: log_tail(&pod.log),
+                    });
                 }
             }
         }
@@ -239,7 +259,11 @@ impl Pod {
         let scratch = self.dir.join("containers").join(format!("{}-{}", c.spec.name, c.restarts));
         let read_only_root = c.spec.security_context.read_only_root_filesystem.unwrap_or(false);
         let plan = mounts::plan(&all, &scratch, read_only_root)?;
-        let mut file = OpenOptions::new().create(true).append(true).open(&self.log).context(|| format!("opening {}", self.log.display()))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .context(|| format!("opening {}", self.log.display()))?;
         writeln!(
             file,
             "==== local-cluster: {} container {} starts at {} as uid {} (restart {}): {}",
@@ -261,7 +285,8 @@ impl Pod {
             stdout: Stdio::from(file),
             stderr: Stdio::from(stderr),
         };
-        let child = spawn::spawn(launch, Enter::Pod { netns: &self.net.netns.path(), hostname: &self.config.name, plan })?;
+        let child =
+            spawn::spawn(launch, Enter::Pod { netns: &self.net.netns.path(), hostname: &self.config.name, plan })?;
         let c = &mut self.containers[i];
         c.child = Some(child);
         c.started = Instant::now();
@@ -325,7 +350,11 @@ impl Pod {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                return Err(Error::Timeout { what: format!("pod {} to exit", self.config.name), waited: timeout, log_tail: log_tail(&self.log) });
+                return Err(Error::Timeout {
+                    what: format!("pod {} to exit", self.config.name),
+                    waited: timeout,
+                    log_tail: log_tail(&self.log),
+                });
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -373,7 +402,11 @@ impl Pod {
                     continue;
                 }
                 let at = *c.restart_at.get_or_insert_with(|| {
-                    now + self.kubelet.restart_backoff.saturating_mul(1 << c.restarts.min(5)).min(Duration::from_secs(300))
+                    now + self
+                        .kubelet
+                        .restart_backoff
+                        .saturating_mul(1 << c.restarts.min(5))
+                        .min(Duration::from_secs(300))
                 });
                 if now >= at {
                     c.restarts += 1;
@@ -390,14 +423,17 @@ impl Pod {
     fn run_probes(&mut self, i: usize, now: Instant) -> Result<()> {
         let c = &self.containers[i];
         let started = c.started;
-        let (startup, liveness, readiness) = (c.spec.startup_probe.clone(), c.spec.liveness_probe.clone(), c.spec.readiness_probe.clone());
+        let (startup, liveness, readiness) =
+            (c.spec.startup_probe.clone(), c.spec.liveness_probe.clone(), c.spec.readiness_probe.clone());
         if !c.startup_done {
             if let Some(p) = &startup {
                 if let Some(result) = self.probe_if_due(i, p, started, now, |c| &mut c.startup) {
                     let c = &mut self.containers[i];
                     match result {
                         Ok(()) => c.startup_done = true,
-                        Err(_) if c.startup.failures >= p.failure_threshold.unwrap_or(3) => return self.kill_for_restart(i, "startup probe"),
+                        Err(_) if c.startup.failures >= p.failure_threshold.unwrap_or(3) => {
+                            return self.kill_for_restart(i, "startup probe")
+                        }
                         Err(_) => {}
                     }
                 }
@@ -447,7 +483,8 @@ impl Pod {
                 Err(Error::Timeout { .. }) => Err(format!("probe timed out after {timeout:?}")),
                 Err(e) => Err(e.to_string()),
             };
-            let target = probe::Target { container: &c.spec, netns: self.net.netns.path(), ip: self.net.ip, exec: &exec };
+            let target =
+                probe::Target { container: &c.spec, netns: self.net.netns.path(), ip: self.net.ip, exec: &exec };
             probe::run(probe, &target)
         };
         let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1));
@@ -470,7 +507,11 @@ impl Pod {
     /// What the kubelet does to a container that failed its startup or liveness probe.
     fn kill_for_restart(&mut self, i: usize, why: &str) -> Result<()> {
         let c = &mut self.containers[i];
-        let note = format!("==== local-cluster: container {} failed its {why} ({}); killing it\n", c.spec.name, c.liveness.last.clone().or(c.startup.last.clone()).unwrap_or_default());
+        let note = format!(
+            "==== local-cluster: container {} failed its {why} ({}); killing it\n",
+            c.spec.name,
+            c.liveness.last.clone().or(c.startup.last.clone()).unwrap_or_default()
+        );
         if let Ok(mut f) = OpenOptions::new().append(true).open(&self.log) {
             let _ = f.write_all(note.as_bytes()); // the log note is informative only
         }
@@ -494,12 +535,16 @@ impl Pod {
     /// keeps crashing).
     pub fn readiness_problem(&self) -> std::result::Result<String, Error> {
         for c in &self.containers {
-            let ended = c.child.is_none() && c.restart_at.is_none() && self.config.spec.restart_policy == RestartPolicy::Never;
+            let ended =
+                c.child.is_none() && c.restart_at.is_none() && self.config.spec.restart_policy == RestartPolicy::Never;
             if ended || (c.child.is_none() && c.restarts >= 3) {
                 return Err(Error::PodExited {
                     pod: self.config.name.clone(),
                     status: c.last_exit.map_or("killed".to_owned(), |s| s.to_string()),
-                    during: format!("(container {}, {} restart(s)) while waiting for it to become ready", c.spec.name, c.restarts),
+                    during: format!(
+                        "(container {}, {} restart(s)) while waiting for it to become ready",
+                        c.spec.name, c.restarts
+                    ),
                     log_tail: log_tail(&self.log),
                 });
             }
@@ -517,12 +562,25 @@ impl Pod {
     }
 
     /// Runs a command in the first container (like `kubectl exec`).
-    pub fn exec(&self, argv: &[String], extra_env: &[(&str, &str)], stdin: Option<&[u8]>, timeout: Duration) -> Result<ExecOutput> {
+    pub fn exec(
+        &self,
+        argv: &[String],
+        extra_env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
         self.exec_in(0, argv, extra_env, stdin, timeout)
     }
 
     /// Runs a command in the named container (`kubectl exec -c`).
-    pub fn exec_container(&self, container: &str, argv: &[String], extra_env: &[(&str, &str)], stdin: Option<&[u8]>, timeout: Duration) -> Result<ExecOutput> {
+    pub fn exec_container(
+        &self,
+        container: &str,
+        argv: &[String],
+        extra_env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
         let i = self
             .containers
             .iter()
@@ -532,9 +590,18 @@ impl Pod {
     }
 
     /// Runs a command in container `i`: same namespaces, user and env, plus `extra_env`.
-    fn exec_in(&self, i: usize, argv: &[String], extra_env: &[(&str, &str)], stdin: Option<&[u8]>, timeout: Duration) -> Result<ExecOutput> {
+    fn exec_in(
+        &self,
+        i: usize,
+        argv: &[String],
+        extra_env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
         let c = &self.containers[i];
-        let pid = c.child.as_ref().map(Child::id).ok_or_else(|| Error::Manifest(format!("container {} of pod {} is not running", c.spec.name, self.config.name)))?;
+        let pid = c.child.as_ref().map(Child::id).ok_or_else(|| {
+            Error::Manifest(format!("container {} of pod {} is not running", c.spec.name, self.config.name))
+        })?;
         let n = self.execs.fetch_add(1, Ordering::Relaxed);
         let base = self.dir.join(format!("exec-{n}"));
         let path = |ext: &str| base.with_extension(ext);
@@ -565,7 +632,11 @@ impl Pod {
                 // The command leads its own session: take down everything it started.
                 let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
                 let _ = child.wait();
-                return Err(Error::Timeout { what: format!("`{}` in pod {}", argv.join(" "), self.config.name), waited: timeout, log_tail: log_tail(&path("err")) });
+                return Err(Error::Timeout {
+                    what: format!("`{}` in pod {}", argv.join(" "), self.config.name),
+                    waited: timeout,
+                    log_tail: log_tail(&path("err")),
+                });
             }
         };
         let read = |p: PathBuf| fs::read_to_string(&p).context(|| format!("reading {}", p.display()));
@@ -591,7 +662,8 @@ impl Pod {
         for c in &mut self.containers {
             if let Some(child) = &mut c.child {
                 if let Ok(None) = child.try_wait() {
-                    let _ = kill(Pid::from_raw(child.id() as i32), c.runtime.stop_signal); // may just have exited
+                    let _ = kill(Pid::from_raw(child.id() as i32), c.runtime.stop_signal);
+                    // may just have exited
                 }
             }
         }

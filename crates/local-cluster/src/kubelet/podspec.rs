@@ -246,7 +246,9 @@ impl Container {
     pub fn port(&self, port: &Value) -> Option<u16> {
         match port {
             Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-            Value::String(name) => self.ports.iter().find(|p| p.name.as_deref() == Some(name)).map(|p| p.container_port),
+            Value::String(name) => {
+                self.ports.iter().find(|p| p.name.as_deref() == Some(name)).map(|p| p.container_port)
+            }
             _ => None,
         }
     }
@@ -254,8 +256,8 @@ impl Container {
 
 impl PodSpec {
     pub fn from_value(owner: &str, spec: &Value) -> Result<Self> {
-        let raw: RawPodSpec = serde_json::from_value(spec.clone())
-            .map_err(|e| Error::Manifest(format!("pod spec of {owner}: {e}")))?;
+        let raw: RawPodSpec =
+            serde_json::from_value(spec.clone()).map_err(|e| Error::Manifest(format!("pod spec of {owner}: {e}")))?;
         if raw.containers.is_empty() {
             return Err(Error::Manifest(format!("{owner} has no containers")));
         }
@@ -266,9 +268,17 @@ impl PodSpec {
                     (Some(_), None) => {}
                     (None, Some(port)) if c.port(port).is_some() => {}
                     (None, Some(port)) => {
-                        return Err(Error::Manifest(format!("{owner}: container {} probes port {port}, which it does not declare", c.name)))
+                        return Err(Error::Manifest(format!(
+                            "{owner}: container {} probes port {port}, which it does not declare",
+                            c.name
+                        )))
                     }
-                    _ => return Err(Error::Unsupported(format!("{owner}: container {}: a probe that is not exactly one of exec, httpGet, tcpSocket", c.name))),
+                    _ => {
+                        return Err(Error::Unsupported(format!(
+                            "{owner}: container {}: a probe that is not exactly one of exec, httpGet, tcpSocket",
+                            c.name
+                        )))
+                    }
                 }
             }
         }
@@ -290,19 +300,13 @@ impl PodSpec {
 pub fn file_mode(owner: &str, mode: &Value) -> Result<u32> {
     let parsed = match mode {
         Value::Number(n) => n.as_u64(),
-        Value::String(s) if s.len() > 1 && s.starts_with('0') => {
-            u64::from_str_radix(&s[1..], 8).ok()
-        }
+        Value::String(s) if s.len() > 1 && s.starts_with('0') => u64::from_str_radix(&s[1..], 8).ok(),
         _ => None,
     };
     parsed
         .and_then(|m| u32::try_from(m).ok())
         .filter(|m| *m <= 0o777)
-        .ok_or_else(|| {
-            Error::Manifest(format!(
-                "{owner}: file mode {mode} is not a permission mode (0..=0777)"
-            ))
-        })
+        .ok_or_else(|| Error::Manifest(format!("{owner}: file mode {mode} is not a permission mode (0..=0777)")))
 }
 
 #[cfg(test)]
@@ -313,11 +317,7 @@ mod tests {
     #[test]
     fn file_modes_are_permission_bits_with_yaml_1_1_octal() {
         assert_eq!(file_mode("t", &json!(0o555)).ok(), Some(0o555));
-        assert_eq!(
-            file_mode("t", &json!("0555")).ok(),
-            Some(0o555),
-            "YAML 1.1 octal left as a string"
-        );
+        assert_eq!(file_mode("t", &json!("0555")).ok(), Some(0o555), "YAML 1.1 octal left as a string");
         assert_eq!(file_mode("t", &json!("0440")).ok(), Some(0o440));
         assert!(file_mode("t", &json!(555)).is_err(), "above 0777");
         assert!(file_mode("t", &json!("0999")).is_err());
@@ -328,12 +328,12 @@ mod tests {
     #[test]
     fn init_containers_sidecars_and_probes_by_port_name_are_read() {
         let spec = json!({
-            "initContainers": [{"name": "i", "command": ["true"]}],
-            "containers": [
-                {"name": "a", "command": ["x"], "args": null, "readinessProbe": {"exec": {"command": ["true"]}}},
-                {"name": "m", "ports": [{"name": "http-metrics", "containerPort": 9187}],
-                 "livenessProbe": {"httpGet": {"path": "/", "port": "http-metrics"}}},
-            ]});
+        "initContainers": [{"name": "i", "command": ["true"]}],
+        "containers": [
+            {"name": "a", "command": ["x"], "args": null, "readinessProbe": {"exec": {"command": ["true"]}}},
+            {"name": "m", "ports": [{"name": "http-metrics", "containerPort": 9187}],
+             "livenessProbe": {"httpGet": {"path": "/", "port": "http-metrics"}}},
+        ]});
         let pod = PodSpec::from_value("t", &spec).expect("valid");
         assert_eq!((pod.init_containers.len(), pod.containers.len()), (1, 2));
         assert!(pod.containers[0].args.is_empty());

@@ -51,7 +51,9 @@ pub fn prepare(owner: &str, spec: &PodSpec, store: &Store, dirs: &VolumeDirs) ->
             Some(volume) => volume_dir(owner, volume, spec, store, dirs)?,
             None => match dirs.claim_templates.get(&m.name) {
                 Some(claim) => claim_dir(dirs.claims, claim, spec)?,
-                None => return Err(Error::Manifest(format!("{owner} mounts volume {} that it does not define", m.name))),
+                None => {
+                    return Err(Error::Manifest(format!("{owner} mounts volume {} that it does not define", m.name)))
+                }
             },
         };
         prepared.dirs.insert(m.name.clone(), dir);
@@ -78,11 +80,17 @@ pub fn container_mounts(owner: &str, container: &Container, volumes: &PodVolumes
         .volume_mounts
         .iter()
         .map(|m| {
-            let dir = volumes.dirs.get(&m.name).ok_or_else(|| Error::Manifest(format!("{owner}: volume {} was not prepared", m.name)))?;
+            let dir = volumes
+                .dirs
+                .get(&m.name)
+                .ok_or_else(|| Error::Manifest(format!("{owner}: volume {} was not prepared", m.name)))?;
             let source = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
                 None => dir.clone(),
                 Some(sub) if Path::new(sub).is_absolute() || sub.split('/').any(|c| c == "..") => {
-                    return Err(Error::Manifest(format!("{owner}: subPath {sub:?} of volume {} must be relative without ..", m.name)))
+                    return Err(Error::Manifest(format!(
+                        "{owner}: subPath {sub:?} of volume {} must be relative without ..",
+                        m.name
+                    )))
                 }
                 Some(sub) => {
                     let path = dir.join(sub);
@@ -122,13 +130,18 @@ fn volume_dir(owner: &str, v: &Volume, spec: &PodSpec, store: &Store, dirs: &Vol
 
 fn project_volume(owner: &str, v: &Volume, fs_group: Option<u32>, store: &Store, dir: &Path) -> Result<()> {
     let (ctx, default_mode) = match (&v.config_map, &v.secret) {
-        (Some(cm), _) => (Projection { owner, kind: "ConfigMap", name: &cm.name, optional: cm.optional, items: &cm.items }, cm.default_mode.as_ref()),
-        (_, Some(s)) => (Projection { owner, kind: "Secret", name: &s.secret_name, optional: s.optional, items: &s.items }, s.default_mode.as_ref()),
+        (Some(cm), _) => (
+            Projection { owner, kind: "ConfigMap", name: &cm.name, optional: cm.optional, items: &cm.items },
+            cm.default_mode.as_ref(),
+        ),
+        (_, Some(s)) => (
+            Projection { owner, kind: "Secret", name: &s.secret_name, optional: s.optional, items: &s.items },
+            s.default_mode.as_ref(),
+        ),
         _ => return Ok(()),
     };
     project(&ctx, store, dir, default_mode, fs_group)
 }
-
 
 struct Projection<'a> {
     owner: &'a str,
@@ -146,20 +159,12 @@ fn project(
     default_mode: Option<&Value>,
     fs_group: Option<u32>,
 ) -> Result<()> {
-    let mode = default_mode
-        .map(|m| file_mode(p.owner, m))
-        .transpose()?
-        .unwrap_or(0o644);
+    let mode = default_mode.map(|m| file_mode(p.owner, m)).transpose()?.unwrap_or(0o644);
     create_dir(dir)?;
     let data = match store.data(p.kind, p.name)? {
         Some(data) => data,
         None if p.optional => BTreeMap::new(),
-        None => {
-            return Err(Error::Manifest(format!(
-                "{} mounts {} {}, which does not exist",
-                p.owner, p.kind, p.name
-            )))
-        }
+        None => return Err(Error::Manifest(format!("{} mounts {} {}, which does not exist", p.owner, p.kind, p.name))),
     };
     let files: Vec<(String, &Vec<u8>, u32)> = if p.items.is_empty() {
         data.iter().map(|(k, v)| (k.clone(), v, mode)).collect()
@@ -168,29 +173,19 @@ fn project(
             .iter()
             .map(|item| {
                 let bytes = data.get(&item.key).ok_or_else(|| {
-                    Error::Manifest(format!(
-                        "{}: {} {} has no key {}",
-                        p.owner, p.kind, p.name, item.key
-                    ))
+                    Error::Manifest(format!("{}: {} {} has no key {}", p.owner, p.kind, p.name, item.key))
                 })?;
                 Ok((
                     item.path.clone(),
                     bytes,
-                    item.mode
-                        .as_ref()
-                        .map(|m| file_mode(p.owner, m))
-                        .transpose()?
-                        .unwrap_or(mode),
+                    item.mode.as_ref().map(|m| file_mode(p.owner, m)).transpose()?.unwrap_or(mode),
                 ))
             })
             .collect::<Result<_>>()?
     };
     for (rel, bytes, file_mode) in files {
         if rel.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(Error::Manifest(format!(
-                "{}: item path {rel} of {} {}",
-                p.owner, p.kind, p.name
-            )));
+            return Err(Error::Manifest(format!("{}: item path {rel} of {} {}", p.owner, p.kind, p.name)));
         }
         let path = dir.join(&rel);
         if let Some(parent) = path.parent() {
@@ -209,15 +204,10 @@ fn claim_dir(root: &Path, claim: &str, spec: &PodSpec) -> Result<PathBuf> {
     let dir = root.join(claim);
     if !dir.exists() {
         create_dir(&dir)?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-            .context(|| format!("chmod {}", dir.display()))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).context(|| format!("chmod {}", dir.display()))?;
     }
     if let Some(group) = fs_group {
-        let policy = spec
-            .security_context
-            .fs_group_change_policy
-            .as_deref()
-            .unwrap_or("Always");
+        let policy = spec.security_context.fs_group_change_policy.as_deref().unwrap_or("Always");
         match policy {
             "Always" => change_ownership(&dir, group)?,
             "OnRootMismatch" => {
@@ -246,11 +236,7 @@ fn change_ownership(path: &Path, group: u32) -> Result<()> {
         return Ok(());
     }
     let mode = meta.permissions().mode() & 0o7777;
-    let added = if meta.is_dir() {
-        0o060 | 0o010 | SETGID
-    } else {
-        0o060
-    };
+    let added = if meta.is_dir() { 0o060 | 0o010 | SETGID } else { 0o060 };
     fs::set_permissions(path, fs::Permissions::from_mode(mode | added))
         .context(|| format!("chmod {}", path.display()))?;
     if meta.is_dir() {
@@ -268,13 +254,7 @@ fn create_dir(dir: &Path) -> Result<()> {
 
 /// root:fsGroup (or root:root) with `mode`, plus setgid on directories that have a group.
 fn set_owner_mode(path: &Path, fs_group: Option<u32>, mode: u32) -> Result<()> {
-    lchown(path, Some(0), Some(fs_group.unwrap_or(0)))
-        .context(|| format!("chown {}", path.display()))?;
-    let setgid = if fs_group.is_some() && path.is_dir() {
-        SETGID
-    } else {
-        0
-    };
-    fs::set_permissions(path, fs::Permissions::from_mode(mode | setgid))
-        .context(|| format!("chmod {}", path.display()))
+    lchown(path, Some(0), Some(fs_group.unwrap_or(0))).context(|| format!("chown {}", path.display()))?;
+    let setgid = if fs_group.is_some() && path.is_dir() { SETGID } else { 0 };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode | setgid)).context(|| format!("chmod {}", path.display()))
 }

@@ -54,7 +54,10 @@ pub(crate) struct Op {
 #[derive(Debug)]
 enum CallSource {
     Fixed(Option<CString>),
-    Bind { path: CString, proc_path: [u8; 40] },
+    Bind {
+        path: CString,
+        proc_path: [u8; 40],
+    },
     /// Not a mount: the chroot into a root built by the plan (`target`).
     Chroot,
 }
@@ -66,8 +69,7 @@ pub struct MountPlan {
 }
 
 fn cstring(s: impl AsRef<[u8]>) -> Result<CString> {
-    CString::new(s.as_ref().to_vec())
-        .map_err(|_| Error::Manifest("a path contains a NUL byte".to_owned()))
+    CString::new(s.as_ref().to_vec()).map_err(|_| Error::Manifest("a path contains a NUL byte".to_owned()))
 }
 
 fn depth(p: &Path) -> usize {
@@ -77,10 +79,7 @@ fn depth(p: &Path) -> usize {
 /// Splits `target` into its nearest existing ancestor (symlinks resolved) and the missing rest.
 fn resolve(target: &Path) -> Result<(PathBuf, PathBuf)> {
     if !target.is_absolute() || target.components().any(|c| c == Component::ParentDir) {
-        return Err(Error::Manifest(format!(
-            "mount path {} must be absolute and without ..",
-            target.display()
-        )));
+        return Err(Error::Manifest(format!("mount path {} must be absolute and without ..", target.display())));
     }
     let mut existing = target.to_path_buf();
     let mut missing = Vec::new();
@@ -89,39 +88,23 @@ fn resolve(target: &Path) -> Result<(PathBuf, PathBuf)> {
             let rest: PathBuf = missing.iter().rev().collect();
             return Ok((canonical, rest));
         }
-        match (
-            existing.file_name().map(ToOwned::to_owned),
-            existing.parent().map(Path::to_path_buf),
-        ) {
+        match (existing.file_name().map(ToOwned::to_owned), existing.parent().map(Path::to_path_buf)) {
             (Some(name), Some(parent)) => {
                 missing.push(name);
                 existing = parent;
             }
-            _ => {
-                return Err(Error::Manifest(format!(
-                    "cannot resolve mount path {}",
-                    target.display()
-                )))
-            }
+            _ => return Err(Error::Manifest(format!("cannot resolve mount path {}", target.display()))),
         }
     }
 }
 
 /// Mount points of the harness's own mount namespace (octal escapes of /proc/self/mountinfo decoded).
 fn host_mount_points() -> Result<Vec<PathBuf>> {
-    let info = fs::read_to_string("/proc/self/mountinfo")
-        .context(|| "reading /proc/self/mountinfo".to_owned())?;
+    let info = fs::read_to_string("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".to_owned())?;
     Ok(info
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(|escaped| {
-            PathBuf::from(
-                escaped
-                    .replace("\\040", " ")
-                    .replace("\\011", "\t")
-                    .replace("\\134", "\\"),
-            )
-        })
+        .map(|escaped| PathBuf::from(escaped.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")))
         .collect())
 }
 
@@ -134,17 +117,17 @@ pub fn plan(mounts: &[Mount], scratch: &Path, read_only_root: bool) -> Result<Mo
     let new_root = scratch.join("root");
     let mut ops = Vec::new();
     let mut root_binds = Vec::new();
-    if mounts.iter().map(|m| resolve(&m.target)).any(|r| r.is_ok_and(|(a, m)| a == Path::new("/") && !m.as_os_str().is_empty())) {
+    if mounts
+        .iter()
+        .map(|m| resolve(&m.target))
+        .any(|r| r.is_ok_and(|(a, m)| a == Path::new("/") && !m.as_os_str().is_empty()))
+    {
         root_binds = build_root(&new_root, &mut ops)?;
     }
     let mut targets = Vec::new();
     for m in mounts {
         let (existing, missing) = resolve(&m.target)?;
-        let target = if missing.as_os_str().is_empty() {
-            existing.clone()
-        } else {
-            existing.join(&missing)
-        };
+        let target = if missing.as_os_str().is_empty() { existing.clone() } else { existing.join(&missing) };
         targets.push((target, existing, missing, m));
     }
     let mut overlays: Vec<(PathBuf, PathBuf)> = Vec::new(); // (ancestor, upper dir)
@@ -164,10 +147,7 @@ pub fn plan(mounts: &[Mount], scratch: &Path, read_only_root: bool) -> Result<Mo
             fs::create_dir_all(&dir).context(|| format!("creating mount point {}", dir.display()))?;
             continue;
         }
-        if let Some(sub) = host_mounts
-            .iter()
-            .find(|p| p.starts_with(ancestor) && *p != ancestor)
-        {
+        if let Some(sub) = host_mounts.iter().find(|p| p.starts_with(ancestor) && *p != ancestor) {
             return Err(Error::Unsupported(format!(
                 "mount path {} needs an overlay on {}, which would hide the host mount {}",
                 target.display(),
@@ -178,20 +158,14 @@ pub fn plan(mounts: &[Mount], scratch: &Path, read_only_root: bool) -> Result<Mo
         let upper = match overlays.iter().find(|(a, _)| a == ancestor) {
             Some((_, upper)) => upper.clone(),
             None => {
-                let upper = scratch
-                    .join(format!("overlay-{}", overlays.len()))
-                    .join("upper");
+                let upper = scratch.join(format!("overlay-{}", overlays.len())).join("upper");
                 overlays.push((ancestor.clone(), upper.clone()));
                 upper
             }
         };
         let point = upper.join(missing);
         let is_file = matches!(&m.source, Source::Path(p) if p.is_file());
-        let dir = if is_file {
-            point.parent().unwrap_or(&upper).to_path_buf()
-        } else {
-            point.clone()
-        };
+        let dir = if is_file { point.parent().unwrap_or(&upper).to_path_buf() } else { point.clone() };
         fs::create_dir_all(&dir).context(|| format!("creating mount point {}", dir.display()))?;
         if is_file {
             File::create(&point).context(|| format!("creating mount point {}", point.display()))?;
@@ -203,21 +177,11 @@ pub fn plan(mounts: &[Mount], scratch: &Path, read_only_root: bool) -> Result<Mo
         let work = upper.with_file_name("work");
         fs::create_dir_all(&work).context(|| format!("creating {}", work.display()))?;
         let layers = [ancestor, upper, &work];
-        if layers
-            .iter()
-            .any(|p| p.as_os_str().as_bytes().iter().any(|b| b",:\\".contains(b)))
-        {
-            return Err(Error::Unsupported(format!(
-                "overlay paths with ',', ':' or '\\': {}",
-                upper.display()
-            )));
+        if layers.iter().any(|p| p.as_os_str().as_bytes().iter().any(|b| b",:\\".contains(b))) {
+            return Err(Error::Unsupported(format!("overlay paths with ',', ':' or '\\': {}", upper.display())));
         }
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            ancestor.display(),
-            upper.display(),
-            work.display()
-        );
+        let options =
+            format!("lowerdir={},upperdir={},workdir={}", ancestor.display(), upper.display(), work.display());
         ops.push(Op {
             what: cstring(format!("overlay on {}", ancestor.display()))?,
             source: CallSource::Fixed(Some(cstring("overlay")?)),
@@ -234,10 +198,7 @@ pub fn plan(mounts: &[Mount], scratch: &Path, read_only_root: bool) -> Result<Mo
         match &m.source {
             Source::Path(path) => ops.push(Op {
                 what: cstring(format!("bind {} on {}", path.display(), target.display()))?,
-                source: CallSource::Bind {
-                    path: cstring(path.as_os_str().as_bytes())?,
-                    proc_path: [0; 40],
-                },
+                source: CallSource::Bind { path: cstring(path.as_os_str().as_bytes())?, proc_path: [0; 40] },
                 target: target_c.clone(),
                 fstype: None,
                 flags: MsFlags::MS_BIND,
@@ -245,8 +206,7 @@ pub fn plan(mounts: &[Mount], scratch: &Path, read_only_root: bool) -> Result<Mo
             }),
             Source::Layers(layers) => {
                 // The mount point itself is the bottom layer: files not in any layer stay visible.
-                let lower: Vec<String> =
-                    layers.iter().chain([target]).map(|p| p.display().to_string()).collect();
+                let lower: Vec<String> = layers.iter().chain([target]).map(|p| p.display().to_string()).collect();
                 if lower.iter().any(|p| p.contains([',', ':', '\\'])) {
                     return Err(Error::Unsupported(format!("layer paths with ',', ':' or '\\': {lower:?}")));
                 }
@@ -261,10 +221,7 @@ pub fn plan(mounts: &[Mount], scratch: &Path, read_only_root: bool) -> Result<Mo
             }
         }
         if m.read_only {
-            ops.push(read_only(
-                target_c,
-                format!("read-only remount of {}", target.display()),
-            )?);
+            ops.push(read_only(target_c, format!("read-only remount of {}", target.display()))?);
         }
     }
     if read_only_root {
@@ -363,12 +320,8 @@ impl Op {
     /// In the forked child, before any mount: opens a bind source (O_PATH; closed by the exec).
     pub(crate) fn open_source(&mut self) -> std::io::Result<()> {
         if let CallSource::Bind { path, proc_path } = &mut self.source {
-            let fd = open(
-                path.as_c_str(),
-                OFlag::O_PATH | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| fail(&self.what, e))?;
+            let fd = open(path.as_c_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| fail(&self.what, e))?;
             proc_fd_path(fd, proc_path);
         }
         Ok(())
@@ -385,14 +338,8 @@ impl Op {
                 return nix::unistd::chdir(c"/").map_err(|e| fail(&self.what, e));
             }
         };
-        mount(
-            source,
-            self.target.as_c_str(),
-            self.fstype.as_deref(),
-            self.flags,
-            self.data.as_deref(),
-        )
-        .map_err(|errno| fail(&self.what, errno))
+        mount(source, self.target.as_c_str(), self.fstype.as_deref(), self.flags, self.data.as_deref())
+            .map_err(|errno| fail(&self.what, errno))
     }
 }
 
@@ -405,10 +352,7 @@ mod tests {
         let (existing, missing) = resolve(Path::new("/proc/self/no/such/dir"))?;
         assert!(existing.starts_with("/proc"), "{}", existing.display());
         assert_eq!(missing, Path::new("no/such/dir"));
-        assert_eq!(
-            resolve(Path::new("/"))?,
-            (PathBuf::from("/"), PathBuf::new())
-        );
+        assert_eq!(resolve(Path::new("/"))?, (PathBuf::from("/"), PathBuf::new()));
         assert!(resolve(Path::new("relative")).is_err());
         assert!(resolve(Path::new("/a/../b")).is_err());
         Ok(())
@@ -418,14 +362,8 @@ mod tests {
     fn proc_fd_paths_are_written_without_allocation() {
         let mut buf = [0u8; 40];
         proc_fd_path(1234, &mut buf);
-        assert_eq!(
-            CStr::from_bytes_until_nul(&buf).ok(),
-            Some(c"/proc/self/fd/1234")
-        );
+        assert_eq!(CStr::from_bytes_until_nul(&buf).ok(), Some(c"/proc/self/fd/1234"));
         proc_fd_path(0, &mut buf);
-        assert_eq!(
-            CStr::from_bytes_until_nul(&buf).ok(),
-            Some(c"/proc/self/fd/0")
-        );
+        assert_eq!(CStr::from_bytes_until_nul(&buf).ok(), Some(c"/proc/self/fd/0"));
     }
 }

@@ -22,14 +22,11 @@ const PREFIX: &str = "lc";
 const SUBNET: [u8; 3] = [10, 231, 0];
 
 fn ip(args: &[&str]) -> Result<()> {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| Error::Command {
-            command: format!("ip {}", args.join(" ")),
-            status: e.to_string(),
-            stderr: String::new(),
-        })?;
+    let output = Command::new("ip").args(args).output().map_err(|e| Error::Command {
+        command: format!("ip {}", args.join(" ")),
+        status: e.to_string(),
+        stderr: String::new(),
+    })?;
     if output.status.success() {
         Ok(())
     } else {
@@ -142,20 +139,11 @@ pub struct PodNet {
 impl Network {
     pub fn new() -> Result<Self> {
         static CLUSTERS: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!(
-            "{PREFIX}{}-{}",
-            std::process::id(),
-            CLUSTERS.fetch_add(1, Ordering::Relaxed)
-        );
+        let prefix = format!("{PREFIX}{}-{}", std::process::id(), CLUSTERS.fetch_add(1, Ordering::Relaxed));
         let switch = Netns::create(format!("{prefix}-sw"))?;
         ip(&["-n", switch.name(), "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", switch.name(), "link", "set", "br0", "up"])?;
-        Ok(Network {
-            switch,
-            prefix,
-            next_port: 0,
-            last_host: 1,
-        })
+        Ok(Network { switch, prefix, next_port: 0, last_host: 1 })
     }
 
     /// A new namespace plugged into the bridge with the next address not `in_use`, round robin, so that a
@@ -171,30 +159,9 @@ impl Network {
         let ip_addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], host);
         let veth = format!("v{port}");
         let sw = self.switch.name();
-        ip(&[
-            "-n",
-            sw,
-            "link",
-            "add",
-            &veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            netns.name(),
-        ])?;
+        ip(&["-n", sw, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", netns.name()])?;
         ip(&["-n", sw, "link", "set", &veth, "master", "br0", "up"])?;
-        ip(&[
-            "-n",
-            netns.name(),
-            "addr",
-            "add",
-            &format!("{ip_addr}/24"),
-            "dev",
-            "eth0",
-        ])?;
+        ip(&["-n", netns.name(), "addr", "add", &format!("{ip_addr}/24"), "dev", "eth0"])?;
         ip(&["-n", netns.name(), "link", "set", "eth0", "up"])?;
         self.last_host = host;
         Ok(PodNet { netns, ip: ip_addr })
@@ -207,10 +174,7 @@ pub fn remove_stale() {
         return;
     };
     for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('-').next()?.parse::<u32>().ok())
-        else {
+        let Some(pid) = name.strip_prefix(PREFIX).and_then(|rest| rest.split('-').next()?.parse::<u32>().ok()) else {
             continue;
         };
         if fs::metadata(format!("/proc/{pid}")).is_err() {
@@ -222,12 +186,19 @@ pub fn remove_stale() {
 /// A connection from inside a network namespace (how the kubelet's probes and a port-forward reach a pod):
 /// `setns` changes only the calling thread, so a short-lived thread enters the namespace. With `path`, an
 /// HTTP/1.0 GET whose status and body are returned; without, only the TCP connect.
-pub fn connect_in(netns: PathBuf, addr: std::net::SocketAddr, path: Option<String>, timeout: Duration) -> std::result::Result<(u16, String), String> {
+pub fn connect_in(
+    netns: PathBuf,
+    addr: std::net::SocketAddr,
+    path: Option<String>,
+    timeout: Duration,
+) -> std::result::Result<(u16, String), String> {
     use std::io::{Read, Write};
     std::thread::spawn(move || {
         let ns = fs::File::open(&netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("entering {}: {e}", netns.display()))?;
-        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering {}: {e}", netns.display()))?;
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
         let Some(path) = path else { return Ok((0, String::new())) };
         stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
         write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("GET {path}: {e}"))?;
@@ -235,7 +206,11 @@ pub fn connect_in(netns: PathBuf, addr: std::net::SocketAddr, path: Option<Strin
         stream.read_to_end(&mut response).map_err(|e| format!("GET {path}: {e}"))?;
         let text = String::from_utf8_lossy(&response).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("GET {path}: no HTTP status in {head:?}"))?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("GET {path}: no HTTP status in {head:?}"))?;
         Ok((status, body.to_owned()))
     })
     .join()

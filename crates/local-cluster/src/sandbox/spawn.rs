@@ -16,9 +16,9 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::{chdir, setgroups, sethostname, setresgid, setresuid, setsid, Gid, Uid};
 
-use crate::error::{Context, Error, Result};
 use super::child_error;
 use super::mounts::{MountPlan, Op};
+use crate::error::{Context, Error, Result};
 
 /// Who the container runs as.
 #[derive(Debug, Clone)]
@@ -34,11 +34,7 @@ pub struct User {
 /// Which namespaces the process lives in.
 pub enum Enter<'a> {
     /// A pod's main process: its network namespace plus new mount and UTS namespaces.
-    Pod {
-        netns: &'a Path,
-        hostname: &'a str,
-        plan: MountPlan,
-    },
+    Pod { netns: &'a Path, hostname: &'a str, plan: MountPlan },
     /// A command in a running container (exec, probes): the namespaces of that process.
     Join { pid: u32 },
 }
@@ -73,32 +69,14 @@ impl ChildSetup {
     fn run(&mut self) -> std::io::Result<()> {
         for (fd, flags) in &self.join {
             // SAFETY: the parent keeps the namespace file open until the spawn has returned.
-            step(
-                b"setns",
-                setns(unsafe { BorrowedFd::borrow_raw(*fd) }, *flags),
-            )?;
+            step(b"setns", setns(unsafe { BorrowedFd::borrow_raw(*fd) }, *flags))?;
         }
         if let Some((hostname, ops)) = &mut self.pod {
-            step(
-                b"unshare",
-                unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS),
-            )?;
-            step(
-                b"sethostname",
-                sethostname(OsStr::from_bytes(hostname.as_bytes())),
-            )?;
+            step(b"unshare", unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS))?;
+            step(b"sethostname", sethostname(OsStr::from_bytes(hostname.as_bytes())))?;
             // Nothing mounted from here on may propagate back to the host.
             let none: Option<&CStr> = None;
-            step(
-                b"making / private",
-                mount(
-                    none,
-                    c"/",
-                    none,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    none,
-                ),
-            )?;
+            step(b"making / private", mount(none, c"/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none))?;
             for op in ops.iter_mut() {
                 op.open_source()?;
             }
@@ -119,35 +97,25 @@ impl ChildSetup {
 
 /// Starts the process. The namespace files stay open here until the child has exec'd.
 pub fn spawn(launch: Launch, enter: Enter) -> Result<Child> {
-    let (program, args) = launch
-        .argv
-        .split_first()
-        .ok_or_else(|| Error::Manifest("a container without command or args".to_owned()))?;
+    let (program, args) =
+        launch.argv.split_first().ok_or_else(|| Error::Manifest("a container without command or args".to_owned()))?;
     let mut keep: Vec<File> = Vec::new();
     let mut join = Vec::new();
     let pod = match enter {
-        Enter::Pod {
-            netns,
-            hostname,
-            plan,
-        } => {
+        Enter::Pod { netns, hostname, plan } => {
             let file = File::open(netns).context(|| format!("opening {}", netns.display()))?;
             join.push((file.as_raw_fd(), CloneFlags::CLONE_NEWNET));
             keep.push(file);
             let MountPlan { ops } = plan;
-            let hostname = CString::new(hostname)
-                .map_err(|_| Error::Manifest("hostname with NUL".to_owned()))?;
+            let hostname = CString::new(hostname).map_err(|_| Error::Manifest("hostname with NUL".to_owned()))?;
             Some((hostname, ops))
         }
         Enter::Join { pid } => {
-            for (ns, flags) in [
-                ("net", CloneFlags::CLONE_NEWNET),
-                ("uts", CloneFlags::CLONE_NEWUTS),
-                ("mnt", CloneFlags::CLONE_NEWNS),
-            ] {
+            for (ns, flags) in
+                [("net", CloneFlags::CLONE_NEWNET), ("uts", CloneFlags::CLONE_NEWUTS), ("mnt", CloneFlags::CLONE_NEWNS)]
+            {
                 let path = format!("/proc/{pid}/ns/{ns}");
-                let file = File::open(&path)
-                    .context(|| format!("opening {path} (container not running?)"))?;
+                let file = File::open(&path).context(|| format!("opening {path} (container not running?)"))?;
                 join.push((file.as_raw_fd(), flags));
                 keep.push(file);
             }
@@ -157,17 +125,11 @@ pub fn spawn(launch: Launch, enter: Enter) -> Result<Child> {
     let mut setup = ChildSetup {
         join,
         pod,
-        groups: launch
-            .user
-            .groups
-            .iter()
-            .map(|g| Gid::from_raw(*g))
-            .collect(),
+        groups: launch.user.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
         uid: Uid::from_raw(launch.user.uid),
         gid: Gid::from_raw(launch.user.gid),
         no_new_privs: launch.user.no_new_privs,
-        cwd: CString::new(launch.working_dir)
-            .map_err(|_| Error::Manifest("workingDir with NUL".to_owned()))?,
+        cwd: CString::new(launch.working_dir).map_err(|_| Error::Manifest("workingDir with NUL".to_owned()))?,
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -181,9 +143,7 @@ pub fn spawn(launch: Launch, enter: Enter) -> Result<Child> {
     unsafe {
         cmd.pre_exec(move || setup.run());
     }
-    let child = cmd
-        .spawn()
-        .context(|| format!("starting {}", launch.argv.join(" ")))?;
+    let child = cmd.spawn().context(|| format!("starting {}", launch.argv.join(" ")))?;
     drop(keep);
     Ok(child)
 }
@@ -191,10 +151,7 @@ pub fn spawn(launch: Launch, enter: Enter) -> Result<Child> {
 /// Waits for a child until `deadline`; `None` if it is still running then.
 pub fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>> {
     loop {
-        if let Some(status) = child
-            .try_wait()
-            .context(|| "waiting for a container process".to_owned())?
-        {
+        if let Some(status) = child.try_wait().context(|| "waiting for a container process".to_owned())? {
             return Ok(Some(status));
         }
         if Instant::now() >= deadline {

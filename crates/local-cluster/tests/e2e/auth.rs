@@ -6,8 +6,8 @@ use local_cluster::HookEvent;
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, load_tables};
-use crate::util::{self, APP_PASSWORD, POSTGRES_PASSWORD};
 use crate::util::Env;
+use crate::util::{self, APP_PASSWORD, POSTGRES_PASSWORD};
 
 crate::scenarios!(Citus: existing_secret_as_password_files_forms_the_same_cluster, a_worker_with_another_password_fails_the_job_naming_it);
 
@@ -22,22 +22,12 @@ fn existing_secret_as_password_files_forms_the_same_cluster(env: &Env) -> anyhow
     }))?;
     let values = json!({"auth": {"existingSecret": "citus-credentials", "usePasswordFiles": true}});
     let manifest = cluster.install(&values)?;
-    ensure!(
-        manifest.get("Secret", "my-citus-secret").is_none(),
-        "the chart rendered its own Secret"
-    );
+    ensure!(manifest.get("Secret", "my-citus-secret").is_none(), "the chart rendered its own Secret");
     cluster.wait_all_ready(util::READY)?;
     assert_registered(&cluster, 3)?;
     load_tables(&cluster)?;
     let files = cluster.exec(util::COORDINATOR, &["ls", "/opt/citus/secrets"], &[], None)?;
-    ensure!(
-        files
-            .stdout
-            .split_whitespace()
-            .eq(["password", "postgres-password"]),
-        "secret files: {}",
-        files.stdout
-    );
+    ensure!(files.stdout.split_whitespace().eq(["password", "postgres-password"]), "secret files: {}", files.stdout);
     cluster.helm_test(&manifest)?;
     Ok(())
 }
@@ -45,9 +35,7 @@ fn existing_secret_as_password_files_forms_the_same_cluster(env: &Env) -> anyhow
 fn a_worker_with_another_password_fails_the_job_naming_it(env: &Env) -> anyhow::Result<()> {
     let postgres = env.postgres()?;
     let mut cluster = util::cluster(postgres)?;
-    let values = util::values(
-        json!({"workerRegistration": {"backoffLimit": 1, "activeDeadlineSeconds": 120}}),
-    );
+    let values = util::values(json!({"workerRegistration": {"backoffLimit": 1, "activeDeadlineSeconds": 120}}));
     let manifest = cluster.render(&values, false)?;
     // worker-2's first start sees another Secret value, which initdb bakes into its data directory...
     cluster.apply_objects(&manifest)?;
@@ -56,34 +44,14 @@ fn a_worker_with_another_password_fails_the_job_naming_it(env: &Env) -> anyhow::
     cluster.wait_ready("my-citus-worker-2", util::READY)?;
     // ...then the release's Secret is back for everything else, including the Job.
     cluster.apply(&manifest)?;
-    let err = cluster
-        .run_hooks(&manifest, HookEvent::PostInstall)
-        .err()
-        .context("registration succeeded")?;
+    let err = cluster.run_hooks(&manifest, HookEvent::PostInstall).err().context("registration succeeded")?;
     let message = format!("{:#}", anyhow::Error::from(err));
     let worker = util::worker_fqdn(2);
-    ensure!(
-        message.contains(&format!(
-            "cannot log in to worker {worker}:5432 as postgres"
-        )),
-        "job error:\n{message}"
-    );
-    ensure!(
-        message.contains("password authentication failed"),
-        "job error:\n{message}"
-    );
-    ensure!(
-        message.contains("after 2 attempt(s)"),
-        "backoffLimit 1 means two attempts:\n{message}"
-    );
+    ensure!(message.contains(&format!("cannot log in to worker {worker}:5432 as postgres")), "job error:\n{message}");
+    ensure!(message.contains("password authentication failed"), "job error:\n{message}");
+    ensure!(message.contains("after 2 attempt(s)"), "backoffLimit 1 means two attempts:\n{message}");
     for healthy in [0, 1] {
-        ensure!(
-            !message.contains(&format!(
-                "cannot log in to worker {}",
-                util::worker_fqdn(healthy)
-            )),
-            "{message}"
-        );
+        ensure!(!message.contains(&format!("cannot log in to worker {}", util::worker_fqdn(healthy))), "{message}");
     }
     Ok(())
 }

@@ -11,8 +11,8 @@ use anyhow::{bail, ensure, Context as _};
 use local_cluster::{Cluster, Manifest};
 use serde_json::{json, Value};
 
-use crate::util::{self, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
 use crate::util::Env;
+use crate::util::{self, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
 
 crate::scenarios!(Citus: backup_of_every_citus_kind_restores_into_a_new_release);
 
@@ -150,10 +150,7 @@ SELECT 'worker-roles ' || string_agg(DISTINCT result, ',') FROM pg_catalog.run_c
 "#;
 
 fn facts(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
-    Ok(util::psql(cluster, COORDINATOR, &SOCKET, FACTS)?
-        .lines()
-        .map(str::to_owned)
-        .collect())
+    Ok(util::psql(cluster, COORDINATOR, &SOCKET, FACTS)?.lines().map(str::to_owned).collect())
 }
 
 /// `kubectl create job --from=cronjob/my-citus-backup`: the CronJob's job template as a Job.
@@ -161,9 +158,7 @@ fn backup_job(manifest: &Manifest, name: &str) -> anyhow::Result<Value> {
     let cron = manifest
         .get("CronJob", "my-citus-backup")
         .context("backup.enabled=true rendered no CronJob my-citus-backup")?;
-    let spec = cron
-        .pointer("/spec/jobTemplate/spec")
-        .context("CronJob my-citus-backup has no jobTemplate.spec")?;
+    let spec = cron.pointer("/spec/jobTemplate/spec").context("CronJob my-citus-backup has no jobTemplate.spec")?;
     Ok(json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -206,9 +201,7 @@ fn user_objects(cluster: &Cluster) -> anyhow::Result<String> {
 }
 
 fn restore_values(backup: &str) -> Value {
-    util::values(
-        json!({"restore": {"enabled": true, "existingClaim": "old-backups", "backup": backup}}),
-    )
+    util::values(json!({"restore": {"enabled": true, "existingClaim": "old-backups", "backup": backup}}))
 }
 
 fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::Result<()> {
@@ -222,20 +215,14 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     let worker_keys = util::psql(&a, "my-citus-worker-0", &SOCKET, THROUGH_WORKER)?;
     for key in worker_keys.lines() {
         let key: i64 = key.parse().with_context(|| format!("key {key:?}"))?;
-        ensure!(
-            key > 1 << 48,
-            "a key inserted through worker-0 is {key}, not from its sequence range"
-        );
+        ensure!(key > 1 << 48, "a key inserted through worker-0 is {key}, not from its sequence range");
     }
 
     // An expired backup from long ago: removed only after a backup succeeded.
     let backups = a.dir().join("claims/my-citus-backup");
     let expired = backups.join("20200101T020000Z");
     std::fs::create_dir_all(&expired)?;
-    let touched = Command::new("touch")
-        .args(["-d", "30 days ago"])
-        .arg(&expired)
-        .status()?;
+    let touched = Command::new("touch").args(["-d", "30 days ago"]).arg(&expired).status()?;
     ensure!(touched.success(), "touch -d {}", expired.display());
 
     // Something the backup cannot restore makes it fail at backup time, naming it.
@@ -247,24 +234,15 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     )?;
     let mut failing = backup_job(&manifest, "my-citus-backup-legacy")?;
     failing["spec"]["backoffLimit"] = json!(0);
-    let err = a
-        .run_job(&failing)
-        .err()
-        .context("the backup of an append-distributed table succeeded")?;
+    let err = a.run_job(&failing).err().context("the backup of an append-distributed table succeeded")?;
     let text = chain(err);
     ensure!(
         text.contains("table public.legacy: append-distributed tables"),
         "the failed backup does not name the table:\n{text}"
     );
-    println!(
-        "A: backup refused: {}",
-        refusal_line(&text, "public.legacy")
-    );
+    println!("A: backup refused: {}", refusal_line(&text, "public.legacy"));
     let failure = std::fs::read_to_string(backups.join("last-failure"))?;
-    ensure!(
-        failure.contains("failed while checking that every Citus table"),
-        "last-failure: {failure}"
-    );
+    ensure!(failure.contains("failed while checking that every Citus table"), "last-failure: {failure}");
     ensure!(
         !backups.join("latest").exists() && expired.exists(),
         "a failed backup wrote latest or removed an expired backup"
@@ -272,21 +250,14 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     util::psql(&a, COORDINATOR, &SOCKET, "DROP TABLE legacy")?;
 
     a.run_job(&backup_job(&manifest, "my-citus-backup-manual")?)?;
-    ensure!(
-        !expired.exists(),
-        "the backup older than backup.retentionDays was kept"
-    );
+    ensure!(!expired.exists(), "the backup older than backup.retentionDays was kept");
     let expected = facts(&a)?;
-    let latest = std::fs::read_to_string(backups.join("latest"))?
-        .trim()
-        .to_owned();
+    let latest = std::fs::read_to_string(backups.join("latest"))?.trim().to_owned();
     let backup = backups.join(&latest);
     let success = std::fs::read_to_string(backups.join("last-success"))?;
     let mut lines = success.lines();
     let epoch: u64 = lines.next().context("empty last-success")?.parse()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     ensure!(
         now.abs_diff(epoch) < 600 && lines.next() == Some(latest.as_str()),
         "last-success: {success} (now {now}, latest {latest})"
@@ -295,23 +266,16 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
         &a,
         COORDINATOR,
         &SOCKET,
-        "SELECT last_success_backup, last_failure_message IS NOT NULL FROM citus_chart.backup_status",
+        "SELECT last_backup, last_failure_message IS NOT NULL FROM citus_chart.backup_status",
     )?;
-    ensure!(
-        status == format!("{latest}|t"),
-        "citus_chart.backup_status: {status}"
-    );
+    ensure!(status == format!("{latest}|t"), "citus_chart.backup_status: {status}");
     // The manifest counts what is in the dump: the same as the tables hold.
     for row in manifest_lines(&backup, "rows")? {
         let (table, rows) = (&row[1], &row[2]);
         ensure!(
-            expected
-                .iter()
-                .any(|f| f.starts_with(&format!("rows {table} {rows} "))),
+            expected.iter().any(|f| f.starts_with(&format!("rows {table} {rows} "))),
             "manifest: {table} has {rows} rows; the table: {:?}",
-            expected
-                .iter()
-                .find(|f| f.starts_with(&format!("rows {table} ")))
+            expected.iter().find(|f| f.starts_with(&format!("rows {table} ")))
         );
     }
     ensure!(
@@ -343,59 +307,30 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     let broken = "20990101T000000Z";
     copy_dir(&claim.join(&latest), &claim.join(broken))?;
     let (data_file, size) = largest_data_file(&claim.join(broken).join("dump"))?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&data_file)?
-        .set_len(size / 2)?;
+    std::fs::OpenOptions::new().write(true).open(&data_file)?.set_len(size / 2)?;
 
-    let err = b
-        .install(&restore_values(broken))
-        .err()
-        .context("the install restoring a truncated backup succeeded")?;
+    let err = b.install(&restore_values(broken)).err().context("the install restoring a truncated backup succeeded")?;
     let text = chain(err);
-    let file_name = data_file
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = data_file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     ensure!(
-        text.contains(&format!(
-            "backup {broken} is damaged or incomplete: dump/{file_name} has {} bytes",
-            size / 2
-        )) && text.contains("Nothing was written"),
+        text.contains(&format!("backup {broken} is damaged or incomplete: dump/{file_name} has {} bytes", size / 2))
+            && text.contains("Nothing was written"),
         "the refusal does not name the truncated file:\n{text}"
     );
-    println!(
-        "B: truncated backup refused: {}",
-        refusal_line(&text, "is damaged or incomplete")
-    );
+    println!("B: truncated backup refused: {}", refusal_line(&text, "is damaged or incomplete"));
     b.wait_all_ready(util::READY)?;
     let empty = "0\n0\nt\n0";
-    ensure!(
-        user_objects(&b)? == empty,
-        "B's database is not empty after the refusal: {}",
-        user_objects(&b)?
-    );
+    ensure!(user_objects(&b)? == empty, "B's database is not empty after the refusal: {}", user_objects(&b)?);
 
     // A database that is not empty is refused, and left as it is.
-    util::psql(
-        &b,
-        COORDINATOR,
-        &SOCKET,
-        "CREATE TABLE public.junk (id int)",
-    )?;
-    let err = b
-        .upgrade(&restore_values("latest"))
-        .err()
-        .context("the restore into a non-empty database succeeded")?;
+    util::psql(&b, COORDINATOR, &SOCKET, "CREATE TABLE public.junk (id int)")?;
+    let err = b.upgrade(&restore_values("latest")).err().context("the restore into a non-empty database succeeded")?;
     let text = chain(err);
     ensure!(
         text.contains("is not empty, refusing to restore into it. It holds: relation public.junk"),
         "the refusal does not name the table in the way:\n{text}"
     );
-    println!(
-        "B: non-empty database refused: {}",
-        refusal_line(&text, "is not empty")
-    );
+    println!("B: non-empty database refused: {}", refusal_line(&text, "is not empty"));
     util::psql(&b, COORDINATOR, &SOCKET, "DROP TABLE public.junk")?;
     ensure!(user_objects(&b)? == empty, "B changed by the refusal");
 
@@ -409,20 +344,14 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
         "citus-distribution.sql",
         "SELECT pg_catalog.create_distributed_table('public.no_such_table', 'id');\n",
     )?;
-    let err = b
-        .upgrade(&restore_values(failing))
-        .err()
-        .context("the restore with a failing statement succeeded")?;
+    let err = b.upgrade(&restore_values(failing)).err().context("the restore with a failing statement succeeded")?;
     let text = chain(err);
     ensure!(
         text.contains("relation \"public.no_such_table\" does not exist")
             && text.contains("the transaction was rolled back"),
         "the failed restore does not name its statement:\n{text}"
     );
-    println!(
-        "B: failing statement: {}",
-        refusal_line(&text, "no_such_table")
-    );
+    println!("B: failing statement: {}", refusal_line(&text, "no_such_table"));
     let left = util::psql(
         &b,
         COORDINATOR,
@@ -468,11 +397,7 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
          INSERT INTO events (device) SELECT 'w' FROM generate_series(1, 5); \
          INSERT INTO tenant_a.users (name) VALUES ('new');",
     )?;
-    for worker in [
-        "my-citus-worker-0",
-        "my-citus-worker-1",
-        "my-citus-worker-2",
-    ] {
+    for worker in ["my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"] {
         util::psql(&b, worker, &SOCKET, THROUGH_WORKER)
             .with_context(|| format!("inserting through {worker} after the restore"))?;
     }
@@ -490,33 +415,20 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
 
     // Roles: the restored one logs in with its old password; the release's own kept the new ones.
     let analyst = util::tcp(COORDINATOR_SERVICE, "analyst", "analyst-pw");
-    let member = util::psql(
-        &b,
-        COORDINATOR,
-        &analyst,
-        "SELECT pg_has_role('reporting', 'MEMBER')",
-    )?;
-    ensure!(
-        member == "t",
-        "analyst is not a member of reporting: {member}"
-    );
+    let member = util::psql(&b, COORDINATOR, &analyst, "SELECT pg_has_role('reporting', 'MEMBER')")?;
+    ensure!(member == "t", "analyst is not a member of reporting: {member}");
     util::psql(&b, COORDINATOR, &login, "SELECT count(*) FROM orders")?;
 
     // Again: a complete restore is a no-op.
     b.upgrade(&restore_values("latest"))?;
     ensure!(
-        facts(&b)?
-            .iter()
-            .filter(|f| f.starts_with("table "))
-            .count()
+        facts(&b)?.iter().filter(|f| f.starts_with("table ")).count()
             == expected.iter().filter(|f| f.starts_with("table ")).count(),
         "the second restore run changed the tables"
     );
     let restore_log = last_log(&b, "my-citus-restore-")?;
     ensure!(
-        restore_log.contains(&format!(
-            "already restored from backup {latest}; nothing to do"
-        )),
+        restore_log.contains(&format!("already restored from backup {latest}; nothing to do")),
         "second run:\n{restore_log}"
     );
     println!(
@@ -530,18 +442,11 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
 /// the backup had been written so: it verifies, and its restore runs `text`.
 fn append_to_backup(backup: &Path, file: &str, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(backup.join(file))?
-        .write_all(text.as_bytes())?;
+    std::fs::OpenOptions::new().append(true).open(backup.join(file))?.write_all(text.as_bytes())?;
     let sha256 = |path: &Path| -> anyhow::Result<String> {
         let out = Command::new("sha256sum").arg(path).output()?;
         ensure!(out.status.success(), "sha256sum {}", path.display());
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned())
+        Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned())
     };
     let size = std::fs::metadata(backup.join(file))?.len();
     let sum = sha256(&backup.join(file))?;
@@ -559,10 +464,7 @@ fn append_to_backup(backup: &Path, file: &str, text: &str) -> anyhow::Result<()>
     std::fs::write(&body_path, &body)?;
     let body_sum = sha256(&body_path)?;
     std::fs::remove_file(&body_path)?;
-    std::fs::write(
-        backup.join("manifest.txt"),
-        format!("{body}end\t{body_sum}\n"),
-    )?;
+    std::fs::write(backup.join("manifest.txt"), format!("{body}end\t{body_sum}\n"))?;
     Ok(())
 }
 
@@ -581,9 +483,7 @@ fn largest_data_file(dump: &Path) -> anyhow::Result<(PathBuf, u64)> {
     for entry in std::fs::read_dir(dump)? {
         let entry = entry?;
         let size = entry.metadata()?.len();
-        if entry.file_name().to_string_lossy().ends_with(".dat.gz")
-            && best.as_ref().is_none_or(|(_, s)| size > *s)
-        {
+        if entry.file_name().to_string_lossy().ends_with(".dat.gz") && best.as_ref().is_none_or(|(_, s)| size > *s) {
             best = Some((entry.path(), size));
         }
     }
@@ -595,15 +495,12 @@ fn largest_data_file(dump: &Path) -> anyhow::Result<(PathBuf, u64)> {
 
 /// The log of the newest pod whose name starts with `prefix`.
 fn last_log(cluster: &Cluster, prefix: &str) -> anyhow::Result<String> {
-    let mut logs: Vec<(std::time::SystemTime, PathBuf)> =
-        std::fs::read_dir(cluster.dir().join("logs"))?
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
+    let mut logs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cluster.dir().join("logs"))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
     logs.sort();
-    let (_, path) = logs
-        .last()
-        .with_context(|| format!("no log of a pod {prefix}*"))?;
+    let (_, path) = logs.last().with_context(|| format!("no log of a pod {prefix}*"))?;
     Ok(std::fs::read_to_string(path)?)
 }

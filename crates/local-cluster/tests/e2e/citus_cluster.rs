@@ -6,35 +6,22 @@ use std::fmt::Write as _;
 use anyhow::{ensure, Context as _};
 use serde_json::json;
 
-use crate::util::{
-    self, APP_PASSWORD, COORDINATOR, COORDINATOR_FQDN, COORDINATOR_SERVICE, POSTGRES_PASSWORD,
-    SOCKET,
-};
 use crate::util::Env;
+use crate::util::{self, APP_PASSWORD, COORDINATOR, COORDINATOR_FQDN, COORDINATOR_SERVICE, POSTGRES_PASSWORD, SOCKET};
 
 crate::scenarios!(Citus: install_registers_workers_serves_tables_and_survives_rerun_and_restart, shard_moves_work_as_postgres_and_as_the_application_user);
 
 pub const ROWS: u32 = 10_000;
 
 /// pg_dist_node must hold the coordinator and `workers` active workers, all under their DNS names.
-pub fn assert_registered(
-    cluster: &local_cluster::Cluster,
-    workers: u32,
-) -> anyhow::Result<Vec<String>> {
+pub fn assert_registered(cluster: &local_cluster::Cluster, workers: u32) -> anyhow::Result<Vec<String>> {
     let nodes = util::dist_nodes(cluster)?;
     let mut expected = vec![format!("{COORDINATOR_FQDN}:5432 0 true primary")];
-    expected.extend(
-        (0..workers).map(|n| format!("{}:5432 {} true primary", util::worker_fqdn(n), n + 1)),
-    );
+    expected.extend((0..workers).map(|n| format!("{}:5432 {} true primary", util::worker_fqdn(n), n + 1)));
     let mut sorted = nodes.clone();
     sorted.sort();
     expected.sort();
-    ensure!(
-        sorted == expected,
-        "pg_dist_node:\n{}\nexpected:\n{}",
-        nodes.join("\n"),
-        expected.join("\n")
-    );
+    ensure!(sorted == expected, "pg_dist_node:\n{}\nexpected:\n{}", nodes.join("\n"), expected.join("\n"));
     Ok(nodes)
 }
 
@@ -66,25 +53,12 @@ pub fn check_tables(cluster: &local_cluster::Cluster) -> anyhow::Result<()> {
     let login = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
     let sql = "SELECT count(*), sum(e.id), count(DISTINCT k.name), sum(length(e.payload)) FROM events e JOIN kinds k USING (kind)";
     let got = util::psql(cluster, COORDINATOR, &login, sql)?;
-    let payload_len: u64 = (1..=u64::from(ROWS))
-        .map(|id| format!("payload-{id}").len() as u64)
-        .sum();
+    let payload_len: u64 = (1..=u64::from(ROWS)).map(|id| format!("payload-{id}").len() as u64).sum();
     let n = u64::from(ROWS);
     let expected = format!("{n}|{}|10|{payload_len}", n * (n + 1) / 2);
-    ensure!(
-        got == expected,
-        "events join kinds: {got}, expected {expected}"
-    );
-    let kinds = util::psql(
-        cluster,
-        COORDINATOR,
-        &login,
-        "SELECT count(*), sum(kind) FROM kinds",
-    )?;
-    ensure!(
-        kinds == format!("{n}|{}", n * (n - 1) / 2),
-        "kinds: {kinds}"
-    );
+    ensure!(got == expected, "events join kinds: {got}, expected {expected}");
+    let kinds = util::psql(cluster, COORDINATOR, &login, "SELECT count(*), sum(kind) FROM kinds")?;
+    ensure!(kinds == format!("{n}|{}", n * (n - 1) / 2), "kinds: {kinds}");
     let spread = util::psql(
         cluster,
         COORDINATOR,
@@ -106,11 +80,7 @@ fn install_registers_workers_serves_tables_and_survives_rerun_and_restart(env: &
         for pid in cluster.pod(&pod)?.processes() {
             for secret in [POSTGRES_PASSWORD, APP_PASSWORD] {
                 if let Some(facts) = util::process_facts(pid.as_raw(), secret)? {
-                    ensure!(
-                        facts.uid == 1001,
-                        "{pod}: process {pid} runs as uid {}",
-                        facts.uid
-                    );
+                    ensure!(facts.uid == 1001, "{pod}: process {pid} runs as uid {}", facts.uid);
                     ensure!(
                         !facts.in_args && !facts.in_env,
                         "{pod}: process {pid} has a password in its arguments or environment"
@@ -121,66 +91,40 @@ fn install_registers_workers_serves_tables_and_survives_rerun_and_restart(env: &
     }
     load_tables(&cluster)?;
 
-    let job = manifest
-        .get("Job", "my-citus-register-workers")
-        .context("no registration Job")?
-        .clone();
+    let job = manifest.get("Job", "my-citus-register-workers").context("no registration Job")?.clone();
     let report = cluster.run_job(&job)?;
-    ensure!(
-        before == util::dist_nodes(&cluster)?,
-        "the second registration changed pg_dist_node"
-    );
+    ensure!(before == util::dist_nodes(&cluster)?, "the second registration changed pg_dist_node");
     let log = std::fs::read_to_string(report.logs.last().context("no job log")?)?;
-    ensure!(
-        log.matches("already registered and active").count() == 3,
-        "second run:\n{log}"
-    );
+    ensure!(log.matches("already registered and active").count() == 3, "second run:\n{log}");
 
     let old_ip = cluster.pod("my-citus-worker-1")?.ip();
     cluster.restart_pod("my-citus-worker-1")?;
-    ensure!(
-        cluster.pod("my-citus-worker-1")?.ip() != old_ip,
-        "the recreated pod kept its address"
-    );
-    ensure!(
-        before == assert_registered(&cluster, 3)?,
-        "pg_dist_node changed by the restart"
-    );
+    ensure!(cluster.pod("my-citus-worker-1")?.ip() != old_ip, "the recreated pod kept its address");
+    ensure!(before == assert_registered(&cluster, 3)?, "pg_dist_node changed by the restart");
     check_tables(&cluster)?;
     let log = std::fs::read_to_string(cluster.pod("my-citus-worker-1")?.log_path())?;
-    ensure!(
-        log.contains("using the existing data directory"),
-        "worker-1 restarted with a new data directory:\n{log}"
-    );
+    ensure!(log.contains("using the existing data directory"), "worker-1 restarted with a new data directory:\n{log}");
 
     cluster.helm_test(&manifest)?;
     Ok(())
 }
 
 /// Moves one shard of `events` from worker-0 to worker-1 as `user`; returns the moved shard.
-fn move_shard(
-    cluster: &local_cluster::Cluster,
-    user: &str,
-    password: &str,
-) -> anyhow::Result<String> {
+fn move_shard(cluster: &local_cluster::Cluster, user: &str, password: &str) -> anyhow::Result<String> {
     let (from, to) = (util::worker_fqdn(0), util::worker_fqdn(1));
     let pick = format!("SELECT shardid FROM citus_shards WHERE table_name = 'events'::regclass AND nodename = '{from}' ORDER BY shardid LIMIT 1");
     let shard = util::psql(cluster, COORDINATOR, &SOCKET, &pick)?;
     ensure!(!shard.is_empty(), "no shard of events on {from}");
     let login = util::tcp(COORDINATOR_SERVICE, user, password);
     let sql = format!("SELECT citus_move_shard_placement({shard}, '{from}', 5432, '{to}', 5432)");
-    util::psql(cluster, COORDINATOR, &login, &sql)
-        .with_context(|| format!("moving shard {shard} as {user}"))?;
+    util::psql(cluster, COORDINATOR, &login, &sql).with_context(|| format!("moving shard {shard} as {user}"))?;
     let placed = util::psql(
         cluster,
         COORDINATOR,
         &SOCKET,
         &format!("SELECT nodename FROM citus_shards WHERE shardid = {shard}"),
     )?;
-    ensure!(
-        placed == to,
-        "shard {shard} is on {placed} after the move as {user}"
-    );
+    ensure!(placed == to, "shard {shard} is on {placed} after the move as {user}");
     Ok(shard)
 }
 

@@ -5,8 +5,8 @@
 use anyhow::ensure;
 use serde_json::json;
 
-use crate::util::{self, Login, COORDINATOR, COORDINATOR_SERVICE};
 use crate::util::Env;
+use crate::util::{self, Login, COORDINATOR, COORDINATOR_SERVICE};
 
 crate::scenarios!(Citus: edge_names_and_the_connection_floor_form_a_working_cluster);
 
@@ -28,12 +28,7 @@ fn edge_names_and_the_connection_floor_form_a_working_cluster(env: &Env) -> anyh
     }));
     let manifest = cluster.install(&values)?;
     cluster.wait_all_ready(util::READY)?;
-    let socket = Login {
-        host: "/var/run/postgresql",
-        user: "postgres",
-        password: None,
-        database: DATABASE,
-    };
+    let socket = Login { host: "/var/run/postgresql", user: "postgres", password: None, database: DATABASE };
     let workers = util::psql(
         &cluster,
         COORDINATOR,
@@ -41,21 +36,13 @@ fn edge_names_and_the_connection_floor_form_a_working_cluster(env: &Env) -> anyh
         "SELECT count(*) FROM pg_dist_node WHERE isactive AND groupid <> 0",
     )?;
     ensure!(workers == "3", "{workers} active workers registered");
-    let login = Login {
-        host: COORDINATOR_SERVICE,
-        user: USER,
-        password: Some(PASSWORD),
-        database: DATABASE,
-    };
+    let login = Login { host: COORDINATOR_SERVICE, user: USER, password: Some(PASSWORD), database: DATABASE };
     let sql = "CREATE TABLE edge (id bigint PRIMARY KEY);\n\
                SELECT create_distributed_table('edge', 'id') \\g /dev/null\n\
                INSERT INTO edge SELECT generate_series(1, 1000);\n\
                SELECT current_user, current_database(), count(*) FROM edge;";
     let got = util::psql(&cluster, COORDINATOR, &login, sql)?;
-    ensure!(
-        got == format!("{USER}|{DATABASE}|1000"),
-        "as the application user: {got}"
-    );
+    ensure!(got == format!("{USER}|{DATABASE}|1000"), "as the application user: {got}");
     cluster.helm_test(&manifest)?;
     Ok(())
 }

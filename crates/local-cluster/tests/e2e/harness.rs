@@ -32,13 +32,19 @@ fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Res
     let mut cluster = util::cluster(env.postgres()?)?;
     // The stand-in for the exporter image is Debian's exporter 0.11.1: the tag says so, so that the chart
     // passes it the flags that version knows.
-    cluster.install(&util::values(json!({"worker": {"replicaCount": 2}, "metrics": {"enabled": true, "image": {"tag": "v0.11.1"}}})))?;
+    cluster.install(&util::values(
+        json!({"worker": {"replicaCount": 2}, "metrics": {"enabled": true, "image": {"tag": "v0.11.1"}}}),
+    ))?;
     // Ready means both containers are: the exporter's httpGet readiness probe passed too.
     cluster.wait_all_ready(util::READY)?;
     for pod in ["my-citus-coordinator-0", "my-citus-worker-0", "my-citus-worker-1"] {
         let (status, body) = cluster.http_get(pod, 9187, "/metrics")?;
         ensure!(status == 200, "{pod}: /metrics answered {status}");
-        ensure!(body.lines().any(|l| l.trim() == "pg_up 1"), "{pod}: no `pg_up 1` in the exporter's metrics:\n{}", &body[..body.len().min(2000)]);
+        ensure!(
+            body.lines().any(|l| l.trim() == "pg_up 1"),
+            "{pod}: no `pg_up 1` in the exporter's metrics:\n{}",
+            &body[..body.len().min(2000)]
+        );
     }
     Ok(())
 }
@@ -60,7 +66,10 @@ fn volume_permissions_init_container_fixes_a_root_owned_claim(env: &Env) -> anyh
     cluster.install(&util::values(values))?;
     cluster.wait_all_ready(util::READY)?;
     let log = cluster.logs("my-citus-coordinator-0")?;
-    ensure!(log.contains("container volume-permissions starts") && log.contains("as uid 0"), "the init container did not run as root first:\n{log}");
+    ensure!(
+        log.contains("container volume-permissions starts") && log.contains("as uid 0"),
+        "the init container did not run as root first:\n{log}"
+    );
     assert_registered(&cluster, 1)?;
     Ok(())
 }
@@ -93,15 +102,30 @@ fn two_releases_run_side_by_side(env: &Env) -> anyhow::Result<()> {
     cluster.install(&util::values(small()))?;
     cluster.install_release("other", &util::values(small()))?;
     cluster.wait_all_ready(util::READY)?;
-    util::psql(&cluster, "my-citus-coordinator-0", &SOCKET, "CREATE TABLE mine (id int); SELECT create_distributed_table('mine', 'id')")?;
-    for (coordinator, worker) in [("my-citus-coordinator-0", "my-citus-worker-0"), ("other-citus-coordinator-0", "other-citus-worker-0")] {
+    util::psql(
+        &cluster,
+        "my-citus-coordinator-0",
+        &SOCKET,
+        "CREATE TABLE mine (id int); SELECT create_distributed_table('mine', 'id')",
+    )?;
+    for (coordinator, worker) in
+        [("my-citus-coordinator-0", "my-citus-worker-0"), ("other-citus-coordinator-0", "other-citus-worker-0")]
+    {
         let nodes = util::psql(&cluster, coordinator, &SOCKET, "SELECT string_agg(nodename, ',' ORDER BY nodeid) FROM pg_dist_node WHERE noderole = 'primary' AND groupid > 0")?;
         ensure!(nodes.starts_with(worker), "{coordinator} registered {nodes}, not its own {worker}");
     }
-    let theirs = util::psql(&cluster, "other-citus-coordinator-0", &SOCKET, "SELECT count(*) FROM pg_class WHERE relname = 'mine'")?;
+    let theirs = util::psql(
+        &cluster,
+        "other-citus-coordinator-0",
+        &SOCKET,
+        "SELECT count(*) FROM pg_class WHERE relname = 'mine'",
+    )?;
     ensure!(theirs == "0", "a table of release my-citus appeared in release other");
     cluster.uninstall("other")?;
-    ensure!(cluster.pod("other-citus-coordinator-0").is_err() && cluster.pod("my-citus-coordinator-0").is_ok(), "uninstall removed the wrong pods");
+    ensure!(
+        cluster.pod("other-citus-coordinator-0").is_err() && cluster.pod("my-citus-coordinator-0").is_ok(),
+        "uninstall removed the wrong pods"
+    );
     Ok(())
 }
 
@@ -125,7 +149,9 @@ fn a_failing_liveness_probe_restarts_the_container(env: &Env) -> anyhow::Result<
     // An impatient liveness probe, kept off the first start (initdb) by a startup probe, as it should be.
     let liveness = json!({"initialDelaySeconds": 1, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2});
     let startup = json!({"enabled": true, "initialDelaySeconds": 1, "periodSeconds": 1, "failureThreshold": 300});
-    cluster.install(&util::values(json!({"worker": {"replicaCount": 1, "livenessProbe": liveness, "startupProbe": startup}})))?;
+    cluster.install(&util::values(
+        json!({"worker": {"replicaCount": 1, "livenessProbe": liveness, "startupProbe": startup}}),
+    ))?;
     cluster.wait_all_ready(util::READY)?;
     // Freeze the postmaster: it stays alive but answers nothing, which only a liveness probe notices.
     let pod = "my-citus-worker-0";
@@ -133,7 +159,10 @@ fn a_failing_liveness_probe_restarts_the_container(env: &Env) -> anyhow::Result<
         .pod(pod)?
         .processes()
         .into_iter()
-        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"postgres\0") && c.windows(11).any(|w| w == b"config_file")))
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"postgres\0") && c.windows(11).any(|w| w == b"config_file"))
+        })
         .context("no postmaster in the worker pod")?;
     kill(postmaster, Signal::SIGSTOP)?;
     cluster.wait_for("the kubelet to restart the frozen container", Duration::from_secs(60), |c| {
@@ -155,7 +184,10 @@ fn a_pending_pod_has_no_address_and_starts_when_released(env: &Env) -> anyhow::R
     ensure!(cluster.pod("my-citus-worker-1").is_err(), "a Pending pod runs");
     let lookup = cluster.exec("my-citus-coordinator-0", &["getent", "hosts", &util::worker_fqdn(1)], &[], None)?;
     ensure!(!lookup.status.success(), "a Pending pod has a DNS name: {}", lookup.stdout);
-    ensure!(cluster.wait_all_ready(Duration::from_secs(5)).is_err_and(|e| e.to_string().contains("Pending")), "waiting for all pods did not name the Pending one");
+    ensure!(
+        cluster.wait_all_ready(Duration::from_secs(5)).is_err_and(|e| e.to_string().contains("Pending")),
+        "waiting for all pods did not name the Pending one"
+    );
     cluster.release_pending("my-citus-worker-1")?;
     cluster.wait_ready("my-citus-worker-1", util::READY)?;
     Ok(())
@@ -166,9 +198,18 @@ fn a_network_cut_stops_traffic_between_two_pods_until_healed(env: &Env) -> anyho
     cluster.install(&util::values(json!({"worker": {"replicaCount": 2}})))?;
     cluster.wait_all_ready(util::READY)?;
     let reach = |cluster: &local_cluster::Cluster, worker: u32| -> anyhow::Result<bool> {
-        let sql = format!("SELECT result FROM run_command_on_workers('SELECT 1') WHERE nodename = '{}'", util::worker_fqdn(worker));
+        let sql = format!(
+            "SELECT result FROM run_command_on_workers('SELECT 1') WHERE nodename = '{}'",
+            util::worker_fqdn(worker)
+        );
         let login = util::tcp(util::COORDINATOR_FQDN, "postgres", util::POSTGRES_PASSWORD);
-        Ok(util::try_psql(cluster, "my-citus-coordinator-0", &login, &format!("SET citus.node_connection_timeout = 2000; {sql}"))?.is_ok_and(|out| out.ends_with('1')))
+        Ok(util::try_psql(
+            cluster,
+            "my-citus-coordinator-0",
+            &login,
+            &format!("SET citus.node_connection_timeout = 2000; {sql}"),
+        )?
+        .is_ok_and(|out| out.ends_with('1')))
     };
     ensure!(reach(&cluster, 0)? && reach(&cluster, 1)?, "the coordinator cannot reach its workers before the cut");
     cluster.cut_network("my-citus-coordinator-0", "my-citus-worker-1")?;

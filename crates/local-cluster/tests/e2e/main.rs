@@ -8,9 +8,11 @@ mod auth;
 mod backup;
 mod citus_cluster;
 mod edge_values;
+mod gitops;
 mod harness;
 mod postgres_only;
 mod rendered;
+mod scaling;
 mod upgrade;
 mod util;
 
@@ -31,6 +33,8 @@ fn main() -> ExitCode {
         backup::SCENARIOS,
         upgrade::SCENARIOS,
         harness::SCENARIOS,
+        scaling::SCENARIOS,
+        gitops::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
             })
             .with_kind(s.needs.label());
             match available {
+                Ok(_) if s.bench => trial.with_ignored_flag(true),
                 Ok(_) => trial,
                 Err(why) => {
                     reasons.insert(s.needs.label(), why);

@@ -26,21 +26,12 @@ fn container_strings(doc: &Value) -> Vec<String> {
         .pointer("/spec/template/spec")
         .or_else(|| doc.pointer("/spec/jobTemplate/spec/template/spec"))
         .or_else(|| doc.get("spec"));
-    let containers = spec
-        .and_then(|s| s.get("containers"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array).cloned().unwrap_or_default();
     let mut out = Vec::new();
     for c in containers {
         for key in ["command", "args"] {
             out.extend(
-                c.get(key)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned),
+                c.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_owned),
             );
         }
         out.extend(

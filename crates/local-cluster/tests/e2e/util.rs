@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 pub const POSTGRES_PASSWORD: &str = "pg-super:secret\\1";
 pub const APP_PASSWORD: &str = "app secret 'two'";
 pub const COORDINATOR: &str = "my-citus-coordinator-0";
-pub const COORDINATOR_FQDN: &str =
-    "my-citus-coordinator-0.my-citus-coordinator-headless.citus.svc.cluster.local";
+pub const COORDINATOR_FQDN: &str = "my-citus-coordinator-0.my-citus-coordinator-headless.citus.svc.cluster.local";
 pub const COORDINATOR_SERVICE: &str = "my-citus-coordinator";
 pub const READY: Duration = Duration::from_secs(180);
 
@@ -55,17 +54,27 @@ impl Needs {
 pub struct Scenario {
     pub name: &'static str,
     pub needs: Needs,
+    /// A benchmark: ignored unless asked for (`-- --ignored`), as it takes minutes and asserts little.
+    pub bench: bool,
     pub run: fn(&Env) -> anyhow::Result<()>,
 }
 
-/// Declares a module's scenarios: `scenarios!(Citus: a, b; Postgres: c);`.
+/// Declares a module's scenarios: `scenarios!(Citus: a, b; Postgres: c);`; a group `BenchCitus` holds
+/// benchmarks that need Citus.
 #[macro_export]
 macro_rules! scenarios {
     ($($needs:ident: $($f:ident),+);+ $(;)?) => {
         pub const SCENARIOS: &[$crate::util::Scenario] = &[
-            $($($crate::util::Scenario { name: stringify!($f), needs: $crate::util::Needs::$needs, run: $f },)+)+
+            $($($crate::util::Scenario {
+                name: stringify!($f),
+                needs: $crate::scenarios!(@kind $needs).0,
+                bench: $crate::scenarios!(@kind $needs).1,
+                run: $f,
+            },)+)+
         ];
     };
+    (@kind BenchCitus) => { ($crate::util::Needs::Citus, true) };
+    (@kind $needs:ident) => { ($crate::util::Needs::$needs, false) };
 }
 
 /// What the machine provides to a scenario.
@@ -93,11 +102,16 @@ pub fn available(needs: Needs) -> Result<Env, String> {
     if std::process::Command::new("ip").arg("-V").output().is_err() {
         return Err("iproute2 (`ip`) is not installed".into());
     }
-    let pg_config = std::env::var("LOCAL_CLUSTER_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
+    let pg_config =
+        std::env::var("LOCAL_CLUSTER_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
     if !Path::new(&pg_config).exists() {
         return Err(format!("PostgreSQL is not installed (no {pg_config})"));
     }
-    let nss = ["/usr/lib/x86_64-linux-gnu/libnss_wrapper.so", "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so", "/usr/lib/libnss_wrapper.so"];
+    let nss = [
+        "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
+        "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so",
+        "/usr/lib/libnss_wrapper.so",
+    ];
     if !nss.iter().any(|p| Path::new(p).exists()) {
         return Err("libnss_wrapper.so is not installed (apt-get install libnss-wrapper; the image has it)".into());
     }
@@ -175,8 +189,7 @@ pub fn cluster(postgres: &Postgres) -> anyhow::Result<TestCluster> {
 
 /// Chart values: known passwords plus `extra`, merged (objects recursively).
 pub fn values(extra: Value) -> Value {
-    let mut base =
-        json!({"auth": {"postgresPassword": POSTGRES_PASSWORD, "password": APP_PASSWORD}});
+    let mut base = json!({"auth": {"postgresPassword": POSTGRES_PASSWORD, "password": APP_PASSWORD}});
     merge(&mut base, extra);
     base
 }
@@ -201,29 +214,14 @@ pub struct Login<'a> {
 }
 
 /// Local socket as postgres (trust inside the pod).
-pub const SOCKET: Login = Login {
-    host: "/var/run/postgresql",
-    user: "postgres",
-    password: None,
-    database: "citus",
-};
+pub const SOCKET: Login = Login { host: "/var/run/postgresql", user: "postgres", password: None, database: "citus" };
 
 pub fn tcp<'a>(host: &'a str, user: &'a str, password: &'a str) -> Login<'a> {
-    Login {
-        host,
-        user,
-        password: Some(password),
-        database: "citus",
-    }
+    Login { host, user, password: Some(password), database: "citus" }
 }
 
 /// Runs SQL with psql in `pod` (never prompting for a password); Ok(stdout) or Err(stderr) by exit status.
-pub fn try_psql(
-    cluster: &Cluster,
-    pod: &str,
-    login: &Login,
-    sql: &str,
-) -> anyhow::Result<Result<String, String>> {
+pub fn try_psql(cluster: &Cluster, pod: &str, login: &Login, sql: &str) -> anyhow::Result<Result<String, String>> {
     let argv = [
         "psql",
         "-X",
@@ -247,21 +245,13 @@ pub fn try_psql(
         env.push(("PGPASSWORD", p));
     }
     let out = cluster.exec(pod, &argv, &env, Some(sql.as_bytes()))?;
-    Ok(if out.status.success() {
-        Ok(out.stdout.trim().to_owned())
-    } else {
-        Err(out.stderr)
-    })
+    Ok(if out.status.success() { Ok(out.stdout.trim().to_owned()) } else { Err(out.stderr) })
 }
 
 pub fn psql(cluster: &Cluster, pod: &str, login: &Login, sql: &str) -> anyhow::Result<String> {
     match try_psql(cluster, pod, login, sql)? {
         Ok(out) => Ok(out),
-        Err(stderr) => bail!(
-            "psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}",
-            login.user,
-            login.host
-        ),
+        Err(stderr) => bail!("psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}", login.user, login.host),
     }
 }
 
@@ -284,10 +274,7 @@ pub fn drop_citus_preload(manifest: &mut Manifest) -> anyhow::Result<()> {
 /// pg_dist_node as "nodename:port group active role" lines, by nodeid.
 pub fn dist_nodes(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
     let sql = "SELECT nodename || ':' || nodeport || ' ' || groupid || ' ' || isactive || ' ' || noderole FROM pg_dist_node ORDER BY nodeid";
-    Ok(psql(cluster, COORDINATOR, &SOCKET, sql)?
-        .lines()
-        .map(str::to_owned)
-        .collect())
+    Ok(psql(cluster, COORDINATOR, &SOCKET, sql)?.lines().map(str::to_owned).collect())
 }
 
 /// What a test checks on a pod's process.
@@ -301,9 +288,7 @@ pub struct ProcessFacts {
 /// the process is gone (probes come and go).
 pub fn process_facts(pid: i32, needle: &str) -> anyhow::Result<Option<ProcessFacts>> {
     let read = |what: &str| std::fs::read(format!("/proc/{pid}/{what}")).ok();
-    let (Some(status), Some(cmdline), Some(environ)) =
-        (read("status"), read("cmdline"), read("environ"))
-    else {
+    let (Some(status), Some(cmdline), Some(environ)) = (read("status"), read("cmdline"), read("environ")) else {
         return Ok(None);
     };
     let status = String::from_utf8_lossy(&status);
@@ -314,9 +299,5 @@ pub fn process_facts(pid: i32, needle: &str) -> anyhow::Result<Option<ProcessFac
         .context("no Uid line")?
         .parse()?;
     let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
-    Ok(Some(ProcessFacts {
-        uid,
-        in_args: contains(&cmdline),
-        in_env: contains(&environ),
-    }))
+    Ok(Some(ProcessFacts { uid, in_args: contains(&cmdline), in_env: contains(&environ) }))
 }
