@@ -10,6 +10,7 @@ mod citus_cluster;
 mod edge_values;
 mod gitops;
 mod harness;
+mod lifecycle;
 mod postgres_only;
 mod rendered;
 mod scaling;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         backup::SCENARIOS,
         upgrade::SCENARIOS,
         harness::SCENARIOS,
+        lifecycle::SCENARIOS,
         scaling::SCENARIOS,
         gitops::SCENARIOS,
     ]
