@@ -128,9 +128,10 @@ annotations:
 {{- printf "%s-%d.%s.%s.svc.%s" (include "citus.componentName" .) (int .ordinal) (include "citus.headlessName" .) .ctx.Release.Namespace .ctx.Values.clusterDomain -}}
 {{- end -}}
 
-{{/* Number of workers the chart registers: with an HPA, the ones it never removes (minReplicas). */}}
+{{/* Number of workers the chart registers: with an HPA, up to maxReplicas (the registration loop takes every
+worker pod the HPA adds). */}}
 {{- define "citus.worker.registeredReplicas" -}}
-{{- if .Values.worker.autoscaling.enabled -}}{{ .Values.worker.autoscaling.minReplicas }}{{- else -}}{{ .Values.worker.replicaCount }}{{- end -}}
+{{- if .Values.worker.autoscaling.enabled -}}{{ .Values.worker.autoscaling.maxReplicas }}{{- else -}}{{ .Values.worker.replicaCount }}{{- end -}}
 {{- end -}}
 
 {{- define "citus.kubeVersion" -}}

@@ -198,13 +198,14 @@ pub async fn worker_pods(client: &Client, release: &Release) -> Result<Vec<Strin
     Ok(names)
 }
 
-/// With worker.autoscaling.enabled the chart registers only the HPA's minReplicas workers (the HPA never
-/// removes those); the others run unregistered on purpose. None when the release has no worker HPA.
+/// With worker.autoscaling.enabled the chart's registration loop registers every worker pod below the HPA's
+/// maxReplicas (the HPA never scales in); a pod at or above it is left unregistered on purpose. None when
+/// the release has no worker HPA.
 pub async fn registered_worker_limit(client: &Client, release: &Release) -> Result<Option<i32>> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &release.namespace);
     let name = format!("{}-worker", release.fullname);
     match api.get_opt(&name).await {
-        Ok(hpa) => Ok(hpa.and_then(|h| h.spec).map(|s| s.min_replicas.unwrap_or(1))),
+        Ok(hpa) => Ok(hpa.and_then(|h| h.spec).map(|s| s.max_replicas)),
         // Not allowed to read HPAs: judge every pod (the worst case is a warning too many).
         Err(e) if kube_status(&e) == Some(403) => Ok(None),
         Err(e) => Err(Error::kube(
@@ -620,7 +621,7 @@ mod tests {
         let c = pod_check(&pods, &s.nodes, None);
         assert_eq!(c.unregistered_pods, ["prod-citus-worker-1"]);
         assert_eq!(c.nodes_without_pod, ["10.0.0.7:5432"]);
-        // An HPA with minReplicas 1: worker-1 runs unregistered by design.
+        // An HPA whose maxReplicas was lowered to 1: worker-1 runs unregistered by design.
         assert!(pod_check(&pods, &s.nodes, Some(1)).unregistered_pods.is_empty());
     }
 
@@ -644,7 +645,7 @@ mod tests {
             respond(send, StatusCode::NOT_FOUND, not_found("horizontalpodautoscalers \"prod-citus-worker\""));
         });
         let r = Release::new("prod", "db", None);
-        assert_eq!(registered_worker_limit(&client, &r).await.unwrap(), Some(2));
+        assert_eq!(registered_worker_limit(&client, &r).await.unwrap(), Some(6));
         assert_eq!(registered_worker_limit(&client, &r).await.unwrap(), None);
         server.await.unwrap();
     }
