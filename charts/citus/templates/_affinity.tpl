@@ -33,13 +33,13 @@ preferredDuringSchedulingIgnoredDuringExecution:
     podAffinityTerm:
       labelSelector:
         matchLabels:
-          {{- include "citus.selectorLabels" . | nindent 10 }}
+          {{- include "citus.indent" (dict "indent" 10 "text" (include "citus.selectorLabels" .)) }}
       topologyKey: kubernetes.io/hostname
 {{- else if eq .preset "hard" -}}
 requiredDuringSchedulingIgnoredDuringExecution:
   - labelSelector:
       matchLabels:
-        {{- include "citus.selectorLabels" . | nindent 8 }}
+        {{- include "citus.indent" (dict "indent" 8 "text" (include "citus.selectorLabels" .)) }}
     topologyKey: kubernetes.io/hostname
 {{- end -}}
 {{- end -}}

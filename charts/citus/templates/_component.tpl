@@ -12,8 +12,8 @@ metadata:
   name: {{ include "citus.headlessName" . }}
   namespace: {{ .ctx.Release.Namespace | quote }}
   labels:
-    {{- include "citus.labels" . | nindent 4 }}
-  {{- include "citus.annotations" (dict "ctx" .ctx) | nindent 2 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.labels" .)) }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.annotations" (dict "ctx" .ctx))) }}
 spec:
   type: ClusterIP
   clusterIP: None
@@ -24,7 +24,7 @@ spec:
       targetPort: postgresql
       protocol: TCP
   selector:
-    {{- include "citus.selectorLabels" . | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.selectorLabels" .)) }}
 {{- end -}}
 
 {{- define "citus.node.serviceAccount" -}}
@@ -36,8 +36,8 @@ metadata:
   name: {{ include "citus.serviceAccountName" . }}
   namespace: {{ .ctx.Release.Namespace | quote }}
   labels:
-    {{- include "citus.labels" . | nindent 4 }}
-  {{- include "citus.annotations" (dict "ctx" .ctx "extra" $sa.annotations) | nindent 2 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.labels" .)) }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.annotations" (dict "ctx" .ctx "extra" $sa.annotations))) }}
 automountServiceAccountToken: {{ $sa.automountServiceAccountToken }}
 {{- end -}}
 {{- end -}}
@@ -51,8 +51,8 @@ metadata:
   name: {{ include "citus.componentName" . }}
   namespace: {{ .ctx.Release.Namespace | quote }}
   labels:
-    {{- include "citus.labels" . | nindent 4 }}
-  {{- include "citus.annotations" (dict "ctx" .ctx) | nindent 2 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.labels" .)) }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.annotations" (dict "ctx" .ctx))) }}
 spec:
   {{- if not (kindIs "invalid" $pdb.minAvailable) }}{{ if ne (toString $pdb.minAvailable) "" }}
   minAvailable: {{ $pdb.minAvailable }}
@@ -62,7 +62,7 @@ spec:
   {{- end }}{{ end }}
   selector:
     matchLabels:
-      {{- include "citus.selectorLabels" . | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.selectorLabels" .)) }}
 {{- end -}}
 {{- end -}}
 
@@ -80,8 +80,8 @@ metadata:
   name: {{ include "citus.componentName" . }}
   namespace: {{ .ctx.Release.Namespace | quote }}
   labels:
-    {{- include "citus.labels" . | nindent 4 }}
-  {{- include "citus.annotations" (dict "ctx" .ctx "extra" $vpa.annotations) | nindent 2 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.labels" .)) }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.annotations" (dict "ctx" .ctx "extra" $vpa.annotations))) }}
 spec:
   targetRef:
     apiVersion: apps/v1
@@ -111,12 +111,12 @@ metadata:
   name: {{ include "citus.componentName" . }}
   namespace: {{ .ctx.Release.Namespace | quote }}
   labels:
-    {{- include "citus.labels" . | nindent 4 }}
-  {{- include "citus.annotations" (dict "ctx" .ctx) | nindent 2 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.labels" .)) }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.annotations" (dict "ctx" .ctx))) }}
 spec:
   podSelector:
     matchLabels:
-      {{- include "citus.selectorLabels" . | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.selectorLabels" .)) }}
   policyTypes:
     - Ingress
     - Egress
@@ -127,7 +127,7 @@ spec:
       from:
         - podSelector:
             matchLabels:
-              {{- include "citus.instanceSelectorLabels" .ctx | nindent 14 }}
+              {{- include "citus.indent" (dict "indent" 14 "text" (include "citus.instanceSelectorLabels" .ctx)) }}
     {{- if eq .component "coordinator" }}
     - ports:
         - port: {{ $port }}
@@ -159,7 +159,7 @@ spec:
           protocol: TCP
     {{- end }}
     {{- with $np.extraIngress }}
-    {{- include "citus.tplvalues" (dict "value" . "ctx" $.ctx) | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.tplvalues" (dict "value" . "ctx" $.ctx))) }}
     {{- end }}
   egress:
     {{- if $np.allowExternalEgress }}
@@ -173,9 +173,9 @@ spec:
     - to:
         - podSelector:
             matchLabels:
-              {{- include "citus.instanceSelectorLabels" .ctx | nindent 14 }}
+              {{- include "citus.indent" (dict "indent" 14 "text" (include "citus.instanceSelectorLabels" .ctx)) }}
     {{- end }}
     {{- with $np.extraEgress }}
-    {{- include "citus.tplvalues" (dict "value" . "ctx" $.ctx) | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.tplvalues" (dict "value" . "ctx" $.ctx))) }}
     {{- end }}
 {{- end -}}

@@ -65,7 +65,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $all := merge (dict) (.extra | default (dict)) (.ctx.Values.commonAnnotations | default (dict)) -}}
 {{- with $all }}
 annotations:
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $.ctx) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.tplvalues" (dict "value" . "ctx" $.ctx))) }}
 {{- end }}
 {{- end -}}
 
@@ -189,7 +189,7 @@ Environment that gives a container the superuser's connection credentials
   value: {{ include "citus.superuser" . | quote }}
 {{- if .Values.auth.usePasswordFiles }}
 - name: PGPASSWORD_FILE
-  value: {{ printf "/opt/citus/secrets/%s" (include "citus.superuserPasswordKey" .) | quote }}
+  value: {{ printf "%s/%s" (include "citus.path.secrets" .) (include "citus.superuserPasswordKey" .) | quote }}
 {{- else }}
 - name: PGPASSWORD
   valueFrom:
@@ -212,7 +212,18 @@ Environment that gives a container the superuser's connection credentials
 {{- define "citus.passwordFilesMount" -}}
 {{- if .Values.auth.usePasswordFiles }}
 - name: secrets
-  mountPath: /opt/citus/secrets
+  mountPath: {{ include "citus.path.secrets" . }}
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/* Text placed at an indentation: a newline, then every non-empty line indented by .indent; nothing at all
+for empty text. Unlike nindent it leaves no whitespace-only lines (empty lines stay empty, a block's leading
+and trailing newline is dropped). The one way templates indent included blocks and files:
+(dict "indent" N "text" (include ...)). */}}
+{{- define "citus.indent" -}}
+{{- $text := .text | trimPrefix "\n" | trimSuffix "\n" -}}
+{{- if trim $text }}
+{{ regexReplaceAll "(?m)^(.+)$" $text (printf "%s${1}" (repeat (int .indent) " ")) }}
+{{- end -}}
 {{- end -}}

@@ -26,7 +26,7 @@ securityContext:
 
 {{- define "citus.job.volumeMounts" -}}
 - name: scripts
-  mountPath: /opt/citus/scripts
+  mountPath: {{ include "citus.path.scripts" . }}
   readOnly: true
 - name: tmp
   mountPath: /tmp

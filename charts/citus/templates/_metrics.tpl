@@ -14,18 +14,18 @@
   {{- else }}
   args:
     - --web.listen-address=:{{ $m.containerPorts.metrics }}
-    - --extend.query-path=/etc/citus/metrics/queries.yaml
+    - --extend.query-path={{ include "citus.path.metrics" . }}/queries.yaml
     {{- with include "citus.metrics.bgwriterFlag" $m.image }}
     - {{ . }}
     {{- end }}
   {{- end }}
-  {{- include "citus.containerSecurityContext" (merge (dict "readOnlyRootFilesystem" true) $v.containerSecurityContext) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.containerSecurityContext" (merge (dict "readOnlyRootFilesystem" true) $v.containerSecurityContext))) }}
   env:
     - name: DATA_SOURCE_URI
       value: {{ printf "127.0.0.1:%v/%s?sslmode=disable" $v.containerPorts.postgresql $ctx.Values.auth.database | quote }}
     - name: DATA_SOURCE_USER
       value: {{ $m.username | quote }}
-    {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "DATA_SOURCE_PASS" "key" $ctx.Values.auth.secretKeys.monitoringPasswordKey) | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "DATA_SOURCE_PASS" "key" $ctx.Values.auth.secretKeys.monitoringPasswordKey))) }}
   ports:
     - name: http-metrics
       containerPort: {{ $m.containerPorts.metrics }}
@@ -46,12 +46,12 @@
     periodSeconds: 10
     timeoutSeconds: 5
   {{- end }}
-  {{- include "citus.job.resources" $m | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.job.resources" $m)) }}
   volumeMounts:
     - name: metrics-queries
-      mountPath: /etc/citus/metrics
+      mountPath: {{ include "citus.path.metrics" . }}
       readOnly: true
-    {{- include "citus.passwordFilesMount" $ctx | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.passwordFilesMount" $ctx)) }}
 {{- end -}}
 
 {{/*

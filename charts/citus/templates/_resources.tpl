@@ -24,7 +24,7 @@ the chart ships non-empty default resources, so "explicit resources win" would m
 {{- $v := index .ctx.Values .component -}}
 {{- if ne $v.resourcesPreset "none" }}
 resources:
-  {{- include "citus.resourcesPreset" (dict "type" $v.resourcesPreset "component" .component) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.resourcesPreset" (dict "type" $v.resourcesPreset "component" .component))) }}
 {{- else if $v.resources }}
 resources:
   {{- toYaml $v.resources | nindent 2 }}

@@ -15,11 +15,11 @@ metadata:
   name: {{ include "citus.componentName" . }}
   namespace: {{ $ctx.Release.Namespace | quote }}
   labels:
-    {{- include "citus.labels" . | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.labels" .)) }}
   {{- $images := list $ctx.Values.image -}}
   {{- if $ctx.Values.metrics.enabled }}{{ $images = append $images $ctx.Values.metrics.image }}{{ end -}}
   {{- $skips := include "citus.checkov.skips" (dict "ctx" $ctx "images" $images "securityContext" $v.containerSecurityContext "probes" true) | fromYaml }}
-  {{- include "citus.annotations" (dict "ctx" $ctx "extra" $skips) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.annotations" (dict "ctx" $ctx "extra" $skips))) }}
 spec:
   replicas: {{ if eq .component "worker" }}{{ include "citus.worker.replicas" $ctx }}{{ else }}{{ $v.replicaCount }}{{ end }}
   serviceName: {{ include "citus.headlessName" . }}
@@ -28,11 +28,11 @@ spec:
     {{- toYaml $v.updateStrategy | nindent 4 }}
   selector:
     matchLabels:
-      {{- include "citus.selectorLabels" . | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.selectorLabels" .)) }}
   template:
     metadata:
       labels:
-        {{- include "citus.node.podLabels" . | nindent 8 }}
+        {{- include "citus.indent" (dict "indent" 8 "text" (include "citus.node.podLabels" .)) }}
       annotations:
         checksum/config: {{ include (print $ctx.Template.BasePath "/configmap.yaml") $ctx | sha256sum }}
         checksum/scripts: {{ include (print $ctx.Template.BasePath "/scripts-configmap.yaml") $ctx | sha256sum }}
@@ -40,10 +40,10 @@ spec:
         checksum/metrics-queries: {{ include (print $ctx.Template.BasePath "/metrics/queries-configmap.yaml") $ctx | sha256sum }}
         {{- end }}
         {{- with $v.podAnnotations }}
-        {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 8 }}
+        {{- include "citus.indent" (dict "indent" 8 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
         {{- end }}
     spec:
-      {{- include "citus.node.podSpec" (dict "ctx" $ctx "component" .component "existingClaim" $existingClaim) | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.node.podSpec" (dict "ctx" $ctx "component" .component "existingClaim" $existingClaim))) }}
   {{- if and $v.persistence.enabled (not $existingClaim) }}
   volumeClaimTemplates:
     - apiVersion: v1
@@ -51,7 +51,7 @@ spec:
       metadata:
         name: data
         labels:
-          {{- include "citus.selectorLabels" . | nindent 10 }}
+          {{- include "citus.indent" (dict "indent" 10 "text" (include "citus.selectorLabels" .)) }}
           {{- with $v.persistence.labels }}
           {{- toYaml . | nindent 10 }}
           {{- end }}
@@ -65,7 +65,7 @@ spec:
         resources:
           requests:
             storage: {{ $v.persistence.size | quote }}
-        {{- include "citus.storageClass" (dict "persistence" $v.persistence "ctx" $ctx) | nindent 8 }}
+        {{- include "citus.indent" (dict "indent" 8 "text" (include "citus.storageClass" (dict "persistence" $v.persistence "ctx" $ctx))) }}
         {{- with $v.persistence.selector }}
         selector:
           {{- toYaml . | nindent 10 }}
@@ -89,20 +89,20 @@ automountServiceAccountToken: {{ $v.serviceAccount.automountServiceAccountToken 
 enableServiceLinks: false
 {{- with $v.hostAliases }}
 hostAliases:
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
 {{- end }}
 {{- with (include "citus.affinity" .) }}
 affinity:
-  {{- . | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" .) }}
 {{- end }}
 {{- include "citus.nodeSelector" (dict "ctx" $ctx "image" $ctx.Values.image "nodeSelector" $v.nodeSelector) }}
 {{- with $v.tolerations }}
 tolerations:
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
 {{- end }}
 {{- with $v.topologySpreadConstraints }}
 topologySpreadConstraints:
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
 {{- end }}
 {{- with $v.priorityClassName }}
 priorityClassName: {{ . | quote }}
@@ -122,9 +122,9 @@ initContainers:
     command: ["/bin/sh", "-ec"]
     args:
       - |
-        mkdir -p /var/lib/postgresql/data/pgdata
-        chown {{ $v.containerSecurityContext.runAsUser }}:{{ $v.podSecurityContext.fsGroup }} /var/lib/postgresql/data /var/lib/postgresql/data/pgdata
-        chmod 0700 /var/lib/postgresql/data/pgdata
+        mkdir -p {{ include "citus.path.pgdata" . }}
+        chown {{ $v.containerSecurityContext.runAsUser }}:{{ $v.podSecurityContext.fsGroup }} {{ include "citus.path.dataMount" . }} {{ include "citus.path.pgdata" . }}
+        chmod 0700 {{ include "citus.path.pgdata" . }}
     securityContext:
       runAsUser: {{ $ctx.Values.volumePermissions.containerSecurityContext.runAsUser }}
       runAsNonRoot: false
@@ -147,7 +147,7 @@ initContainers:
         mountPath: /var/lib/postgresql/data
   {{- end }}
   {{- with $v.initContainers }}
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
   {{- end }}
 {{- end }}
 containers:
@@ -162,38 +162,38 @@ containers:
     {{- else }}
     command:
       {{- if $v.command }}
-      {{- include "citus.tplvalues" (dict "value" $v.command "ctx" $ctx) | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.tplvalues" (dict "value" $v.command "ctx" $ctx))) }}
       {{- else }}
       - /bin/sh
-      - /opt/citus/scripts/entrypoint.sh
+      - {{ include "citus.path.scripts" . }}/entrypoint.sh
       {{- end }}
     {{- with $v.args }}
     args:
-      {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
     {{- end }}
     {{- end }}
-    {{- include "citus.containerSecurityContext" $v.containerSecurityContext | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.containerSecurityContext" $v.containerSecurityContext)) }}
     env:
       - name: CITUS_NODE_ROLE
         value: {{ .component }}
       - name: PGDATA
-        value: /var/lib/postgresql/data/pgdata
+        value: {{ include "citus.path.pgdata" . }}
       - name: PGPORT
         value: {{ $v.containerPorts.postgresql | quote }}
       - name: POSTGRES_USER
         value: {{ include "citus.superuser" $ctx | quote }}
       - name: POSTGRES_DB
         value: {{ $ctx.Values.auth.database | quote }}
-      {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "POSTGRES_PASSWORD" "key" (include "citus.superuserPasswordKey" $ctx)) | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "POSTGRES_PASSWORD" "key" (include "citus.superuserPasswordKey" $ctx)))) }}
       {{- if include "citus.hasAppUser" $ctx }}
       - name: CITUS_APP_USER
         value: {{ $ctx.Values.auth.username | quote }}
-      {{- include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "CITUS_APP_PASSWORD" "key" $ctx.Values.auth.secretKeys.userPasswordKey) | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "CITUS_APP_PASSWORD" "key" $ctx.Values.auth.secretKeys.userPasswordKey))) }}
       {{- end }}
-      {{- include "citus.metrics.nodeEnv" . | nindent 6 }}
-      {{- include "citus.node.clusterEnv" . | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.metrics.nodeEnv" .)) }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.node.clusterEnv" .)) }}
       {{- with $v.extraEnvVars }}
-      {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
       {{- end }}
     {{- if or $v.extraEnvVarsCM $v.extraEnvVarsSecret }}
     envFrom:
@@ -211,23 +211,23 @@ containers:
         containerPort: {{ $v.containerPorts.postgresql }}
         protocol: TCP
     {{- if not $ctx.Values.diagnosticMode.enabled }}
-    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "livenessProbe" "custom" $v.customLivenessProbe "probe" $v.livenessProbe "alive" true) | nindent 4 }}
-    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "readinessProbe" "custom" $v.customReadinessProbe "probe" $v.readinessProbe) | nindent 4 }}
-    {{- include "citus.node.probe" (dict "ctx" $ctx "name" "startupProbe" "custom" $v.customStartupProbe "probe" $v.startupProbe "alive" true) | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.node.probe" (dict "ctx" $ctx "name" "livenessProbe" "custom" $v.customLivenessProbe "probe" $v.livenessProbe "alive" true))) }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.node.probe" (dict "ctx" $ctx "name" "readinessProbe" "custom" $v.customReadinessProbe "probe" $v.readinessProbe))) }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.node.probe" (dict "ctx" $ctx "name" "startupProbe" "custom" $v.customStartupProbe "probe" $v.startupProbe "alive" true))) }}
     {{- end }}
     {{- with $v.lifecycleHooks }}
     lifecycle:
-      {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
     {{- end }}
-    {{- include "citus.resources" . | nindent 4 }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.resources" .)) }}
     volumeMounts:
       - name: data
         mountPath: /var/lib/postgresql/data
       - name: config
-        mountPath: /etc/citus/conf
+        mountPath: {{ include "citus.path.config" . }}
         readOnly: true
       - name: scripts
-        mountPath: /opt/citus/scripts
+        mountPath: {{ include "citus.path.scripts" . }}
         readOnly: true
       - name: tmp
         mountPath: /tmp
@@ -235,21 +235,21 @@ containers:
         mountPath: /var/run/postgresql
       - name: dshm
         mountPath: /dev/shm
-      {{- include "citus.passwordFilesMount" $ctx | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.passwordFilesMount" $ctx)) }}
       {{- if not $ctx.Values.auth.usePasswordFiles }}
       {{- /* Read by the entrypoint's password watcher: Secret volumes update in place, env vars do not. */}}
       - name: secrets
-        mountPath: /opt/citus/secrets
+        mountPath: {{ include "citus.path.secrets" . }}
         readOnly: true
       {{- end }}
       {{- with $v.extraVolumeMounts }}
-      {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 6 }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
       {{- end }}
   {{- if $ctx.Values.metrics.enabled }}
-  {{- include "citus.metrics.container" . | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.metrics.container" .)) }}
   {{- end }}
   {{- with $v.sidecars }}
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
   {{- end }}
 volumes:
   - name: config
@@ -274,8 +274,8 @@ volumes:
   - name: data
     emptyDir: {}
   {{- end }}
-  {{- include "citus.metrics.volumes" $ctx | nindent 2 }}
-  {{- include "citus.passwordFilesVolume" $ctx | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.metrics.volumes" $ctx)) }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.passwordFilesVolume" $ctx)) }}
   {{- if not $ctx.Values.auth.usePasswordFiles }}
   - name: secrets
     secret:
@@ -283,7 +283,7 @@ volumes:
       defaultMode: 288 # 0440
   {{- end }}
   {{- with $v.extraVolumes }}
-  {{- include "citus.tplvalues" (dict "value" . "ctx" $ctx) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.tplvalues" (dict "value" . "ctx" $ctx))) }}
   {{- end }}
 {{- end -}}
 
@@ -291,7 +291,7 @@ volumes:
 {{- define "citus.node.passwordEnv" -}}
 {{- if .ctx.Values.auth.usePasswordFiles -}}
 - name: {{ .var }}_FILE
-  value: {{ printf "/opt/citus/secrets/%s" .key | quote }}
+  value: {{ printf "%s/%s" (include "citus.path.secrets" .) .key | quote }}
 {{- else -}}
 - name: {{ .var }}
   valueFrom:
@@ -308,7 +308,7 @@ initialisation is over, so readiness also means "database and extension exist".
 {{- define "citus.node.probe" -}}
 {{- if .custom -}}
 {{ .name }}:
-  {{- include "citus.tplvalues" (dict "value" .custom "ctx" .ctx) | nindent 2 }}
+  {{- include "citus.indent" (dict "indent" 2 "text" (include "citus.tplvalues" (dict "value" .custom "ctx" .ctx))) }}
 {{- else if .probe.enabled -}}
 {{ .name }}:
   exec:
@@ -317,7 +317,7 @@ initialisation is over, so readiness also means "database and extension exist".
       - -c
       {{- if .alive }}
       {{- /* initdb, first setup and extension updates can outlast any probe budget; the entrypoint marks them. */}}
-      - test -e /tmp/citus/initializing || exec pg_isready -q -h 127.0.0.1 -p "$PGPORT" -U "$POSTGRES_USER" -d "dbname=$POSTGRES_DB"
+      - test -e {{ include "citus.path.state" . }}/initializing || exec pg_isready -q -h 127.0.0.1 -p "$PGPORT" -U "$POSTGRES_USER" -d "dbname=$POSTGRES_DB"
       {{- else }}
       - exec pg_isready -q -h 127.0.0.1 -p "$PGPORT" -U "$POSTGRES_USER" -d "dbname=$POSTGRES_DB"
       {{- end }}
@@ -333,10 +333,10 @@ coordinator whose citus update comes first; on the coordinator under autoscaling
 {{- $ctx := .ctx -}}
 {{- $worker := dict "ctx" $ctx "component" "worker" -}}
 - name: CITUS_WATCH_POSTGRES_PASSWORD_FILE
-  value: {{ printf "/opt/citus/secrets/%s" (include "citus.superuserPasswordKey" $ctx) | quote }}
+  value: {{ printf "%s/%s" (include "citus.path.secrets" .) (include "citus.superuserPasswordKey" $ctx) | quote }}
 {{- if include "citus.hasAppUser" $ctx }}
 - name: CITUS_WATCH_APP_PASSWORD_FILE
-  value: {{ printf "/opt/citus/secrets/%s" $ctx.Values.auth.secretKeys.userPasswordKey | quote }}
+  value: {{ printf "%s/%s" (include "citus.path.secrets" .) $ctx.Values.auth.secretKeys.userPasswordKey | quote }}
 {{- end }}
 - name: CITUS_COORDINATOR_HOST
   value: {{ include "citus.podFQDN" (dict "ctx" $ctx "component" "coordinator" "ordinal" 0) | quote }}

@@ -12,3 +12,4 @@ mod selectors;
 mod shellcheck;
 mod util;
 mod validation;
+mod whitespace;
