@@ -32,12 +32,11 @@ fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Res
     let mut cluster = util::cluster(env.postgres()?)?;
     // The stand-in for the exporter image is Debian's exporter 0.11.1: the tag says so, so that the chart
     // passes it the flags that version knows.
-    cluster.install(&util::values(
-        json!({"worker": {"replicaCount": 2}, "metrics": {"enabled": true, "image": {"tag": "v0.11.1"}}}),
-    ))?;
+    let values = util::values(json!({"metrics": {"enabled": true, "image": {"tag": "v0.11.1"}}}));
+    let manifest = cluster.install(&values)?;
     // Ready means both containers are: the exporter's httpGet readiness probe passed too.
     cluster.wait_all_ready(util::READY)?;
-    for pod in ["my-citus-coordinator-0", "my-citus-worker-0", "my-citus-worker-1"] {
+    for pod in ["my-citus-coordinator-0", "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"] {
         let (status, body) = cluster.http_get(pod, 9187, "/metrics")?;
         ensure!(status == 200, "{pod}: /metrics answered {status}");
         ensure!(
@@ -46,6 +45,40 @@ fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Res
             &body[..body.len().min(2000)]
         );
     }
+    // Give every custom query something to report: tables, a finished rebalance job (worker-2 emptied
+    // and given back), the cleanup records its moves leave.
+    load_tables(&cluster)?;
+    let w2 = util::worker_fqdn(2);
+    util::psql(
+        &cluster,
+        util::COORDINATOR,
+        &SOCKET,
+        &format!(
+            "SELECT citus_set_node_property('{w2}', 5432, 'shouldhaveshards', false); \
+             SELECT citus_rebalance_start(shard_transfer_mode := 'block_writes') \\g /dev/null\n\
+             SELECT citus_rebalance_wait(); \
+             SELECT citus_set_node_property('{w2}', 5432, 'shouldhaveshards', true);"
+        ),
+    )?;
+    let queries = manifest
+        .get("ConfigMap", "my-citus-metrics-queries")
+        .and_then(|cm| cm.pointer("/data/queries.yaml"))
+        .and_then(|q| q.as_str())
+        .context("no queries.yaml in ConfigMap my-citus-metrics-queries")?;
+    let prefixes: Vec<&str> = queries
+        .lines()
+        .filter_map(|l| l.strip_suffix(':').filter(|k| !k.starts_with([' ', '#']) && !k.is_empty()))
+        .collect();
+    ensure!(prefixes.len() >= 10, "only {} custom queries found: {prefixes:?}", prefixes.len());
+    let (_, body) = cluster.http_get("my-citus-coordinator-0", 9187, "/metrics")?;
+    let missing: Vec<&&str> =
+        prefixes.iter().filter(|p| !body.lines().any(|l| l.starts_with(&format!("{p}_")))).collect();
+    ensure!(missing.is_empty(), "custom queries without series on the coordinator: {missing:?}");
+    ensure!(
+        body.lines().any(|l| l.starts_with("pg_exporter_last_scrape_error") && l.ends_with(" 0")),
+        "the coordinator's scrape reported an error"
+    );
+    println!("{} custom queries answer on the coordinator: {}", prefixes.len(), prefixes.join(", "));
     Ok(())
 }
 
