@@ -27,7 +27,7 @@ case "$BACKUP_RETENTION_DAYS" in
 esac
 
 sql() {
-    psql -X -q -t -A -v ON_ERROR_STOP=1 "$@"
+    psql_strict "$@"
 }
 
 umask 077

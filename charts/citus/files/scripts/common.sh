@@ -31,3 +31,9 @@ file_env() {
 pgpass_escape() {
     printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g'
 }
+
+# psql_strict ARGS...: psql as every script runs it: no psqlrc, quiet, tuples only, unaligned, and stopping at
+# the first error (a failed statement must fail the script, never be skipped).
+psql_strict() {
+    psql -X -q -t -A -v ON_ERROR_STOP=1 "$@"
+}

@@ -31,7 +31,7 @@ PGPASSFILE="$STATE_DIR/pgpass"
 export PGPASSFILE
 
 sql_socket() {
-    psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -U "$POSTGRES_USER" "$@"
+    psql_strict -h "$SOCKET_DIR" -U "$POSTGRES_USER" "$@"
 }
 
 # write_pgpass SUPERUSER_PASSWORD [APP_PASSWORD]: libpq ignores a password file that others can read, and

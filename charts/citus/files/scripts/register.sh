@@ -37,7 +37,7 @@ export PGAPPNAME=citus-chart-registration
 sql() {
     sql_host=$1 sql_port=$2
     shift 2
-    psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$sql_host" -p "$sql_port" "$@"
+    psql_strict -h "$sql_host" -p "$sql_port" "$@"
 }
 
 # Right after a password rotation the nodes apply the Secret's new value within about a minute (the

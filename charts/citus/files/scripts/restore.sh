@@ -27,7 +27,7 @@ export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
 TAB=$(printf '\t')
 
 sql() {
-    psql -X -q -t -A -v ON_ERROR_STOP=1 "$@"
+    psql_strict "$@"
 }
 
 backups() {

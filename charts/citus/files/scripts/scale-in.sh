@@ -47,7 +47,7 @@ file_env PGPASSWORD
 sql() {
     sql_host=$1 sql_port=$2
     shift 2
-    psql -X -q -t -A -v ON_ERROR_STOP=1 -h "$sql_host" -p "$sql_port" "$@"
+    psql_strict -h "$sql_host" -p "$sql_port" "$@"
 }
 coord() {
     sql "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT" "$@"

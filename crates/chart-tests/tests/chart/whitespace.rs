@@ -20,7 +20,8 @@ fn no_profile_renders_whitespace_only_lines() {
     let helm = helm();
     let mut problems = Vec::new();
     for profile in profiles().expect("profiles") {
-        let rendered = helm.render(&chart_tests::chart_dir(), &profile.values, &options(KUBE_VERSIONS[1])).expect("render");
+        let rendered =
+            helm.render(&chart_tests::chart_dir(), &profile.values, &options(KUBE_VERSIONS[1])).expect("render");
         for (path, text) in rendered.files.iter().filter(|(p, _)| !p.ends_with("NOTES.txt")) {
             let embeds = EMBEDDING.iter().any(|t| path.ends_with(t));
             let body = text.trim_matches('\n');
