@@ -143,17 +143,13 @@ fn values(extra: Value) -> Value {
 }
 
 fn main() -> anyhow::Result<()> {
-    if !nix::unistd::Uid::effective().is_root() {
-        println!("skipped: needs root (network and mount namespaces)");
-        return Ok(());
-    }
-    let pg_config =
-        std::env::var("LOCAL_CLUSTER_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
-    let postgres = Postgres::from_pg_config(Path::new(&pg_config)).context("PostgreSQL")?;
-    if !postgres.citus_library().exists() {
-        println!("skipped: Citus is not installed (no citus.so in {})", postgres.pkglibdir.display());
-        return Ok(());
-    }
+    let postgres = match local_cluster::host::check(local_cluster::host::Needs::Citus) {
+        Ok(host) => host.postgres,
+        Err(why) => {
+            println!("skipped: {why}");
+            return Ok(());
+        }
+    };
     let rows: u64 = match std::env::var("BACKUP_BENCH_ROWS") {
         Ok(v) => v.parse().context("BACKUP_BENCH_ROWS")?,
         Err(_) => 1_000_000,

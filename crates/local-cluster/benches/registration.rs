@@ -8,22 +8,17 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context as _;
-use local_cluster::{Cluster, HookEvent, Postgres, Settings};
+use local_cluster::{Cluster, HookEvent, Settings};
 use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
-    if !nix::unistd::Uid::effective().is_root() {
-        println!("skipped: needs root (network and mount namespaces)");
-        return Ok(());
-    }
-    let pg_config =
-        std::env::var("LOCAL_CLUSTER_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
-    let postgres = Postgres::from_pg_config(Path::new(&pg_config)).context("PostgreSQL")?;
-    if !postgres.citus_library().exists() {
-        println!("skipped: Citus is not installed (no citus.so in {})", postgres.pkglibdir.display());
-        return Ok(());
-    }
+    let postgres = match local_cluster::host::check(local_cluster::host::Needs::Citus) {
+        Ok(host) => host.postgres,
+        Err(why) => {
+            println!("skipped: {why}");
+            return Ok(());
+        }
+    };
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus");
     for workers in [3, 8] {
         let mut cluster = Cluster::new(Settings::new(&chart, postgres.clone(), std::env::temp_dir()))?;

@@ -24,6 +24,7 @@ mod cluster;
 pub mod controllers;
 mod error;
 mod helm;
+pub mod host;
 pub mod kubelet;
 pub mod sandbox;
 pub mod store;

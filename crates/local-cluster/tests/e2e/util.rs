@@ -7,7 +7,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use local_cluster::{Cluster, Manifest, Postgres, Settings};
+use local_cluster::{host, Cluster, Manifest, Postgres, Settings};
 use serde_json::{json, Value};
 
 pub const POSTGRES_PASSWORD: &str = "pg-super:secret\\1";
@@ -92,54 +92,17 @@ impl Env {
 
 /// The environment for `needs`, or why this machine cannot provide it.
 pub fn available(needs: Needs) -> Result<Env, String> {
-    if needs == Needs::Helm {
-        helm_engine::Helm::discover().map_err(|e| e.to_string())?;
-        return Ok(Env { postgres: None, upgrade_tag: None });
-    }
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err("needs root (network and mount namespaces, running pods as uid 1001)".into());
-    }
-    if std::process::Command::new("ip").arg("-V").output().is_err() {
-        return Err("iproute2 (`ip`) is not installed".into());
-    }
-    let pg_config =
-        std::env::var("LOCAL_CLUSTER_PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_owned());
-    if !Path::new(&pg_config).exists() {
-        return Err(format!("PostgreSQL is not installed (no {pg_config})"));
-    }
-    let nss = [
-        "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
-        "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so",
-        "/usr/lib/libnss_wrapper.so",
-    ];
-    if !nss.iter().any(|p| Path::new(p).exists()) {
-        return Err("libnss_wrapper.so is not installed (apt-get install libnss-wrapper; the image has it)".into());
-    }
-    let postgres = Postgres::from_pg_config(Path::new(&pg_config)).map_err(|e| e.to_string())?;
-    if needs == Needs::Postgres {
-        return Ok(Env { postgres: Some(postgres), upgrade_tag: None });
-    }
-    if !postgres.citus_library().exists() {
-        return Err(format!("Citus is not installed (no citus.so in {})", postgres.pkglibdir.display()));
-    }
-    if needs == Needs::Citus {
-        return Ok(Env { postgres: Some(postgres), upgrade_tag: None });
-    }
-    let images = std::env::var(local_cluster::IMAGES_ENV).unwrap_or_default();
-    let lib = postgres.pkglibdir.strip_prefix("/").unwrap_or(&postgres.pkglibdir).to_path_buf();
-    let tag = images.split(',').find_map(|entry| {
-        let (image, root) = entry.split_once('=')?;
-        let tag = image.trim().strip_prefix("citusdata/citus:")?;
-        Path::new(root.trim()).join(&lib).join("citus.so").exists().then(|| tag.to_owned())
-    });
-    match tag {
-        Some(tag) => Ok(Env { postgres: Some(postgres), upgrade_tag: Some(tag) }),
-        None => Err(format!(
-            "no second Citus build: set {}=citusdata/citus:<tag>=<DESTDIR root holding {}/citus.so>",
-            local_cluster::IMAGES_ENV,
-            postgres.pkglibdir.display()
-        )),
-    }
+    let host_needs = match needs {
+        Needs::Helm => {
+            helm_engine::Helm::discover().map_err(|e| e.to_string())?;
+            return Ok(Env { postgres: None, upgrade_tag: None });
+        }
+        Needs::Postgres => host::Needs::Postgres,
+        Needs::Citus => host::Needs::Citus,
+        Needs::TwoCitus => host::Needs::TwoCitus,
+    };
+    let host = host::check(host_needs)?;
+    Ok(Env { postgres: Some(host.postgres), upgrade_tag: host.upgrade_tag })
 }
 
 static SLOTS: Mutex<u32> = Mutex::new(2);
