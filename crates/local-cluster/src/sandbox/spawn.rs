@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::{chdir, setgroups, sethostname, setresgid, setresuid, setsid, Gid, Uid};
 
 use super::child_error;
@@ -67,6 +68,13 @@ struct ChildSetup {
 
 impl ChildSetup {
     fn run(&mut self) -> std::io::Result<()> {
+        // A container starts with every signal at its default action. The harness may itself run with SIGINT
+        // and SIGQUIT ignored (a shell starts background commands so), and exec would hand that on: the
+        // postgres image's stop signal, SIGINT, would then be lost and every pod stop would end in SIGKILL.
+        for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+            // SAFETY: SIG_DFL installs no handler; sigaction is async-signal-safe.
+            step(b"signal", unsafe { signal(sig, SigHandler::SigDfl) })?;
+        }
         for (fd, flags) in &self.join {
             // SAFETY: the parent keeps the namespace file open until the spawn has returned.
             step(b"setns", setns(unsafe { BorrowedFd::borrow_raw(*fd) }, *flags))?;
@@ -158,5 +166,44 @@ pub fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitSta
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container must not inherit ignored signals from the harness (a shell's background job has SIGINT
+    /// and SIGQUIT ignored): the postgres image's stop signal is SIGINT.
+    #[test]
+    fn a_container_starts_with_no_signal_ignored() -> Result<()> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: joining namespaces needs root");
+            return Ok(());
+        }
+        // SAFETY: SIG_IGN installs no handler; only this test process is affected, and nothing in it
+        // expects SIGINT.
+        unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }.map_err(|e| Error::Manifest(e.to_string()))?;
+        let argv =
+            ["/bin/sh".to_owned(), "-c".to_owned(), "sed -n 's/^SigIgn:[[:space:]]*//p' /proc/self/status".to_owned()];
+        let user = User { uid: 0, gid: 0, groups: Vec::new(), no_new_privs: false };
+        let launch = Launch {
+            argv: &argv,
+            env: &[],
+            user: &user,
+            working_dir: "/",
+            stdin: Stdio::null(),
+            stdout: Stdio::piped(),
+            stderr: Stdio::inherit(),
+        };
+        let out = spawn(launch, Enter::Join { pid: std::process::id() })?
+            .wait_with_output()
+            .context(|| "waiting for sh".to_owned())?;
+        assert!(out.status.success());
+        let mask = u64::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 16)
+            .map_err(|e| Error::Manifest(format!("SigIgn: {e}")))?;
+        // Signals 1 to 31; above them are real-time signals, some of which glibc keeps for itself.
+        assert_eq!(mask & 0x7fff_ffff, 0, "ignored signals: {mask:#x}");
+        Ok(())
     }
 }
