@@ -11,11 +11,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
 use local_cluster::{Cluster, Postgres, Settings};
-use serde_json::{json, Value};
+use serde_json::json;
+
+mod common;
+use common::{coordinator_psql, timed, values};
 
 const ROUNDS: u32 = 3;
 
@@ -103,58 +106,13 @@ impl Drop for PlainServer {
     }
 }
 
-fn timed<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    f().with_context(|| what.to_owned())?;
-    let took = started.elapsed();
-    println!("  {what}: {:.1} s", took.as_secs_f64());
-    Ok(took)
-}
-
-fn coordinator_psql(cluster: &Cluster, sql: &str) -> anyhow::Result<String> {
-    let argv = [
-        "psql",
-        "-X",
-        "-q",
-        "-t",
-        "-A",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        "/var/run/postgresql",
-        "-U",
-        "postgres",
-        "-d",
-        "citus",
-        "-f",
-        "-",
-    ];
-    let out = cluster.exec("my-citus-coordinator-0", &argv, &[], Some(sql.as_bytes()))?;
-    ensure!(out.status.success(), "psql on the coordinator: {}", out.stderr);
-    Ok(out.stdout.trim().to_owned())
-}
-
-fn values(extra: Value) -> Value {
-    let mut v = json!({"auth": {"postgresPassword": "bench-postgres", "password": "bench-app"}});
-    if let (Some(base), Value::Object(extra)) = (v.as_object_mut(), extra) {
-        base.extend(extra);
-    }
-    v
-}
-
 fn main() -> anyhow::Result<()> {
-    let postgres = match local_cluster::host::check(local_cluster::host::Needs::Citus) {
-        Ok(host) => host.postgres,
-        Err(why) => {
-            println!("skipped: {why}");
-            return Ok(());
-        }
-    };
+    let Some(postgres) = common::citus_host() else { return Ok(()) };
     let rows: u64 = match std::env::var("BACKUP_BENCH_ROWS") {
         Ok(v) => v.parse().context("BACKUP_BENCH_ROWS")?,
         Err(_) => 1_000_000,
     };
-    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus");
+    let chart = common::chart();
     let work = std::env::temp_dir().join(format!("backup-bench-{}", std::process::id()));
 
     // --- Setup: the same data in one server and in release A; release B empty. ----------------------------

@@ -5,27 +5,19 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::Path;
 use std::time::Instant;
 
 use local_cluster::{Cluster, HookEvent, Settings};
 use serde_json::json;
 
+mod common;
+
 fn main() -> anyhow::Result<()> {
-    let postgres = match local_cluster::host::check(local_cluster::host::Needs::Citus) {
-        Ok(host) => host.postgres,
-        Err(why) => {
-            println!("skipped: {why}");
-            return Ok(());
-        }
-    };
-    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus");
+    let Some(postgres) = common::citus_host() else { return Ok(()) };
+    let chart = common::chart();
     for workers in [3, 8] {
         let mut cluster = Cluster::new(Settings::new(&chart, postgres.clone(), std::env::temp_dir()))?;
-        let values = json!({
-            "auth": {"postgresPassword": "bench-postgres", "password": "bench-app"},
-            "worker": {"replicaCount": workers},
-        });
+        let values = common::values(json!({"worker": {"replicaCount": workers}}));
         let manifest = cluster.render(&values, false)?;
         cluster.apply(&manifest)?;
         let started = Instant::now();

@@ -192,11 +192,23 @@ fi
 # A removed worker's pod lives on until the StatefulSet shrinks; the coordinator's registration loop
 # (autoscaling) must not take it back meanwhile. The mark is a file in the pod's /tmp (an emptyDir), so it
 # ends with the pod: a pod created later for the same ordinal is registered again.
+# Then the sessions still open on it are ended while its address answers, so that their clients see the
+# connection closed; cut off later by the pod's deletion, a client that sends on it waits for an answer from
+# an address that is gone.
 for line in $leaving; do
     host=${line%%|*}
     rest=${line#*|}
     port=${rest%%|*}
-    echo "COPY (SELECT 'removed by the scale-in hook') TO '/tmp/citus/retired'" | sql "$host" "$port" >/dev/null \
-        || log "could not mark $host as removed (it is no longer registered and holds no shard)"
+    sql "$host" "$port" >/dev/null <<'SQL' || log "could not mark $host as removed and end its sessions (it is no longer registered and holds no shard)"
+COPY (SELECT 'removed by the scale-in hook') TO '/tmp/citus/retired';
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE backend_type = 'client backend' AND pid <> pg_backend_pid();
+SQL
 done
+# The coordinator's maintenance daemon (deferred cleanup, 2PC recovery, the start of background rebalances)
+# keeps connections to the removed workers and would use them again when a worker of the same name comes
+# back, then hang on a cancel request to the old pod's address. Citus starts it again within seconds, as
+# after any exit of the daemon.
+echo "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'Citus Maintenance Daemon'" \
+    | coord >/dev/null || log "could not restart the coordinator's maintenance daemon; it may pause until its connections to $names time out"
 log "done: $names drained and removed"

@@ -50,7 +50,6 @@ fn main() -> ExitCode {
             })
             .with_kind(s.needs.label());
             match available {
-                Ok(_) if s.bench => trial.with_ignored_flag(true),
                 Ok(_) => trial,
                 Err(why) => {
                     reasons.insert(s.needs.label(), why);

@@ -10,8 +10,7 @@ use serde_json::json;
 use crate::util::Env;
 use crate::util::{self, COORDINATOR, SOCKET};
 
-crate::scenarios!(Citus: scale_out_3_to_5_rebalances_online_while_a_writer_inserts, scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_drains_with_block_writes, scale_in_with_a_leaving_worker_without_address_is_refused_and_removes_nothing, workers_added_outside_helm_under_autoscaling_are_registered_within_a_minute;
-    BenchCitus: benchmark_scale_out_and_in_against_the_block_writes_floor);
+crate::scenarios!(Citus: scale_out_3_to_5_rebalances_online_while_a_writer_inserts, scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_drains_with_block_writes, scale_in_with_a_leaving_worker_without_address_is_refused_and_removes_nothing, workers_added_outside_helm_under_autoscaling_are_registered_within_a_minute);
 
 /// Starts a writer inside the coordinator pod: one INSERT per psql call (each its own transaction, as an
 /// application would), ids 1, 2, ...; each committed id goes to /tmp/writer.ok, each failure to
@@ -329,43 +328,5 @@ fn workers_added_outside_helm_under_autoscaling_are_registered_within_a_minute(e
     ensure!(workers_with_shards(&cluster, "hpa")? == 4, "worker-3 holds no shard of hpa");
     let rows = sql(&cluster, "SELECT count(*) FROM hpa")?;
     ensure!(rows == "10000", "rows: {rows}");
-    Ok(())
-}
-
-/// Issue 8 item 10, measured on one run: the chart's scale-out (upgrade + automatic rebalance) and
-/// scale-in (drain hook) of about 100 MB in 32 shards, online (`auto`) and with the `block_writes` floor.
-fn benchmark_scale_out_and_in_against_the_block_writes_floor(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
-    cluster.install(&util::values(json!({})))?;
-    cluster.wait_all_ready(util::READY)?;
-    sql(
-        &cluster,
-        "CREATE TABLE bench (id bigint PRIMARY KEY, payload text NOT NULL);\n\
-         SELECT create_distributed_table('bench', 'id', shard_count => 32) \\g /dev/null\n\
-         INSERT INTO bench SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, 100000) g;",
-    )?;
-    let size = sql(&cluster, "SELECT pg_size_pretty(citus_table_size('bench'))")?;
-    let expected = sql(&cluster, "SELECT count(*), sum(id) FROM bench")?;
-    let mut timings = Vec::new();
-    for (mode, workers) in [("auto", 4), ("auto", 3), ("block_writes", 4), ("block_writes", 3)] {
-        let start = Instant::now();
-        cluster.upgrade(&util::values(
-            json!({"worker": {"replicaCount": workers}, "workerRegistration": {"shardTransferMode": mode}}),
-        ))?;
-        if workers == 4 {
-            wait_rebalance(&cluster, Duration::from_secs(1800))?;
-        }
-        timings.push((mode, workers, start.elapsed()));
-        let got = sql(&cluster, "SELECT count(*), sum(id) FROM bench")?;
-        ensure!(got == expected, "{mode} to {workers} workers: rows {got}, expected {expected}");
-        ensure!(workers_with_shards(&cluster, "bench")? == workers, "{mode}: shards not on {workers} workers");
-    }
-    println!("bench: {size} in 32 shards");
-    for (mode, workers, took) in &timings {
-        println!("bench: {mode:>12} to {workers} workers: {:.1} s", took.as_secs_f64());
-    }
-    let ratio = |a: usize, b: usize| timings[a].2.as_secs_f64() / timings[b].2.as_secs_f64();
-    println!("bench: scale-out online/floor {:.1}x, scale-in online/floor {:.1}x", ratio(0, 2), ratio(1, 3));
     Ok(())
 }

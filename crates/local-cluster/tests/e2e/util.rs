@@ -54,27 +54,21 @@ impl Needs {
 pub struct Scenario {
     pub name: &'static str,
     pub needs: Needs,
-    /// A benchmark: ignored unless asked for (`-- --ignored`), as it takes minutes and asserts little.
-    pub bench: bool,
     pub run: fn(&Env) -> anyhow::Result<()>,
 }
 
-/// Declares a module's scenarios: `scenarios!(Citus: a, b; Postgres: c);`; a group `BenchCitus` holds
-/// benchmarks that need Citus.
+/// Declares a module's scenarios: `scenarios!(Citus: a, b; Postgres: c);`.
 #[macro_export]
 macro_rules! scenarios {
     ($($needs:ident: $($f:ident),+);+ $(;)?) => {
         pub const SCENARIOS: &[$crate::util::Scenario] = &[
             $($($crate::util::Scenario {
                 name: stringify!($f),
-                needs: $crate::scenarios!(@kind $needs).0,
-                bench: $crate::scenarios!(@kind $needs).1,
+                needs: $crate::util::Needs::$needs,
                 run: $f,
             },)+)+
         ];
     };
-    (@kind BenchCitus) => { ($crate::util::Needs::Citus, true) };
-    (@kind $needs:ident) => { ($crate::util::Needs::$needs, false) };
 }
 
 /// What the machine provides to a scenario.
