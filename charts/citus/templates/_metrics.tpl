@@ -25,7 +25,10 @@
       value: {{ printf "127.0.0.1:%v/%s?sslmode=disable" $v.containerPorts.postgresql $ctx.Values.auth.database | quote }}
     - name: DATA_SOURCE_USER
       value: {{ $m.username | quote }}
-    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.node.passwordEnv" (dict "ctx" $ctx "var" "DATA_SOURCE_PASS" "key" $ctx.Values.auth.secretKeys.monitoringPasswordKey))) }}
+    {{- /* No DATA_SOURCE_PASS: the exporter reads it once at start; libpq's password file at every connection,
+    so a rotated password works without a restart (monitoring-role.sh writes it). */}}
+    - name: PGPASSFILE
+      value: {{ printf "%s/pgpass" (include "citus.path.exporterAuth" .) | quote }}
   ports:
     - name: http-metrics
       containerPort: {{ $m.containerPorts.metrics }}
@@ -51,7 +54,9 @@
     - name: metrics-queries
       mountPath: {{ include "citus.path.metrics" . }}
       readOnly: true
-    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.passwordFilesMount" $ctx)) }}
+    - name: exporter-auth
+      mountPath: {{ include "citus.path.exporterAuth" . }}
+      readOnly: true
 {{- end -}}
 
 {{/*
@@ -71,21 +76,39 @@ Tags that are not versions (latest, a digest's tag) are taken as new enough. Cal
 {{- end -}}
 {{- end -}}
 
-{{/* Environment of the PostgreSQL container for monitoring-role.sh (the role the exporter logs in with). */}}
+{{/*
+Environment of the PostgreSQL container for monitoring-role.sh (the role the exporter logs in with, and the
+exporter's password file) and for the entrypoint's password watcher (the Secret file it re-applies).
+*/}}
 {{- define "citus.metrics.nodeEnv" -}}
 {{- if .ctx.Values.metrics.enabled -}}
 - name: CITUS_MONITORING_USER
   value: {{ .ctx.Values.metrics.username | quote }}
 {{ include "citus.node.passwordEnv" (dict "ctx" .ctx "var" "CITUS_MONITORING_PASSWORD" "key" .ctx.Values.auth.secretKeys.monitoringPasswordKey) }}
+- name: CITUS_MONITORING_PGPASSFILE
+  value: {{ printf "%s/pgpass" (include "citus.path.exporterAuth" .) | quote }}
+- name: CITUS_WATCH_MONITORING_PASSWORD_FILE
+  value: {{ printf "%s/%s" (include "citus.path.secrets" .) .ctx.Values.auth.secretKeys.monitoringPasswordKey | quote }}
 {{- end -}}
 {{- end -}}
 
-{{/* The exporter's queries file, as a pod volume. Call with the root context. */}}
+{{/* The PostgreSQL container's mount of the exporter's password file (it writes the file). */}}
+{{- define "citus.metrics.nodeMounts" -}}
+{{- if .Values.metrics.enabled -}}
+- name: exporter-auth
+  mountPath: {{ include "citus.path.exporterAuth" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* The exporter's queries file and its password file (in memory), as pod volumes. Call with the root context. */}}
 {{- define "citus.metrics.volumes" -}}
 {{- if .Values.metrics.enabled -}}
 - name: metrics-queries
   configMap:
     name: {{ include "citus.metrics.queriesName" . }}
+- name: exporter-auth
+  emptyDir:
+    medium: Memory
 {{- end -}}
 {{- end -}}
 

@@ -11,6 +11,8 @@ Each takes no argument: {{ include "citus.path.scripts" . }}.
 {{- define "citus.path.pgdata" -}}{{ include "citus.path.dataMount" . }}/pgdata{{- end -}}
 {{- define "citus.path.state" -}}/tmp/citus{{- end -}}
 {{- define "citus.path.metrics" -}}/etc/citus/metrics{{- end -}}
+{{/* The exporter's password file, written by the PostgreSQL container (volume exporter-auth). */}}
+{{- define "citus.path.exporterAuth" -}}/opt/citus/exporter-auth{{- end -}}
 
 {{/* A Job or test container's command: the named chart script under sh. Takes the script's file name. */}}
 {{- define "citus.scriptCommand" -}}

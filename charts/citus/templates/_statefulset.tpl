@@ -236,6 +236,7 @@ containers:
       - name: dshm
         mountPath: /dev/shm
       {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.passwordFilesMount" $ctx)) }}
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.metrics.nodeMounts" $ctx)) }}
       {{- if not $ctx.Values.auth.usePasswordFiles }}
       {{- /* Read by the entrypoint's password watcher: Secret volumes update in place, env vars do not. */}}
       - name: secrets

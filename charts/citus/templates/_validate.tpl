@@ -33,8 +33,9 @@ returns a YAML list of messages.
 {{- if has $v.metrics.username (list "postgres" $v.auth.username (include "citus.superuser" .)) -}}
 {{- $errors = append $errors (printf "metrics.username=%s is the superuser or the application user: the exporter needs a role of its own, which the chart restricts to pg_monitor; choose another name (default citus_monitor)" $v.metrics.username) -}}
 {{- end -}}
-{{- if regexMatch "['\\\\\\s]" (toString $v.metrics.password) -}}
-{{- $errors = append $errors "metrics.password contains a quote, a backslash or white space, which postgres-exporter cannot parse in its connection string; choose another password (or leave it empty to generate one)" -}}
+{{- /* The exporter's password file (pgpass) is line-based, as the nodes' is (see the auth passwords). */ -}}
+{{- if regexMatch "\n|\r$" (toString $v.metrics.password) -}}
+{{- $errors = append $errors "metrics.password contains a line break: the exporter reads it from a line-based password file (pgpass), so it would log in with another password than the role has; use a single-line password" -}}
 {{- end -}}
 {{- if and $v.auth.existingSecret $v.metrics.password -}}
 {{- $errors = append $errors (printf "auth.existingSecret=%q and metrics.password are both set: the monitoring password comes from key %s of the existing Secret; remove metrics.password" $v.auth.existingSecret $v.auth.secretKeys.monitoringPasswordKey) -}}

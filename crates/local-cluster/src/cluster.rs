@@ -109,6 +109,12 @@ impl Cluster {
     /// kubelet's volume sync) and in env only when restarted, as in Kubernetes.
     pub fn set_secret_value(&mut self, name: &str, key: &str, value: &str) -> Result<()> {
         self.store.set_secret_value(name, key, value)?;
+        self.sync_volumes()
+    }
+
+    /// The kubelet's volume sync: every running pod's ConfigMap and Secret volumes rewritten from the store
+    /// (only changed files; env is not touched).
+    fn sync_volumes(&self) -> Result<()> {
         for pod in self.node.pods.values() {
             pod.refresh_volumes(&self.store)?;
         }
@@ -173,6 +179,9 @@ impl Cluster {
         let manifest = self.render_release(release, values, true)?;
         self.run_hooks(&manifest, HookEvent::PreUpgrade)?;
         self.apply_release(release, &manifest)?;
+        // Pods the upgrade did not replace see a changed Secret or ConfigMap in their volumes, as the
+        // kubelet's sync makes them (within about a minute there), before the post-upgrade hooks run.
+        self.sync_volumes()?;
         self.releases.entry(release.to_owned()).or_default().history.push((values.clone(), manifest.clone()));
         self.run_hooks(&manifest, HookEvent::PostUpgrade)?;
         Ok(manifest)
@@ -190,6 +199,7 @@ impl Cluster {
             .ok_or_else(|| Error::Manifest(format!("release {release} has no revision {revision}")))?;
         self.run_hooks(&manifest, HookEvent::PreRollback)?;
         self.apply_release(release, &manifest)?;
+        self.sync_volumes()?;
         self.releases.entry(release.to_owned()).or_default().history.push((values, manifest.clone()));
         self.run_hooks(&manifest, HookEvent::PostRollback)?;
         Ok(manifest)

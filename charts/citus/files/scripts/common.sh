@@ -32,6 +32,18 @@ pgpass_escape() {
     printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g'
 }
 
+# pgpass_line USER PASSWORD: a password file line for USER on every host, port and database.
+pgpass_line() {
+    printf '*:*:*:%s:%s\n' "$(pgpass_escape "$1")" "$(pgpass_escape "$2")"
+}
+
+# replace_file FILE: FILE becomes standard input, written whole and then renamed over it, so that a reader
+# (libpq opening a connection) never sees a partial file. Mode from the caller's umask.
+replace_file() {
+    cat > "$1.new"
+    mv "$1.new" "$1"
+}
+
 # psql_strict ARGS...: psql as every script runs it: no psqlrc, quiet, tuples only, unaligned, and stopping at
 # the first error (a failed statement must fail the script, never be skipped).
 psql_strict() {

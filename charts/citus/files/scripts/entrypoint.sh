@@ -11,7 +11,8 @@
 # coordinator under autoscaling, runs the registration loop.
 # Environment: PGDATA, POSTGRES_USER, POSTGRES_DB, POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, CITUS_NODE_ROLE,
 # CITUS_APP_USER, CITUS_APP_PASSWORD or CITUS_APP_PASSWORD_FILE, CITUS_CONF_FILE, CITUS_SOCKET_DIR,
-# CITUS_STATE_DIR, CITUS_WATCH_POSTGRES_PASSWORD_FILE, CITUS_WATCH_APP_PASSWORD_FILE (Secret volume files),
+# CITUS_STATE_DIR, CITUS_WATCH_POSTGRES_PASSWORD_FILE, CITUS_WATCH_APP_PASSWORD_FILE,
+# CITUS_WATCH_MONITORING_PASSWORD_FILE (Secret volume files), monitoring-role.sh's variables,
 # CITUS_COORDINATOR_HOST, CITUS_COORDINATOR_PORT, CITUS_UPGRADE_WAIT_SECONDS, CITUS_REGISTER_WATCH
 # (and register.sh's variables for the loop).
 set -eu
@@ -34,16 +35,13 @@ sql_socket() {
     psql_strict -h "$SOCKET_DIR" -U "$POSTGRES_USER" "$@"
 }
 
-# write_pgpass SUPERUSER_PASSWORD [APP_PASSWORD]: libpq ignores a password file that others can read, and
-# a uid without a passwd entry has no $HOME; written whole, then renamed.
+# write_pgpass SUPERUSER_PASSWORD [APP_PASSWORD]: libpq ignores a password file that others can read (the
+# umask is 077), and a uid without a passwd entry has no $HOME.
 write_pgpass() {
     {
-        printf '*:*:*:%s:%s\n' "$(pgpass_escape "$POSTGRES_USER")" "$(pgpass_escape "$1")"
-        if [ -n "${CITUS_APP_USER:-}" ]; then
-            printf '*:*:*:%s:%s\n' "$(pgpass_escape "$CITUS_APP_USER")" "$(pgpass_escape "${2:-}")"
-        fi
-    } > "$PGPASSFILE.new"
-    mv "$PGPASSFILE.new" "$PGPASSFILE"
+        pgpass_line "$POSTGRES_USER" "$1"
+        if [ -n "${CITUS_APP_USER:-}" ]; then pgpass_line "$CITUS_APP_USER" "${2:-}"; fi
+    } | replace_file "$PGPASSFILE"
 }
 
 # set_passwords: ALTER ROLE for the superuser (and the application user) from $NEW_SUPER / $NEW_APP, on this
@@ -62,6 +60,44 @@ SELECT format('ALTER ROLE %I PASSWORD %L', :'app_user', :'app_password')
 SQL
 }
 
+# watch_passwords: every 10 s, the Secret volume's files (updated in place by the kubelet) against what this
+# node applied; a change is applied as at start: set_passwords and the password file for the superuser and
+# the application user, monitoring-role.sh (role, pg_dist_authinfo, the exporter's password file) for the
+# monitoring role. A failed step is retried on the next round.
+watch_passwords() {
+    CITUS_LOG_TAG="$CITUS_LOG_TAG-passwords"
+    applied_super=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE")
+    applied_app=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}")
+    applied_monitoring=$(cat "${CITUS_WATCH_MONITORING_PASSWORD_FILE:-/dev/null}")
+    while sleep 10; do
+        NEW_SUPER=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE" 2>/dev/null) || continue
+        NEW_APP=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}" 2>/dev/null) || continue
+        new_monitoring=$(cat "${CITUS_WATCH_MONITORING_PASSWORD_FILE:-/dev/null}" 2>/dev/null) || continue
+        [ -n "$NEW_SUPER" ] || continue
+        if [ "$NEW_SUPER" != "$applied_super" ] || [ "$NEW_APP" != "$applied_app" ]; then
+            export NEW_SUPER NEW_APP
+            if set_passwords >/dev/null; then
+                write_pgpass "$NEW_SUPER" "$NEW_APP"
+                applied_super=$NEW_SUPER applied_app=$NEW_APP
+                log "the Secret's passwords changed: applied to this node's roles and to its connections to the other nodes"
+            else
+                log "applying the changed passwords failed; retrying in 10s"
+            fi
+            unset NEW_SUPER NEW_APP
+        fi
+        if [ -n "$new_monitoring" ] && [ "$new_monitoring" != "$applied_monitoring" ]; then
+            # The script reads the file itself, as at start with usePasswordFiles: no password in any environment.
+            if CITUS_MONITORING_PASSWORD='' CITUS_MONITORING_PASSWORD_FILE=$CITUS_WATCH_MONITORING_PASSWORD_FILE \
+                /bin/sh "$(dirname "$0")/monitoring-role.sh"; then
+                applied_monitoring=$new_monitoring
+                log "the Secret's monitoring password changed: applied to role ${CITUS_MONITORING_USER:-} on this node and to the exporter's password file"
+            else
+                log "applying the changed monitoring password failed; retrying in 10s"
+            fi
+        fi
+    done
+}
+
 # ---- Supervisor (second stage, started below with the passwords out of the environment) -------------
 if [ "${1:-}" = --supervise ]; then
     shift
@@ -72,26 +108,7 @@ if [ "${1:-}" = --supervise ]; then
     trap 'kill -QUIT "$pg_pid" 2>/dev/null' QUIT
     helpers=
     if [ -n "${CITUS_WATCH_POSTGRES_PASSWORD_FILE:-}" ]; then
-        (
-            CITUS_LOG_TAG="$CITUS_LOG_TAG-passwords"
-            applied_super=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE")
-            applied_app=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}")
-            while sleep 10; do
-                NEW_SUPER=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE" 2>/dev/null) || continue
-                NEW_APP=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}" 2>/dev/null) || continue
-                [ -n "$NEW_SUPER" ] || continue
-                if [ "$NEW_SUPER" = "$applied_super" ] && [ "$NEW_APP" = "$applied_app" ]; then continue; fi
-                export NEW_SUPER NEW_APP
-                if set_passwords >/dev/null; then
-                    write_pgpass "$NEW_SUPER" "$NEW_APP"
-                    applied_super=$NEW_SUPER applied_app=$NEW_APP
-                    log "the Secret's passwords changed: applied to this node's roles and to its connections to the other nodes"
-                else
-                    log "applying the changed passwords failed; retrying in 10s"
-                fi
-                unset NEW_SUPER NEW_APP
-            done
-        ) &
+        watch_passwords &
         helpers="$helpers $!"
     fi
     if [ "${CITUS_REGISTER_WATCH:-}" = true ]; then
@@ -263,5 +280,5 @@ setup_database
 rm -f "$INITIALIZING"
 
 log "starting PostgreSQL"
-unset POSTGRES_PASSWORD CITUS_APP_PASSWORD
+unset POSTGRES_PASSWORD CITUS_APP_PASSWORD CITUS_MONITORING_PASSWORD
 exec /bin/sh "$0" --supervise "$@"

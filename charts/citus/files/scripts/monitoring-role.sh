@@ -1,15 +1,17 @@
 #!/bin/sh
 # Creates or updates the least-privilege role postgres-exporter logs in with, on this node, at every start
-# (run by entrypoint.sh before PostgreSQL starts for good; does nothing when CITUS_MONITORING_USER is unset).
+# (run by entrypoint.sh before PostgreSQL starts for good, and by its password watcher on the running server
+# when the Secret's monitoring password changes; does nothing when CITUS_MONITORING_USER is unset).
 # Every step is idempotent and local to this node: Citus propagation is off in the session, so a worker that
 # is down cannot stop the coordinator from starting, and every node gets the same role from the same Secret.
 # - LOGIN, pg_monitor, EXECUTE on citus_remote_connection_stats() (revoked from PUBLIC by Citus);
 # - a pg_dist_authinfo row (all nodes) so that the Citus functions the exporter calls on the coordinator
 #   (shard sizes, connection checks) can log in to the workers as this role;
 # - statement_timeout and citus.node_connection_timeout below the scrape timeout;
-# - table citus_chart.backup_status, which the backup job updates and the exporter reads.
+# - table citus_chart.backup_status, which the backup job updates and the exporter reads;
+# - the exporter's 0600 password file (CITUS_MONITORING_PGPASSFILE, in a volume the two containers share).
 # Environment: PGDATA, PGPORT, POSTGRES_USER, POSTGRES_DB, CITUS_MONITORING_USER, CITUS_MONITORING_PASSWORD or
-# CITUS_MONITORING_PASSWORD_FILE, CITUS_CONF_FILE, CITUS_SOCKET_DIR, CITUS_STATE_DIR.
+# CITUS_MONITORING_PASSWORD_FILE, CITUS_MONITORING_PGPASSFILE, CITUS_CONF_FILE, CITUS_SOCKET_DIR, CITUS_STATE_DIR.
 set -eu
 CITUS_LOG_TAG=citus-monitoring-role
 . "$(dirname "$0")/common.sh"
@@ -80,5 +82,12 @@ SQL
 then
     stop_server || log "stopping the server failed as well"
     die "creating role $CITUS_MONITORING_USER failed (see the errors above)"
+fi
+# The exporter reads this file (libpq's PGPASSFILE) at every new connection, so a rotated password reaches it
+# without a restart; written after the role has the password.
+if [ -n "${CITUS_MONITORING_PGPASSFILE:-}" ] \
+    && ! pgpass_line "$CITUS_MONITORING_USER" "$CITUS_MONITORING_PASSWORD" | replace_file "$CITUS_MONITORING_PGPASSFILE"; then
+    stop_server || log "stopping the server failed as well"
+    die "writing the exporter's password file $CITUS_MONITORING_PGPASSFILE failed"
 fi
 stop_server

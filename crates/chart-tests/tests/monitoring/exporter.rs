@@ -18,9 +18,8 @@ use crate::Outcome;
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const EXPORTER: &str = "prometheus-postgres-exporter";
 const MONITOR: &str = "citus_monitor";
-/// Characters that need escaping in the exporter's URL and in pg_dist_authinfo (quotes, backslashes and white
-/// space the exporter cannot parse at all: the chart refuses them).
-const MONITOR_PASSWORD: &str = "mon:pass@word#1/%";
+/// Characters that need escaping in a URL, in pg_dist_authinfo and in the exporter's password file.
+const MONITOR_PASSWORD: &str = "mon:pass@word#1/% 'q' \\b";
 const DB: &str = "citus";
 
 pub fn custom_queries_answer_on_real_citus() -> Outcome {
@@ -344,6 +343,15 @@ impl<'a> Node<'a> {
         .map_err(|e| format!("{}: {}", self.name, e.message().unwrap_or_default()).into())
     }
 
+    fn state_dir(&self) -> PathBuf {
+        self.data.with_extension("state")
+    }
+
+    /// The password file the role script writes for the exporter (a volume of the pod in the chart).
+    fn exporter_pgpass(&self) -> PathBuf {
+        self.state_dir().join("exporter-pgpass")
+    }
+
     /// A chart script with the environment the PostgreSQL container gives it.
     fn run_script(&self, script: &Path) -> Result<(), Failed> {
         let path = format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default());
@@ -358,9 +366,10 @@ impl<'a> Node<'a> {
                 .arg("CITUS_APP_USER=citus")
                 .arg(format!("CITUS_MONITORING_USER={MONITOR}"))
                 .arg(format!("CITUS_MONITORING_PASSWORD={MONITOR_PASSWORD}"))
+                .arg(format!("CITUS_MONITORING_PGPASSFILE={}", self.exporter_pgpass().display()))
                 .arg(format!("CITUS_CONF_FILE={}", self.data.join("postgresql.conf").display()))
                 .arg(format!("CITUS_SOCKET_DIR={}", self.socket.display()))
-                .arg(format!("CITUS_STATE_DIR={}", self.data.with_extension("state").display()))
+                .arg(format!("CITUS_STATE_DIR={}", self.state_dir().display()))
                 .arg("sh")
                 .arg(script),
         )
@@ -405,7 +414,7 @@ impl Exporter {
             .args(&args)
             .env("DATA_SOURCE_URI", format!("127.0.0.1:{}/{DB}?sslmode=disable", node.port))
             .env("DATA_SOURCE_USER", MONITOR)
-            .env("DATA_SOURCE_PASS", MONITOR_PASSWORD)
+            .env("PGPASSFILE", node.exporter_pgpass())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

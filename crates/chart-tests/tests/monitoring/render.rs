@@ -100,12 +100,33 @@ fn exporter_logs_in_as_the_monitoring_role() -> Result<(), Failed> {
         env(metrics, "DATA_SOURCE_USER").is_some_and(|v| v["value"] == "prom"),
         "exporter user".into(),
     );
+    // The exporter reads its password from the file the PostgreSQL container writes (at every new connection,
+    // so a rotated password needs no restart), never from the Secret.
     check(
         &mut problems,
-        env(metrics, "DATA_SOURCE_PASS").is_some_and(|v| v["valueFrom"]["secretKeyRef"]["key"] == "mon"),
-        "exporter password from the monitoring key".into(),
+        env(metrics, "DATA_SOURCE_PASS").is_none() && env(metrics, "DATA_SOURCE_PASS_FILE").is_none(),
+        "no exporter password from the Secret".into(),
     );
     let pg = container(sts, "postgresql")?;
+    let pgpass = env(metrics, "PGPASSFILE").and_then(|v| v["value"].as_str().map(str::to_owned));
+    check(
+        &mut problems,
+        pgpass.is_some()
+            && env(pg, "CITUS_MONITORING_PGPASSFILE").and_then(|v| v["value"].as_str().map(str::to_owned)) == pgpass,
+        "the exporter's PGPASSFILE is the file the role script writes".into(),
+    );
+    let mount =
+        |c: &Value| c["volumeMounts"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "exporter-auth")).cloned();
+    check(
+        &mut problems,
+        mount(metrics).is_some_and(|m| m["readOnly"] == true) && mount(pg).is_some_and(|m| m["readOnly"] != true),
+        "the password file's volume: written by postgresql, read-only in the exporter".into(),
+    );
+    check(
+        &mut problems,
+        env(pg, "CITUS_WATCH_MONITORING_PASSWORD_FILE").is_some_and(|v| v["value"] == "/opt/citus/secrets/mon"),
+        "the password watcher reads the monitoring key".into(),
+    );
     check(
         &mut problems,
         env(pg, "CITUS_MONITORING_USER").is_some_and(|v| v["value"] == "prom"),

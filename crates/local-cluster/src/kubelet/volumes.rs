@@ -2,7 +2,8 @@
 //! [`crate::sandbox::mounts`] binds at each container's mount path (or at its `subPath` inside the volume).
 //! - configMap/secret: a fresh directory of files per pod start, mode `defaultMode`/item mode, owned by
 //!   root with group fsGroup and group read added (what the kubelet's ownership change does to read-only
-//!   volumes). Plain files, not the kubelet's `..data` symlink layout.
+//!   volumes). Plain files, not the kubelet's `..data` symlink layout; a sync replaces a changed file by a
+//!   rename, as that layout's swap does.
 //! - emptyDir: a fresh directory per pod (also for `medium: Memory`, so that every container of the pod
 //!   shares it), mode 0777, setgid + fsGroup.
 //! - persistentVolumeClaim (also from volumeClaimTemplates, claim `<template>-<pod>`): a directory per
@@ -62,11 +63,17 @@ pub fn prepare(owner: &str, spec: &PodSpec, store: &Store, dirs: &VolumeDirs) ->
 }
 
 /// Writes the ConfigMap and Secret volumes again from the store, as the kubelet's periodic sync does for
-/// mounted (not subPath) volumes after the object changed.
+/// mounted (not subPath) volumes after the object changed. A deleted object leaves the files as they are
+/// (the kubelet reports the error and keeps the last content).
 pub fn refresh(owner: &str, spec: &PodSpec, store: &Store, volumes: &PodVolumes) -> Result<()> {
     for v in &spec.volumes {
+        let source = match (&v.config_map, &v.secret) {
+            (Some(cm), _) => ("ConfigMap", &cm.name),
+            (_, Some(s)) => ("Secret", &s.secret_name),
+            _ => continue,
+        };
         if let Some(dir) = volumes.dirs.get(&v.name) {
-            if v.config_map.is_some() || v.secret.is_some() {
+            if store.get(source.0, source.1).is_some() {
                 project_volume(owner, v, spec.security_context.fs_group, store, dir)?;
             }
         }
@@ -191,9 +198,18 @@ fn project(
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
         }
-        fs::write(&path, bytes).context(|| format!("writing {}", path.display()))?;
         // The kubelet adds group read for the fsGroup on read-only volumes.
-        set_owner_mode(&path, fs_group, file_mode | fs_group.map_or(0, |_| 0o040))?;
+        let mode = file_mode | fs_group.map_or(0, |_| 0o040);
+        // Only a changed file is replaced, and by a rename as the kubelet's symlink swap does: a process
+        // reading it (a shell reading its script) sees the old or the new content, never a truncated file.
+        if fs::read(&path).ok().as_ref() == Some(bytes) {
+            set_owner_mode(&path, fs_group, mode)?;
+        } else {
+            let staged = dir.join(format!(".{}.staged", rel.replace('/', "_")));
+            fs::write(&staged, bytes).context(|| format!("writing {}", staged.display()))?;
+            set_owner_mode(&staged, fs_group, mode)?;
+            fs::rename(&staged, &path).context(|| format!("replacing {}", path.display()))?;
+        }
     }
     set_owner_mode(dir, fs_group, 0o755)
 }

@@ -1,15 +1,19 @@
 //! GitOps and passwords: a first Argo CD-style sync (pre-upgrade hooks before any object exists), renders
-//! that keep the Secret stable, and a password rotation through the Secret alone.
+//! that keep the Secret stable, and the README's two ways of rotating the passwords (`helm upgrade` with new
+//! values, an edited existing Secret), each applied by the running nodes without a restart.
 
-use anyhow::{ensure, Context as _};
-use local_cluster::HookEvent;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use local_cluster::{Cluster, HookEvent};
 use serde_json::json;
 
 use crate::scaling::job_logs;
 use crate::util::Env;
 use crate::util::{self, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
 
-crate::scenarios!(Citus: first_argo_sync_runs_the_pre_upgrade_hooks_before_the_secret_exists, password_rotation_through_the_secret_leaves_a_working_cluster; Postgres: renders_without_cluster_access_keep_given_passwords);
+crate::scenarios!(Citus: first_argo_sync_runs_the_pre_upgrade_hooks_before_the_secret_exists, password_rotation_through_the_secret_leaves_a_working_cluster, password_rotation_by_editing_an_existing_secret_leaves_a_working_cluster; Postgres: renders_without_cluster_access_keep_given_passwords);
 
 fn first_argo_sync_runs_the_pre_upgrade_hooks_before_the_secret_exists(env: &Env) -> anyhow::Result<()> {
     let postgres = env.postgres()?;
@@ -60,60 +64,241 @@ fn renders_without_cluster_access_keep_given_passwords(env: &Env) -> anyhow::Res
     Ok(())
 }
 
+/// The three passwords the Secret holds with metrics enabled.
+#[derive(Clone, Copy)]
+struct Passwords<'a> {
+    postgres: &'a str,
+    app: &'a str,
+    monitoring: &'a str,
+}
+
+impl<'a> Passwords<'a> {
+    fn by_user(self) -> [(&'static str, &'a str); 3] {
+        [("postgres", self.postgres), ("citus", self.app), (MONITORING_USER, self.monitoring)]
+    }
+}
+
+const MONITORING_USER: &str = "citus_monitor";
+/// The monitoring passwords hold every character the exporter's password file (and a connection string)
+/// must escape: the exporter never parses them as part of a URL.
+const OLD: Passwords =
+    Passwords { postgres: util::POSTGRES_PASSWORD, app: util::APP_PASSWORD, monitoring: "mon 'old' \\pw:1" };
+const NEW: Passwords =
+    Passwords { postgres: "rotated:super\\2", app: "rotated app 'pw'", monitoring: "mon 'new' \\pw:2" };
+/// How long a node may take to apply a changed Secret file: the watcher's 10 s period (README), with margin
+/// for a loaded machine. The kubelet's propagation (up to about a minute on Kubernetes) is instant here.
+const SWITCH: Duration = Duration::from_secs(30);
+
+/// The README's first way: `helm upgrade --reuse-values --set auth.postgresPassword=... --set auth.password=...`
+/// (and `metrics.password`). The post-upgrade registration Job, which logs in to every node with the new
+/// Secret, must pass, and no pod may restart.
 fn password_rotation_through_the_secret_leaves_a_working_cluster(env: &Env) -> anyhow::Result<()> {
     let postgres = env.postgres()?;
     let mut cluster = util::cluster(postgres)?;
-    cluster.install(&util::values(json!({})))?;
+    // The exporter stand-in is Debian's 0.11.1: the tag says so (see the scrape scenario in harness.rs).
+    let installed =
+        util::values(json!({"metrics": {"enabled": true, "password": OLD.monitoring, "image": {"tag": "v0.11.1"}}}));
+    cluster.install(&installed)?;
     cluster.wait_all_ready(util::READY)?;
     crate::citus_cluster::load_tables(&cluster)?;
+    let before = running_processes(&cluster)?;
+    assert_exporters_scrape(&mut cluster)?;
 
-    let (new_super, new_app) = ("rotated:super\\2", "rotated app 'pw'");
-    cluster.set_secret_value("my-citus-secret", "postgres-password", new_super)?;
-    cluster.set_secret_value("my-citus-secret", "password", new_app)?;
-    // Here the Secret reaches a node when it starts (the harness writes Secret volumes per start); on
-    // Kubernetes the kubelet updates the volume in place and the entrypoint's watcher applies it.
-    for pod in cluster.pod_names() {
-        cluster.restart_pod(&pod)?;
-    }
+    let mut rotated = installed;
+    rotated["auth"]["postgresPassword"] = json!(NEW.postgres);
+    rotated["auth"]["password"] = json!(NEW.app);
+    rotated["metrics"]["password"] = json!(NEW.monitoring);
+    let started = Instant::now();
+    cluster.upgrade(&rotated).context("helm upgrade with the new passwords (its registration Job)")?;
+    let upgraded = started.elapsed();
+    wait_for_passwords(&mut cluster, NEW, OLD)?;
+    println!("upgrade with its hooks {upgraded:?}, every node on the new passwords after {:?}", started.elapsed());
+
+    assert_rotated_in_place(&mut cluster, &before, NEW)?;
+    Ok(())
+}
+
+/// The README's second way: with `auth.existingSecret`, edit that Secret (`kubectl edit secret`); here with
+/// `auth.usePasswordFiles`, the other way the nodes read their passwords at start.
+fn password_rotation_by_editing_an_existing_secret_leaves_a_working_cluster(env: &Env) -> anyhow::Result<()> {
+    let postgres = env.postgres()?;
+    let mut cluster = util::cluster(postgres)?;
+    let secret = "citus-credentials";
+    cluster.add_object(&json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret, "namespace": "citus"},
+        "stringData": {"postgres-password": OLD.postgres, "password": OLD.app, "monitoring-password": OLD.monitoring},
+    }))?;
+    let values = json!({
+        "auth": {"existingSecret": secret, "usePasswordFiles": true},
+        "metrics": {"enabled": true, "image": {"tag": "v0.11.1"}},
+    });
+    cluster.install(&values)?;
     cluster.wait_all_ready(util::READY)?;
+    crate::citus_cluster::load_tables(&cluster)?;
+    let before = running_processes(&cluster)?;
+    assert_exporters_scrape(&mut cluster)?;
 
-    for pod in cluster.pod_names() {
-        let host = if pod == COORDINATOR {
-            util::COORDINATOR_FQDN.to_owned()
-        } else {
-            let n: u32 = pod.trim_start_matches("my-citus-worker-").parse()?;
-            util::worker_fqdn(n)
-        };
-        for (user, new, old) in
-            [("postgres", new_super, util::POSTGRES_PASSWORD), ("citus", new_app, util::APP_PASSWORD)]
-        {
-            util::psql(&cluster, COORDINATOR, &util::tcp(&host, user, new), "SELECT 1")
-                .with_context(|| format!("{user} with the new password on {pod}"))?;
-            let refused = util::try_psql(&cluster, COORDINATOR, &util::tcp(&host, user, old), "SELECT 1")?;
+    let started = Instant::now();
+    for (key, value) in
+        [("postgres-password", NEW.postgres), ("password", NEW.app), ("monitoring-password", NEW.monitoring)]
+    {
+        cluster.set_secret_value(secret, key, value)?;
+    }
+    wait_for_passwords(&mut cluster, NEW, OLD)?;
+    let switched = started.elapsed();
+    ensure!(switched <= SWITCH, "the nodes took {switched:?} to apply the edited Secret (at most {SWITCH:?})");
+    println!("every node on the new passwords {switched:?} after the Secret was edited");
+
+    assert_rotated_in_place(&mut cluster, &before, NEW)?;
+    // The chart's Jobs read the edited Secret: the registration Job of the next upgrade logs in with it.
+    cluster.upgrade(&values).context("an upgrade after the rotation (its registration Job)")?;
+    Ok(())
+}
+
+/// The node pods and their FQDNs.
+fn node_hosts(cluster: &Cluster) -> anyhow::Result<Vec<(String, String)>> {
+    cluster
+        .pod_names()
+        .into_iter()
+        .filter(|p| p.starts_with("my-citus-coordinator-") || p.starts_with("my-citus-worker-"))
+        .map(|pod| {
+            let host = if pod == COORDINATOR {
+                util::COORDINATOR_FQDN.to_owned()
+            } else {
+                util::worker_fqdn(pod.trim_start_matches("my-citus-worker-").parse()?)
+            };
+            Ok((pod, host))
+        })
+        .collect()
+}
+
+/// Per node pod: the postmaster's PID (first line of postmaster.pid) and the restarts of every container.
+type Processes = BTreeMap<String, (String, BTreeMap<String, u32>)>;
+
+fn running_processes(cluster: &Cluster) -> anyhow::Result<Processes> {
+    let mut out = BTreeMap::new();
+    for (pod, _) in node_hosts(cluster)? {
+        let pid = cluster.exec(&pod, &["sh", "-c", "head -n 1 \"$PGDATA/postmaster.pid\""], &[], None)?;
+        let pid = pid.stdout.trim().to_owned();
+        ensure!(pid.parse::<u32>().is_ok(), "{pod}: postmaster.pid starts with {pid:?}");
+        out.insert(pod.clone(), (pid, cluster.pod(&pod)?.restarts()));
+    }
+    ensure!(out.len() == 4, "expected the coordinator and 3 workers, found {:?}", out.keys());
+    Ok(out)
+}
+
+/// Runs the cluster until every node accepts `new` for all three users, then checks that each refuses `old`.
+fn wait_for_passwords(cluster: &mut Cluster, new: Passwords, old: Passwords) -> anyhow::Result<()> {
+    let hosts = node_hosts(cluster)?;
+    let mut pending = String::new();
+    let waited = cluster.wait_for("every node accepting the new passwords", SWITCH, |c| {
+        for (pod, host) in &hosts {
+            for (user, password) in new.by_user() {
+                let login = util::tcp(host, user, password);
+                if util::try_psql(c, COORDINATOR, &login, "SELECT 1").map_err(to_harness)?.is_err() {
+                    pending = format!("{user} on {pod}");
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    });
+    waited.with_context(|| format!("still refused: {pending}"))?;
+    for (pod, host) in &hosts {
+        for (user, password) in old.by_user() {
+            let refused = util::try_psql(cluster, COORDINATOR, &util::tcp(host, user, password), "SELECT 1")?;
             ensure!(refused.is_err(), "{user} still logs in to {pod} with the old password");
         }
     }
+    Ok(())
+}
+
+fn to_harness(e: anyhow::Error) -> local_cluster::Error {
+    local_cluster::Error::Manifest(format!("{e:#}"))
+}
+
+/// After a rotation: nothing restarted, each node's watcher logged both changes once, the nodes' own
+/// connections to each other work (distributed query and DDL), and every exporter logs in again.
+fn assert_rotated_in_place(cluster: &mut Cluster, before: &Processes, new: Passwords) -> anyhow::Result<()> {
+    let after = running_processes(cluster)?;
+    ensure!(&after == before, "pods restarted during the rotation:\nbefore {before:?}\nafter  {after:?}");
+    for pod in before.keys() {
+        let log = cluster.logs(pod)?;
+        for line in [
+            "the Secret's passwords changed: applied to this node's roles and to its connections to the other nodes",
+            "the Secret's monitoring password changed: applied to role citus_monitor",
+        ] {
+            let seen = log.matches(line).count();
+            ensure!(seen == 1, "{pod}: the watcher's line {line:?} appears {seen} times in its log");
+        }
+    }
     // Distributed queries and metadata changes need the nodes' own connections to each other.
-    let app = util::tcp(COORDINATOR_SERVICE, "citus", new_app);
-    let got = util::psql(&cluster, COORDINATOR, &app, "SELECT count(*) FROM events JOIN kinds USING (kind)")?;
+    let app = util::tcp(COORDINATOR_SERVICE, "citus", new.app);
+    let got = util::psql(cluster, COORDINATOR, &app, "SELECT count(*) FROM events JOIN kinds USING (kind)")?;
     ensure!(got == crate::citus_cluster::ROWS.to_string(), "join after rotation: {got}");
     util::psql(
-        &cluster,
+        cluster,
         COORDINATOR,
         &app,
         "CREATE TABLE after_rotation (id bigint PRIMARY KEY);\n\
          SELECT create_distributed_table('after_rotation', 'id') \\g /dev/null\n\
-         INSERT INTO after_rotation SELECT generate_series(1, 100);",
+         INSERT INTO after_rotation SELECT generate_series(1, 100);\n\
+         ALTER TABLE after_rotation ADD COLUMN note text;",
     )?;
     let spread = util::psql(
-        &cluster,
+        cluster,
         COORDINATOR,
         &SOCKET,
         "SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 'after_rotation'::regclass",
     )?;
     ensure!(spread == "3", "after_rotation on {spread} workers");
-    // The chart's own Jobs read the rotated Secret.
-    let manifest = cluster.render(&util::values(json!({})), true)?;
-    cluster.run_hooks(&manifest, HookEvent::PostUpgrade)?;
+    // The exporters still hold the sessions they opened with the old password: end them, so that `pg_up 1`
+    // proves a new login with the rotated one.
+    for (pod, _) in node_hosts(cluster)? {
+        let ended = util::psql(
+            cluster,
+            &pod,
+            &SOCKET,
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{MONITORING_USER}'"
+            ),
+        )?;
+        ensure!(ended != "0", "{pod}: the exporter had no session to end");
+    }
+    assert_exporters_scrape(cluster)
+}
+
+/// Every node's exporter reports `pg_up 1` (within a minute: a scrape right after its connection ended may
+/// report the failure once), and the coordinator's scrape, whose Citus queries reach the workers as the
+/// monitoring role, reports no error.
+fn assert_exporters_scrape(cluster: &mut Cluster) -> anyhow::Result<()> {
+    let pods: Vec<String> = node_hosts(cluster)?.into_iter().map(|(pod, _)| pod).collect();
+    let mut last = BTreeMap::new();
+    let waited = cluster.wait_for("pg_up 1 from every exporter", Duration::from_secs(60), |c| {
+        for pod in &pods {
+            let (status, body) = c.http_get(pod, 9187, "/metrics")?;
+            let up = status == 200 && body.lines().any(|l| l.trim() == "pg_up 1");
+            let clean = pod != COORDINATOR
+                || body.lines().any(|l| l.starts_with("pg_exporter_last_scrape_error") && l.ends_with(" 0"));
+            if !(up && clean) {
+                last.insert(pod.clone(), body);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    });
+    if let Err(e) = waited {
+        let detail: Vec<String> = last
+            .iter()
+            .map(|(pod, body)| {
+                let lines: Vec<&str> =
+                    body.lines().filter(|l| l.starts_with("pg_up") || l.contains("scrape_error")).collect();
+                format!("{pod}: {}", lines.join("; "))
+            })
+            .collect();
+        bail!("{e}: {}", detail.join("\n"));
+    }
     Ok(())
 }
