@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -241,13 +241,21 @@ impl Node {
             }
         }
         let path = self.dir.join("hosts");
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .create(true)
             .write(true)
-            .truncate(true)
+            .truncate(false)
             .open(&path)
             .context(|| format!("opening {}", path.display()))?;
-        file.write_all(text.as_bytes()).context(|| format!("writing {}", path.display()))
+        // Pods resolve names while this runs: truncating first would leave them an empty file, and names
+        // that exist failing to resolve. The new text overwrites the old in one write, padded with a comment
+        // to the old length, so that the file never shrinks.
+        let old_len = file.metadata().context(|| format!("reading {}", path.display()))?.len() as usize;
+        if text.len() < old_len {
+            let pad = old_len - text.len();
+            text.push_str(&format!("{:<width$}\n", if pad > 1 { "#" } else { "" }, width = pad - 1));
+        }
+        file.write_all_at(text.as_bytes(), 0).context(|| format!("writing {}", path.display()))
     }
 
     /// Stops every pod, stop signals first so that their shutdowns overlap.
