@@ -128,8 +128,8 @@ annotations:
 {{- printf "%s-%d.%s.%s.svc.%s" (include "citus.componentName" .) (int .ordinal) (include "citus.headlessName" .) .ctx.Release.Namespace .ctx.Values.clusterDomain -}}
 {{- end -}}
 
-{{/* Number of workers the chart registers: with an HPA, up to maxReplicas (the registration loop takes every
-worker pod the HPA adds). */}}
+{{/* Number of workers the chart registers, and keeps on a scale-in: with an HPA, up to maxReplicas (the
+registration loop takes every worker pod the HPA adds; _validate.tpl keeps the StatefulSet within it). */}}
 {{- define "citus.worker.registeredReplicas" -}}
 {{- if .Values.worker.autoscaling.enabled -}}{{ .Values.worker.autoscaling.maxReplicas }}{{- else -}}{{ .Values.worker.replicaCount }}{{- end -}}
 {{- end -}}

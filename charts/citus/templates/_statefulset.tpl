@@ -367,15 +367,21 @@ coordinator whose citus update comes first; on the coordinator under autoscaling
 {{- end -}}
 
 {{/*
-Worker replicas. Under autoscaling the HPA owns the count: keep the live value (never below minReplicas),
-so that enabling autoscaling or any later upgrade never shrinks the StatefulSet behind the drain hook's back.
+Worker replicas. Under autoscaling the HPA owns the count and only adds workers (scaleDown is disabled, and
+the drain hook's target is maxReplicas), so no render may return fewer workers than run: the largest of
+minReplicas, replicaCount and the live value. `lookup` reads the live value only with cluster access (helm,
+Flux); `helm template` and Argo CD see nothing, and replicaCount is then the only count of the workers that
+ran before autoscaling was turned on (minReplicas alone would stop the ones above it, holding shards,
+undrained). Omitting `replicas` is no way out: Helm's three-way merge would reset it to 1. Workers the HPA adds
+later are kept by `lookup`, or in Argo CD by ignoring /spec/replicas (README: GitOps). _validate.tpl keeps
+replicaCount and the live value at most maxReplicas: above it the HPA cuts the StatefulSet down at once.
 */}}
 {{- define "citus.worker.replicas" -}}
 {{- $w := .Values.worker -}}
 {{- if $w.autoscaling.enabled -}}
+{{- $n := max (int $w.autoscaling.minReplicas) (int $w.replicaCount) -}}
 {{- $live := include "citus.node.live" (dict "ctx" . "component" "worker") | fromYaml -}}
-{{- $n := int $w.autoscaling.minReplicas -}}
-{{- with $live.spec }}{{ if gt (int .replicas) $n }}{{ $n = int .replicas }}{{ end }}{{ end -}}
+{{- with $live.spec }}{{ $n = max $n (int .replicas) }}{{ end -}}
 {{- $n -}}
 {{- else -}}
 {{- $w.replicaCount -}}

@@ -77,6 +77,20 @@ returns a YAML list of messages.
 {{- if and (eq (toString $as.targetCPU) "") (eq (toString $as.targetMemory) "") -}}
 {{- $errors = append $errors "worker.autoscaling.enabled=true needs worker.autoscaling.targetCPU or worker.autoscaling.targetMemory" -}}
 {{- end -}}
+{{- /*
+Above maxReplicas the HPA sets the StatefulSet to maxReplicas at once, before its behavior (the disabled
+scale-down) applies: the highest workers would stop undrained. The rendered replicas are never below
+replicaCount or the live value (citus.worker.replicas), so both must stay within maxReplicas; the live value
+is known only with cluster access.
+*/ -}}
+{{- $worker := dict "ctx" $ "component" "worker" -}}
+{{- $live := (include "citus.node.live" $worker | fromYaml).spec | default dict -}}
+{{- $scaleIn := printf "or scale in first with autoscaling off (worker.autoscaling.enabled=false, worker.replicaCount=%v; the drain hook moves the shards off), then turn it on again" $as.maxReplicas -}}
+{{- if gt (int $v.worker.replicaCount) (int $as.maxReplicas) -}}
+{{- $errors = append $errors (printf "worker.replicaCount=%v is above worker.autoscaling.maxReplicas=%v: under autoscaling the StatefulSet keeps at least replicaCount workers, and the HPA cuts a StatefulSet above maxReplicas down at once, stopping the highest workers without draining them; raise worker.autoscaling.maxReplicas to at least %v (on a first install you may lower worker.replicaCount instead), %s" $v.worker.replicaCount $as.maxReplicas $v.worker.replicaCount $scaleIn) -}}
+{{- else if gt (int $live.replicas) (int $as.maxReplicas) -}}
+{{- $errors = append $errors (printf "worker.autoscaling.maxReplicas=%v is below the %v workers StatefulSet %s runs: the HPA would cut it down to %v at once, stopping the highest workers without draining them; raise worker.autoscaling.maxReplicas to at least %v, %s" $as.maxReplicas $live.replicas (include "citus.componentName" $worker) $as.maxReplicas $live.replicas $scaleIn) -}}
+{{- end -}}
 {{- end -}}
 
 {{- if and $v.metrics.serviceMonitor.enabled (not $v.metrics.enabled) -}}

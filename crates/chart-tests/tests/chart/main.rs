@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod autoscaling;
 mod checkov;
 mod lint;
 mod matrix;

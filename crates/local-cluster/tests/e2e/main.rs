@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod autoscaling;
 mod backup;
 mod citus_cluster;
 mod edge_values;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         lifecycle::SCENARIOS,
         scaling::SCENARIOS,
         gitops::SCENARIOS,
+        autoscaling::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();
