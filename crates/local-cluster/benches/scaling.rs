@@ -226,10 +226,10 @@ fn main() -> anyhow::Result<()> {
         });
     }
     let Round {
-        chart_out_upgrade,
-        chart_out_wait,
+        chart_out_upgrade: upgrade,
+        chart_out_wait: waited,
         new_pod,
-        chart_out_job,
+        chart_out_job: job,
         chart_in,
         floor_out,
         floor_in,
@@ -237,7 +237,6 @@ fn main() -> anyhow::Result<()> {
         online_in,
         scale_in_empty,
     } = best.context("no round ran")?;
-    let (upgrade, waited, job) = (chart_out_upgrade, chart_out_wait, chart_out_job);
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     let verdict = |met: bool| if met { "goal met" } else { "goal MISSED" };
     let secs = |d: Duration| d.as_secs_f64();
