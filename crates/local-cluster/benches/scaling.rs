@@ -9,6 +9,7 @@
 //! - The chart's orchestration, what it adds on top of Citus's own calls: for the scale-out, the upgrade and
 //!   the wait minus the new pod's start and minus the rebalance job's own run time (pg_dist_background_job);
 //!   for the scale-in, the hooks minus Citus's drain, and the hooks with nothing to move.
+//!
 //! Goals: online within 5x of the floor, orchestration under 5 s. The data is checked (rows, sums, workers
 //! holding shards) after every step. Prints `skipped: <reason>` without root, PostgreSQL or Citus.
 //! Two rounds, the best time of each step kept (the machine is shared).

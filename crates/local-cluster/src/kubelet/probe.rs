@@ -12,13 +12,15 @@ use crate::sandbox::netns::connect_in;
 /// What one probe run found: Ok(()) or why it failed.
 pub type Outcome = Result<(), String>;
 
+/// Runs an exec probe in the container: Ok(exit success, stderr) or Err(reason).
+pub type ExecProbe<'a> = dyn Fn(&[String], Duration) -> Result<(bool, String), String> + 'a;
+
 /// Where the probe runs.
 pub struct Target<'a> {
     pub container: &'a Container,
     pub netns: PathBuf,
     pub ip: Ipv4Addr,
-    /// Runs an exec probe in the container: Ok(exit success, stderr) or Err(reason).
-    pub exec: &'a dyn Fn(&[String], Duration) -> Result<(bool, String), String>,
+    pub exec: &'a ExecProbe<'a>,
 }
 
 pub fn run(probe: &Probe, target: &Target) -> Outcome {
