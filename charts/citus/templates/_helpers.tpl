@@ -123,9 +123,19 @@ annotations:
 {{- end -}}
 {{- end -}}
 
+{{/* DNS suffix of a component's pods, `.<headless>.<ns>.svc.<domain>`: pod <n> is `<sts>-<n>` followed by it. */}}
+{{- define "citus.podDomain" -}}
+{{- printf ".%s.%s.svc.%s" (include "citus.headlessName" .) .ctx.Release.Namespace .ctx.Values.clusterDomain -}}
+{{- end -}}
+
 {{/* Stable DNS name of pod <ordinal> of a component: <sts>-<n>.<headless>.<ns>.svc.<domain>. */}}
 {{- define "citus.podFQDN" -}}
-{{- printf "%s-%d.%s.%s.svc.%s" (include "citus.componentName" .) (int .ordinal) (include "citus.headlessName" .) .ctx.Release.Namespace .ctx.Values.clusterDomain -}}
+{{- printf "%s-%d%s" (include "citus.componentName" .) (int .ordinal) (include "citus.podDomain" .) -}}
+{{- end -}}
+
+{{/* DNS name of a component's Service: <name>.<ns>.svc.<domain>. */}}
+{{- define "citus.serviceFQDN" -}}
+{{- printf "%s.%s.svc.%s" (include "citus.componentName" .) .ctx.Release.Namespace .ctx.Values.clusterDomain -}}
 {{- end -}}
 
 {{/* Number of workers the chart registers, and keeps on a scale-in: with an HPA, up to maxReplicas (the

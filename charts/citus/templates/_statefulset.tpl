@@ -349,7 +349,7 @@ coordinator whose citus update comes first; on the coordinator under autoscaling
 - name: CITUS_WORKER_PREFIX
   value: {{ printf "%s-" (include "citus.componentName" $worker) | quote }}
 - name: CITUS_WORKER_DOMAIN
-  value: {{ printf ".%s.%s.svc.%s" (include "citus.headlessName" $worker) $ctx.Release.Namespace $ctx.Values.clusterDomain | quote }}
+  value: {{ include "citus.podDomain" $worker | quote }}
 - name: CITUS_WORKER_PORT
   value: {{ $ctx.Values.worker.containerPorts.postgresql | quote }}
 - name: CITUS_WORKER_MAX
