@@ -13,6 +13,7 @@ mod harness;
 mod lifecycle;
 mod postgres_only;
 mod rendered;
+mod rollback;
 mod scaling;
 mod upgrade;
 mod util;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         lifecycle::SCENARIOS,
         scaling::SCENARIOS,
         gitops::SCENARIOS,
+        rollback::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();
