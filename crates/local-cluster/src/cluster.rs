@@ -6,7 +6,7 @@
 //! Time moves as in a cluster only while the harness waits (`wait_*`, Jobs, hooks, `tick`): that is when
 //! the kubelet probes and restarts containers and the StatefulSet controller replaces missing pods.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use k8s_objects::HookEvent;
 use serde_json::Value;
 
-use crate::controllers::job::{self, JobContext, JobReport};
+use crate::controllers::job::{self, JobContext, JobReport, JobRun, JobStatus};
 use crate::controllers::statefulset::{self, StatefulSet};
 use crate::error::{Error, Result};
 use crate::helm::{Manifest, RenderRequest};
@@ -34,7 +34,8 @@ pub struct Settings {
     /// A directory for pod volumes, claims and logs; the cluster works in a new subdirectory.
     pub work_root: PathBuf,
     pub postgres: Postgres,
-    /// Helm's `--timeout`: how long one hook may take.
+    /// Helm's `--timeout`: how long Helm waits for one hook. A hook Job still running then fails the release
+    /// operation and goes on in the cluster, as Helm only stops waiting (`Cluster::set_hook_timeout`).
     pub hook_timeout: Duration,
     /// How long a pod may take to become ready during a rolling update or a restart.
     pub ready_timeout: Duration,
@@ -65,6 +66,17 @@ impl Settings {
 #[derive(Debug, Default)]
 struct Release {
     history: Vec<(Value, Manifest)>,
+    /// Revisions (1-based) whose upgrade failed in a pre-upgrade hook. Helm records them too: they take a
+    /// revision number (a retry renders the next one, so per-revision hook names differ), and the next
+    /// upgrade compares with the last deployed revision, not with them.
+    failed: BTreeSet<usize>,
+}
+
+impl Release {
+    /// The manifest of the last revision that was deployed.
+    fn deployed(&self) -> Option<&Manifest> {
+        (1..=self.history.len()).rev().find(|r| !self.failed.contains(r)).map(|r| &self.history[r - 1].1)
+    }
 }
 
 pub struct Cluster {
@@ -75,6 +87,10 @@ pub struct Cluster {
     /// StatefulSets the controller manages (applied by Helm), with their live replicas.
     managed: BTreeMap<String, StatefulSet>,
     job_pods: u32,
+    /// Hook Jobs that Helm stopped waiting for (its timeout ran out); the Job controller runs them on.
+    background_jobs: Vec<JobRun>,
+    /// How those ended, by Job name.
+    ended_jobs: BTreeMap<String, JobStatus>,
     dir: PathBuf,
 }
 
@@ -91,7 +107,17 @@ impl Cluster {
         let node = Node::new(dir.clone(), images, kubelet, settings.namespace.clone(), settings.hook_timeout)?;
         let store = crate::store::Store::default();
         node.write_hosts(&store)?;
-        Ok(Cluster { settings, store, node, releases: BTreeMap::new(), managed: BTreeMap::new(), job_pods: 0, dir })
+        Ok(Cluster {
+            settings,
+            store,
+            node,
+            releases: BTreeMap::new(),
+            managed: BTreeMap::new(),
+            job_pods: 0,
+            background_jobs: Vec::new(),
+            ended_jobs: BTreeMap::new(),
+            dir,
+        })
     }
 
     /// The cluster's work directory (`logs/<pod>.log`, `claims/<claim>`).
@@ -177,7 +203,12 @@ impl Cluster {
             return Err(Error::Manifest(format!("release {release} has no deployed revision to upgrade")));
         }
         let manifest = self.render_release(release, values, true)?;
-        self.run_hooks(&manifest, HookEvent::PreUpgrade)?;
+        if let Err(e) = self.run_hooks(&manifest, HookEvent::PreUpgrade) {
+            let r = self.releases.entry(release.to_owned()).or_default();
+            r.history.push((values.clone(), manifest));
+            r.failed.insert(r.history.len());
+            return Err(e);
+        }
         self.apply_release(release, &manifest)?;
         // Pods the upgrade did not replace see a changed Secret or ConfigMap in their volumes, as the
         // kubelet's sync makes them (within about a minute there), before the post-upgrade hooks run.
@@ -257,7 +288,7 @@ impl Cluster {
         let resources = manifest.resources()?;
         self.store.set_release(release, &resources)?;
         self.node.write_hosts(&self.store)?;
-        let previous = self.releases.get(release).and_then(|r| r.history.last()).map(|(_, m)| m.clone());
+        let previous = self.releases.get(release).and_then(Release::deployed).cloned();
         let mut applied = Vec::new();
         for v in resources.iter().filter(|v| v["kind"] == "StatefulSet") {
             let mut set = StatefulSet::parse(v)?;
@@ -301,15 +332,17 @@ impl Cluster {
             let (kind, name) = (&h.hook.key.kind, &h.hook.key.name);
             if h.hook.delete_before_creation() {
                 self.store.delete_hook(kind, name);
+                self.delete_job(name)?;
             }
             let result = match kind.as_str() {
-                "Job" => self.run_job(&h.value).map(drop),
+                "Job" => self.run_hook_job(&h.value),
                 "Pod" => job::run_hook_pod(&mut self.node, &self.store, self.settings.hook_timeout, &h.value),
                 _ => self.store.put_hook(&h.value),
             };
             if let Err(source) = result {
                 if h.hook.delete_on_failure() {
                     self.store.delete_hook(kind, name);
+                    self.delete_job(name)?;
                 }
                 return Err(Error::Hook {
                     phase: event.to_string(),
@@ -323,6 +356,71 @@ impl Cluster {
             self.store.delete_hook(&h.hook.key.kind, &h.hook.key.name);
         }
         Ok(())
+    }
+
+    /// A hook Job: created, then waited for up to Helm's timeout. When that runs out, Helm fails the release
+    /// operation but the Job is not deleted: it goes on under the Job controller (`tick`, `job_status`).
+    fn run_hook_job(&mut self, job: &Value) -> Result<()> {
+        let mut run = JobRun::new(job)?;
+        let deadline = Instant::now() + self.settings.hook_timeout;
+        loop {
+            self.node.sync()?;
+            self.step_background_jobs()?;
+            if let Some(done) = run.step(&mut self.node, &self.store, &mut self.job_pods)? {
+                return done.map(drop);
+            }
+            if Instant::now() >= deadline {
+                let what = format!("Job {} to complete (Helm stops waiting; the Job goes on)", run.name());
+                let log_tail = run.log_tail();
+                self.background_jobs.push(run);
+                return Err(Error::Timeout { what, waited: self.settings.hook_timeout, log_tail });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// One pass of the Job controller over the Jobs Helm stopped waiting for.
+    fn step_background_jobs(&mut self) -> Result<()> {
+        let mut i = 0;
+        while i < self.background_jobs.len() {
+            match self.background_jobs[i].step(&mut self.node, &self.store, &mut self.job_pods)? {
+                None => i += 1,
+                Some(result) => {
+                    let run = self.background_jobs.remove(i);
+                    self.ended_jobs.insert(run.name().to_owned(), JobStatus::from(&result));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A Job deleted (Helm's hook deletion): a pod it still runs is deleted with it.
+    fn delete_job(&mut self, name: &str) -> Result<()> {
+        self.ended_jobs.remove(name);
+        if let Some(i) = self.background_jobs.iter().position(|r| r.name() == name) {
+            let mut run = self.background_jobs.remove(i);
+            run.kill(&mut self.node, &self.store, "deleted")?;
+        }
+        Ok(())
+    }
+
+    /// `kubectl get job NAME` for a hook Job Helm stopped waiting for: running, or how it ended. `None` for
+    /// any other Job (those Helm waited for ended within the Helm command).
+    pub fn job_status(&self, name: &str) -> Option<JobStatus> {
+        if self.background_jobs.iter().any(|r| r.name() == name) {
+            return Some(JobStatus::Running);
+        }
+        self.ended_jobs.get(name).cloned()
+    }
+
+    /// The pod a Job runs now (Jobs Helm stopped waiting for).
+    pub fn job_pod(&self, name: &str) -> Option<&str> {
+        self.background_jobs.iter().find(|r| r.name() == name).and_then(JobRun::pod)
+    }
+
+    /// Helm's `--timeout` for the following Helm verbs.
+    pub fn set_hook_timeout(&mut self, timeout: Duration) {
+        self.settings.hook_timeout = timeout;
     }
 
     /// Runs a Job object to completion (what the Job controller does with a created Job).
@@ -359,9 +457,11 @@ impl Cluster {
         self.managed.get(name).map(|s| s.replicas)
     }
 
-    /// One pass of the kubelet and the StatefulSet controller (missing pods recreated).
+    /// One pass of the kubelet, the StatefulSet controller (missing pods recreated) and the Job controller
+    /// (Jobs Helm stopped waiting for).
     pub fn tick(&mut self) -> Result<()> {
         self.node.sync()?;
+        self.step_background_jobs()?;
         let sets: Vec<StatefulSet> = self.managed.values().cloned().collect();
         for set in &sets {
             statefulset::reconcile(&mut self.node, &self.store, set, self.settings.ready_timeout)?;

@@ -118,6 +118,17 @@ mod tests {
         ]);
         let names: Vec<_> = manifest.hooks(HookEvent::PreUpgrade)?.into_iter().map(|h| h.hook.key.name).collect();
         assert_eq!(names, ["b", "a"]);
+        // `Cluster::rollback` asks for these events: a hook of pre-upgrade only is not one of them.
+        let rollback = Manifest::from_documents(vec![
+            hook("upgrade-only", "pre-upgrade", "0"),
+            hook("both", "pre-upgrade,pre-rollback", "0"),
+            hook("after", "post-upgrade,post-rollback", "0"),
+        ]);
+        let names = |event| -> Result<Vec<String>> {
+            Ok(rollback.hooks(event)?.into_iter().map(|h| h.hook.key.name).collect())
+        };
+        assert_eq!(names(HookEvent::PreRollback)?, ["both"]);
+        assert_eq!(names(HookEvent::PostRollback)?, ["after"]);
         assert_eq!(manifest.resources()?.len(), 1);
         let bad = Manifest::from_documents(vec![hook("j", "post-install", "ten")]);
         assert!(

@@ -30,7 +30,7 @@ pub mod sandbox;
 pub mod store;
 
 pub use cluster::{Cluster, Settings};
-pub use controllers::job::JobReport;
+pub use controllers::job::{JobReport, JobStatus};
 pub use error::{Error, Result};
 pub use helm::{HookObject, Manifest, RenderRequest};
 pub use k8s_objects::HookEvent;

@@ -150,8 +150,24 @@ SQL
 }
 
 log "draining $names"
+# A run that finds the lock taken says so (e.g. a retried helm upgrade whose first drain outlived Helm's
+# --timeout), waits, and then reports what the other run left to do.
 coord -v mode="$MODE" <<SQL || restore
+SELECT pg_try_advisory_lock(hashtext('citus-chart-scale-in')) AS scale_in_free \\gset
+\\if :scale_in_free
+\\else
+SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS scale_in_at \\gset
+\\warn :scale_in_at '$CITUS_LOG_TAG: another scale-in run holds the lock (a drain still running, e.g. from an earlier helm upgrade or rollback that timed out): waiting for it to end'
 SELECT pg_advisory_lock(hashtext('citus-chart-scale-in')) \\g /dev/null
+SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS scale_in_at,
+       NOT EXISTS (SELECT 1 FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port)
+                     ON n.nodename = l.host AND n.nodeport = l.port) AS scale_in_none_left \\gset
+\\if :scale_in_none_left
+\\warn :scale_in_at '$CITUS_LOG_TAG: the other run ended and removed $names: nothing left to drain'
+\\else
+\\warn :scale_in_at '$CITUS_LOG_TAG: the other run ended: draining what it left'
+\\endif
+\\endif
 SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', false)
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
  WHERE n.shouldhaveshards \\g /dev/null

@@ -1,7 +1,8 @@
 //! The Job controller's part: one pod at a time (restartPolicy Never), a failed pod is replaced after the
 //! controller's back-off (10 s, doubling, at most 6 min) until `backoffLimit` failures have been exceeded;
-//! `activeDeadlineSeconds` (and Helm's hook timeout) kill the running pod and fail the Job.
-//! A hook Pod (`helm test`) runs once.
+//! `activeDeadlineSeconds` kills the running pod and fails the Job. A [`JobRun`] is one Job the controller
+//! drives, one pass at a time, so that a Job can go on after whoever created it stopped waiting (Helm's
+//! `--timeout` ends Helm's wait, not the Job). A hook Pod (`helm test`) runs once.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,18 +18,29 @@ use crate::store::{kind_and_name, Store};
 /// What the Job controller needs besides the node.
 pub struct JobContext<'a> {
     pub store: &'a Store,
-    /// Helm's `--timeout` for hooks (the Job fails when it runs out).
+    /// How long [`run_job`] waits: then the running pod is killed and the Job fails.
     pub timeout: Duration,
     /// Numbers the pods of Jobs (`<job>-<n>`), across the cluster's life.
     pub pod_counter: &'a mut u32,
 }
 
 /// How a Job went.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct JobReport {
     pub attempts: u32,
     /// The log of each attempt's pod.
     pub logs: Vec<PathBuf>,
+}
+
+/// A Job's state as `kubectl get job` tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    Running,
+    Succeeded {
+        attempts: u32,
+    },
+    /// Why it failed (the controller's reason and the last pod's log tail).
+    Failed(String),
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
@@ -40,62 +52,156 @@ enum Outcome {
     DeadlineReached,
 }
 
-/// Runs a Job object to completion.
+/// One Job under the controller: its current pod, or when the next one starts.
+pub struct JobRun {
+    name: String,
+    template: Value,
+    spec: PodSpec,
+    backoff_limit: u64,
+    /// `activeDeadlineSeconds`, counted from the Job's creation.
+    deadline: Option<(Instant, String)>,
+    failures: u64,
+    pod: Option<String>,
+    next_start: Instant,
+    report: JobReport,
+}
+
+impl JobRun {
+    /// A created Job (its first pod starts on the first [`JobRun::step`]).
+    pub fn new(job: &Value) -> Result<Self> {
+        let (_, name) = kind_and_name(job)?;
+        let bad = |what: &str| Error::Manifest(format!("Job {name}: {what}"));
+        let spec = job.get("spec").ok_or_else(|| bad("no spec"))?;
+        let template = spec.get("template").ok_or_else(|| bad("no template"))?;
+        let pod_spec = template.get("spec").ok_or_else(|| bad("no template.spec"))?;
+        let restart = pod_spec.get("restartPolicy").and_then(Value::as_str).unwrap_or("Always");
+        if restart != "Never" {
+            return Err(Error::Unsupported(format!("Job {name}: restartPolicy {restart} (only Never)")));
+        }
+        let now = Instant::now();
+        let deadline = spec.get("activeDeadlineSeconds").and_then(Value::as_u64).map(|secs| {
+            (now + Duration::from_secs(secs), format!("DeadlineExceeded: activeDeadlineSeconds ({secs}s) reached"))
+        });
+        Ok(JobRun {
+            backoff_limit: spec.get("backoffLimit").and_then(Value::as_u64).unwrap_or(6),
+            spec: PodSpec::from_value(&format!("Job {name}"), pod_spec)?,
+            template: template.clone(),
+            name,
+            deadline,
+            failures: 0,
+            pod: None,
+            next_start: now,
+            report: JobReport::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pod that runs now, if any.
+    pub fn pod(&self) -> Option<&str> {
+        self.pod.as_deref()
+    }
+
+    /// One pass of the controller over this Job (the kubelet's pass, `Node::sync`, is the caller's):
+    /// Some(result) once the Job has ended. An ended pod is deleted, its log kept.
+    pub fn step(&mut self, node: &mut Node, store: &Store, pod_counter: &mut u32) -> Result<Option<Result<JobReport>>> {
+        let now = Instant::now();
+        if let Some(pod) = self.pod.clone() {
+            let p = node.pod_mut(&pod)?;
+            if let Some(succeeded) = p.completed()? {
+                let status = p.exit_status()?.map(|s| s.to_string()).unwrap_or_default();
+                node.delete_pod(&pod, store)?;
+                self.pod = None;
+                if succeeded {
+                    return Ok(Some(Ok(std::mem::take(&mut self.report))));
+                }
+                self.failures += 1;
+                if self.failures > self.backoff_limit {
+                    let reason = format!(
+                        "BackoffLimitExceeded: pod {} ({status}), backoffLimit {}",
+                        self.report.attempts, self.backoff_limit
+                    );
+                    return Ok(Some(Err(self.failed(&reason))));
+                }
+                self.next_start = now + FIRST_BACKOFF.saturating_mul(1 << (self.failures - 1).min(6)).min(MAX_BACKOFF);
+            }
+        }
+        if let Some((deadline, reason)) = &self.deadline {
+            if now >= *deadline {
+                let reason = reason.clone();
+                return Ok(Some(Err(self.kill(node, store, &reason)?)));
+            }
+        }
+        if self.pod.is_none() && now >= self.next_start {
+            *pod_counter += 1;
+            let config = PodConfig {
+                name: format!("{}-{pod_counter}", self.name),
+                namespace: node.namespace.clone(),
+                spec: self.spec.clone(),
+                labels: template_labels(&self.template),
+                subdomain: None,
+                claim_templates: Default::default(),
+                command_override: None,
+                owner: Owner::Job(self.name.clone()),
+            };
+            let pod = config.name.clone();
+            node.create_pod(config, store)?;
+            self.report.attempts += 1;
+            self.report.logs.push(node.pod(&pod)?.log_path().to_path_buf());
+            self.pod = Some(pod);
+        }
+        Ok(None)
+    }
+
+    /// The Job deleted (its pods go with it, as the garbage collector removes them) or its deadline reached:
+    /// the running pod is stopped; the error says why.
+    pub fn kill(&mut self, node: &mut Node, store: &Store, reason: &str) -> Result<Error> {
+        if let Some(pod) = self.pod.take() {
+            node.delete_pod(&pod, store)?;
+        }
+        Ok(self.failed(reason))
+    }
+
+    /// The tail of the latest pod's log.
+    pub fn log_tail(&self) -> String {
+        self.report.logs.last().map(|l| log_tail(l)).unwrap_or_default()
+    }
+
+    fn failed(&self, reason: &str) -> Error {
+        Error::JobFailed {
+            job: self.name.clone(),
+            attempts: self.report.attempts,
+            reason: reason.to_owned(),
+            log_tail: self.log_tail(),
+        }
+    }
+}
+
+impl From<&Result<JobReport>> for JobStatus {
+    fn from(result: &Result<JobReport>) -> Self {
+        match result {
+            Ok(report) => JobStatus::Succeeded { attempts: report.attempts },
+            Err(e) => JobStatus::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Runs a Job object to completion, or until the caller's timeout (`ctx.timeout`), which kills the
+/// running pod and fails the Job.
 pub fn run_job(node: &mut Node, ctx: &mut JobContext, job: &Value) -> Result<JobReport> {
-    let (_, name) = kind_and_name(job)?;
-    let bad = |what: &str| Error::Manifest(format!("Job {name}: {what}"));
-    let spec = job.get("spec").ok_or_else(|| bad("no spec"))?;
-    let template = spec.get("template").ok_or_else(|| bad("no template"))?;
-    let pod_spec = template.get("spec").ok_or_else(|| bad("no template.spec"))?;
-    let restart = pod_spec.get("restartPolicy").and_then(Value::as_str).unwrap_or("Always");
-    if restart != "Never" {
-        return Err(Error::Unsupported(format!("Job {name}: restartPolicy {restart} (only Never)")));
-    }
-    let backoff_limit = spec.get("backoffLimit").and_then(Value::as_u64).unwrap_or(6);
-    let started = Instant::now();
-    let mut deadline = started + ctx.timeout;
-    let mut deadline_reason = format!("Helm's hook timeout ({:?}) ran out", ctx.timeout);
-    if let Some(secs) = spec.get("activeDeadlineSeconds").and_then(Value::as_u64) {
-        if started + Duration::from_secs(secs) < deadline {
-            deadline = started + Duration::from_secs(secs);
-            deadline_reason = format!("DeadlineExceeded: activeDeadlineSeconds ({secs}s) reached");
-        }
-    }
-    let spec = PodSpec::from_value(&format!("Job {name}"), pod_spec)?;
-    let mut report = JobReport { attempts: 0, logs: Vec::new() };
-    let mut failures = 0u64;
+    let mut run = JobRun::new(job)?;
+    let deadline = Instant::now() + ctx.timeout;
     loop {
-        *ctx.pod_counter += 1;
-        let config = PodConfig {
-            name: format!("{name}-{}", ctx.pod_counter),
-            namespace: node.namespace.clone(),
-            spec: spec.clone(),
-            labels: template_labels(template),
-            subdomain: None,
-            claim_templates: Default::default(),
-            command_override: None,
-            owner: Owner::Job(name.clone()),
-        };
-        report.attempts += 1;
-        let (outcome, log) = run_to_completion(node, ctx.store, config, deadline)?;
-        report.logs.push(log.clone());
-        let status = match outcome {
-            Outcome::Exited(true, _) => return Ok(report),
-            Outcome::Exited(false, status) => status,
-            Outcome::DeadlineReached => return Err(failed(&name, &report, &deadline_reason, &log)),
-        };
-        failures += 1;
-        if failures > backoff_limit {
-            let reason =
-                format!("BackoffLimitExceeded: pod {} ({status}), backoffLimit {backoff_limit}", report.attempts);
-            return Err(failed(&name, &report, &reason, &log));
+        node.sync()?;
+        if let Some(done) = run.step(node, ctx.store, ctx.pod_counter)? {
+            return done;
         }
-        let pause = FIRST_BACKOFF.saturating_mul(1 << (failures - 1).min(6)).min(MAX_BACKOFF);
-        if Instant::now() + pause >= deadline {
-            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-            return Err(failed(&name, &report, &deadline_reason, &log));
+        if Instant::now() >= deadline {
+            return Err(run.kill(node, ctx.store, &format!("Helm's hook timeout ({:?}) ran out", ctx.timeout))?);
         }
-        std::thread::sleep(pause);
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -14,6 +14,7 @@ mod harness;
 mod lifecycle;
 mod postgres_only;
 mod rendered;
+mod rollback;
 mod scaling;
 mod upgrade;
 mod util;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         scaling::SCENARIOS,
         gitops::SCENARIOS,
         autoscaling::SCENARIOS,
+        rollback::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();
