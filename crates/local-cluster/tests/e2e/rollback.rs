@@ -101,25 +101,6 @@ fn assert_three_workers_with_every_row(cluster: &Cluster, expected_sums: &str) -
     Ok(())
 }
 
-/// Waits for the background rebalance the registration started; fails when it did not finish.
-fn wait_rebalance(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let state = sql(
-            cluster,
-            "SELECT coalesce(string_agg(state::text, ','), '') FROM pg_dist_background_job WHERE job_type = 'rebalance'",
-        )?;
-        if !state.is_empty() && state.split(',').all(|s| s == "finished") {
-            return Ok(());
-        }
-        if state.split(',').any(|s| s == "failed" || s == "cancelled") {
-            bail!("rebalance ended {state}: {}", sql(cluster, "SELECT * FROM pg_dist_background_task")?);
-        }
-        ensure!(Instant::now() < deadline, "rebalance not finished after {timeout:?}: {state}");
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
 /// The pods `<job>-<n>` of a Job that have a log (`logs/<pod>.log`, kept after the pod): their numbers, in
 /// the order they were created.
 fn job_pods(cluster: &Cluster, job: &str) -> anyhow::Result<Vec<u32>> {
@@ -151,7 +132,7 @@ fn helm_rollback_to_fewer_workers_drains_them_first(env: &Env) -> anyhow::Result
     let sums = checksum(&cluster)?;
 
     cluster.upgrade(&values(5))?;
-    wait_rebalance(&cluster, Duration::from_secs(600))?;
+    util::wait_rebalance(&cluster, Duration::from_secs(600))?;
     assert_registered(&cluster, 5)?;
     for n in 3..5 {
         ensure!(placements_on(&cluster, "items", n)? > 0, "worker-{n} holds no shard of items after the rebalance");
@@ -395,7 +376,7 @@ fn a_retried_helm_rollback_replaces_the_drain_job_but_waits_for_its_running_drai
     load(&cluster)?;
     let sums = checksum(&cluster)?;
     cluster.upgrade(&values(5))?;
-    wait_rebalance(&cluster, Duration::from_secs(600))?;
+    util::wait_rebalance(&cluster, Duration::from_secs(600))?;
     let shard = hold_last_shard_of_worker_4(&mut cluster)?;
 
     let job = "my-citus-drain-workers-r1";

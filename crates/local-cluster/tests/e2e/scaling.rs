@@ -72,25 +72,6 @@ fn workers_with_shards(cluster: &Cluster, table: &str) -> anyhow::Result<u32> {
     .parse()?)
 }
 
-/// Waits for the background rebalance the registration started; fails when it did not finish.
-fn wait_rebalance(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let state = sql(
-            cluster,
-            "SELECT coalesce(string_agg(state::text, ','), '') FROM pg_dist_background_job WHERE job_type = 'rebalance'",
-        )?;
-        if !state.is_empty() && state.split(',').all(|s| s == "finished") {
-            return Ok(());
-        }
-        if state.split(',').any(|s| s == "failed" || s == "cancelled") {
-            bail!("rebalance ended {state}: {}", sql(cluster, "SELECT * FROM pg_dist_background_task")?);
-        }
-        ensure!(Instant::now() < deadline, "rebalance not finished after {timeout:?}: {state}");
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
 fn scale_out_3_to_5_rebalances_online_while_a_writer_inserts(env: &Env) -> anyhow::Result<()> {
     let postgres = env.postgres()?;
     let mut cluster = util::cluster(postgres)?;
@@ -109,7 +90,7 @@ fn scale_out_3_to_5_rebalances_online_while_a_writer_inserts(env: &Env) -> anyho
     cluster.upgrade(&util::values(json!({"worker": {"replicaCount": 5}})))?;
     let jobs = sql(&cluster, "SELECT count(*) FROM pg_dist_background_job WHERE job_type = 'rebalance'")?;
     ensure!(jobs == "1", "the registration started {jobs} rebalance job(s), expected 1");
-    wait_rebalance(&cluster, Duration::from_secs(600))?;
+    util::wait_rebalance(&cluster, Duration::from_secs(600))?;
     std::thread::sleep(Duration::from_secs(2));
     let ids = stop_writer(&cluster)?;
     ensure!(ids.len() > 20, "the writer committed only {} rows", ids.len());
@@ -324,7 +305,7 @@ fn workers_added_outside_helm_under_autoscaling_are_registered_within_a_minute(e
         std::thread::sleep(Duration::from_secs(1));
     }
     println!("worker-3 registered {:?} after it was ready", ready.elapsed());
-    wait_rebalance(&cluster, Duration::from_secs(600))?;
+    util::wait_rebalance(&cluster, Duration::from_secs(600))?;
     ensure!(workers_with_shards(&cluster, "hpa")? == 4, "worker-3 holds no shard of hpa");
     let rows = sql(&cluster, "SELECT count(*) FROM hpa")?;
     ensure!(rows == "10000", "rows: {rows}");

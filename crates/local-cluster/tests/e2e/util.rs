@@ -258,3 +258,22 @@ pub fn process_facts(pid: i32, needle: &str) -> anyhow::Result<Option<ProcessFac
     let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
     Ok(Some(ProcessFacts { uid, in_args: contains(&cmdline), in_env: contains(&environ) }))
 }
+
+/// Waits for the background rebalance the registration started; fails when it did not finish.
+pub fn wait_rebalance(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let sql = |query: &str| psql(cluster, COORDINATOR, &SOCKET, query);
+    loop {
+        let state = sql(
+            "SELECT coalesce(string_agg(state::text, ','), '') FROM pg_dist_background_job WHERE job_type = 'rebalance'",
+        )?;
+        if !state.is_empty() && state.split(',').all(|s| s == "finished") {
+            return Ok(());
+        }
+        if state.split(',').any(|s| s == "failed" || s == "cancelled") {
+            bail!("rebalance ended {state}: {}", sql("SELECT * FROM pg_dist_background_task")?);
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "rebalance not finished after {timeout:?}: {state}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
