@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -282,12 +282,9 @@ pub fn shard_summary(nodes: &[Node]) -> ShardSummary {
 }
 
 /// The newest background job with its moves in progress; None when there never was one.
-pub async fn last_job(client: &Client) -> Result<Option<RebalanceJob>> {
-    let (job, moves) = futures::join!(client.query_opt(LAST_JOB, &[]), progress(client));
-    let Some(r) = job.map_err(q("reading pg_dist_background_job", FIX_CITUS))? else {
-        return Ok(None);
-    };
-    Ok(Some(RebalanceJob {
+/// A row of `LAST_JOB`.
+fn job_from_row(r: &Row, moves: Vec<ShardMove>) -> RebalanceJob {
+    RebalanceJob {
         job_id: r.get(0),
         state: r.get(1),
         job_type: r.get(2),
@@ -299,8 +296,16 @@ pub async fn last_job(client: &Client) -> Result<Option<RebalanceJob>> {
         tasks_running: r.get(8),
         tasks_failed: r.get(9),
         last_message: r.get(10),
-        moves: moves?,
-    }))
+        moves,
+    }
+}
+
+pub async fn last_job(client: &Client) -> Result<Option<RebalanceJob>> {
+    let (job, moves) = futures::join!(client.query_opt(LAST_JOB, &[]), progress(client));
+    let Some(r) = job.map_err(q("reading pg_dist_background_job", FIX_CITUS))? else {
+        return Ok(None);
+    };
+    Ok(Some(job_from_row(&r, moves?)))
 }
 
 pub async fn progress(client: &Client) -> Result<Vec<ShardMove>> {
@@ -415,20 +420,7 @@ pub async fn job_by_id(client: &Client, job_id: i64) -> Result<RebalanceJob> {
                 .query_one(&LAST_JOB.replace("ORDER BY j.job_id DESC", "WHERE j.job_id = $1"), &[&job_id])
                 .await
                 .map_err(q("reading pg_dist_background_job", FIX_CITUS))?;
-            Ok(RebalanceJob {
-                job_id: r.get(0),
-                state: r.get(1),
-                job_type: r.get(2),
-                description: r.get(3),
-                started_at: r.get(4),
-                finished_at: r.get(5),
-                tasks_total: r.get(6),
-                tasks_done: r.get(7),
-                tasks_running: r.get(8),
-                tasks_failed: r.get(9),
-                last_message: r.get(10),
-                moves: Vec::new(),
-            })
+            Ok(job_from_row(&r, Vec::new()))
         }
     }
 }

@@ -34,6 +34,22 @@ backups() {
     find "$RESTORE_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '.*' | sed 's|.*/||' | sort | tr '\n' ' '
 }
 
+# Sequences feeding a column of a Citus table (a column default calling nextval, or an identity or owned-by
+# sequence), as the FROM part of a query over `dep` (seq, rel, colnum): used in steps 3 and 4.
+SEQUENCE_DEPENDENCIES=$(cat <<'SQL'
+          FROM (SELECT d.refobjid AS seq, ad.adrelid AS rel, ad.adnum AS colnum
+                  FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad ON ad.oid = d.objid
+                 WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                UNION
+                SELECT d.objid, d.refobjid, d.refobjsubid
+                  FROM pg_catalog.pg_depend d
+                 WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                   AND d.deptype = 'i' AND d.refobjsubid > 0) dep
+          JOIN pg_catalog.pg_class sc ON sc.oid = dep.seq AND sc.relkind = 'S'
+          JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = dep.rel
+SQL
+)
+
 # --- 1. the backup -------------------------------------------------------------------------------------
 name=$RESTORE_BACKUP
 if [ "$name" = latest ]; then
@@ -170,19 +186,12 @@ DECLARE r record; m bigint;
 BEGIN
     FOR r IN
         SELECT DISTINCT dep.seq::regclass::text AS seq, dep.rel::regclass::text AS rel, a.attname AS col
-          FROM (SELECT d.refobjid AS seq, ad.adrelid AS rel, ad.adnum AS colnum
-                  FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad ON ad.oid = d.objid
-                 WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-                UNION
-                SELECT d.objid, d.refobjid, d.refobjsubid
-                  FROM pg_catalog.pg_depend d
-                 WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-                   AND d.deptype = 'i' AND d.refobjsubid > 0) dep
-          JOIN pg_catalog.pg_class sc ON sc.oid = dep.seq AND sc.relkind = 'S'
+SQL
+            printf '%s\n' "$SEQUENCE_DEPENDENCIES"
+            cat <<'SQL'
           JOIN pg_catalog.pg_sequence ps ON ps.seqrelid = dep.seq AND ps.seqincrement > 0
           JOIN pg_catalog.pg_attribute a ON a.attrelid = dep.rel AND a.attnum = dep.colnum
                                          AND a.atttypid IN ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype, 'pg_catalog.int8'::regtype)
-          JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = dep.rel
     LOOP
         EXECUTE format('SELECT max(%I) FROM ONLY %s WHERE %I <= 281474976710656', r.col, r.rel, r.col) INTO m;
         IF m IS NOT NULL AND m > coalesce((SELECT last_value FROM pg_catalog.pg_sequences
@@ -232,24 +241,18 @@ esac
 # --- 4. the workers' sequence ranges, then the marker --------------------------------------------------
 # A worker hands out keys of bigint sequences from its own range (group id << 48); after a restore every
 # range starts again from its beginning, below keys that were inserted through that worker before.
-sql > /dev/null <<'SQL' || die "raising the workers' sequences failed; run the restore again (helm upgrade) to finish it"
+{
+    cat <<'SQL'
 SET search_path TO '';
 DO $citus_chart$
 DECLARE r record; g record; m bigint; res record;
 BEGIN
     FOR r IN
         SELECT DISTINCT dep.seq::regclass::text AS seq, dep.rel::regclass::text AS rel, a.attname AS col
-          FROM (SELECT d.refobjid AS seq, ad.adrelid AS rel, ad.adnum AS colnum
-                  FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad ON ad.oid = d.objid
-                 WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-                UNION
-                SELECT d.objid, d.refobjid, d.refobjsubid
-                  FROM pg_catalog.pg_depend d
-                 WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-                   AND d.deptype = 'i' AND d.refobjsubid > 0) dep
-          JOIN pg_catalog.pg_class sc ON sc.oid = dep.seq AND sc.relkind = 'S'
+SQL
+    printf '%s\n' "$SEQUENCE_DEPENDENCIES"
+    cat <<'SQL'
           JOIN pg_catalog.pg_attribute a ON a.attrelid = dep.rel AND a.attnum = dep.colnum AND a.atttypid = 'pg_catalog.int8'::regtype
-          JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = dep.rel
     LOOP
         FOR g IN SELECT DISTINCT groupid FROM pg_catalog.pg_dist_node WHERE groupid > 0 AND noderole = 'primary' LOOP
             EXECUTE format('SELECT max(%I) FROM ONLY %s WHERE %I > $1 AND %I <= $2', r.col, r.rel, r.col, r.col)
@@ -267,6 +270,7 @@ BEGIN
 END
 $citus_chart$;
 SQL
+} | sql > /dev/null || die "raising the workers' sequences failed; run the restore again (helm upgrade) to finish it"
 echo "UPDATE citus_chart.restore_status SET completed_at = now() WHERE backup = :'backup' AND completed_at IS NULL" \
     | sql -v backup="$name" || die "marking the restore complete failed; run the restore again (helm upgrade) to finish it"
 log "restore of backup $name complete: $tables table(s) with the row counts of the manifest"

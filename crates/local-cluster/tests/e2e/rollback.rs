@@ -123,16 +123,21 @@ fn logged_at<'a>(log: &'a str, text: &str) -> anyhow::Result<&'a str> {
         .with_context(|| format!("no log line with {text:?}:\n{log}"))
 }
 
-fn helm_rollback_to_fewer_workers_drains_them_first(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
+/// Revision 1 with 3 workers and the data, revision 2 with 5 (the rebalance onto workers 3 and 4 finished).
+/// Returns the cluster and the data's checksum.
+fn three_then_five_workers(env: &Env) -> anyhow::Result<(util::TestCluster, String)> {
+    let mut cluster = util::cluster(env.postgres()?)?;
     cluster.install(&values(3))?;
     cluster.wait_all_ready(util::READY)?;
     load(&cluster)?;
     let sums = checksum(&cluster)?;
-
     cluster.upgrade(&values(5))?;
     util::wait_rebalance(&cluster, Duration::from_secs(600))?;
+    Ok((cluster, sums))
+}
+
+fn helm_rollback_to_fewer_workers_drains_them_first(env: &Env) -> anyhow::Result<()> {
+    let (mut cluster, sums) = three_then_five_workers(env)?;
     assert_registered(&cluster, 5)?;
     for n in 3..5 {
         ensure!(placements_on(&cluster, "items", n)? > 0, "worker-{n} holds no shard of items after the rebalance");
@@ -369,14 +374,7 @@ fn a_helm_retry_during_a_drain_waits_for_it_instead_of_interrupting_it(env: &Env
 /// pod. The drain statement that pod started goes on in the coordinator, holding the lock (PostgreSQL only
 /// notices the lost client when the statement ends); the new Job waits for it and does the rest.
 fn a_retried_helm_rollback_replaces_the_drain_job_but_waits_for_its_running_drain(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
-    cluster.install(&values(3))?;
-    cluster.wait_all_ready(util::READY)?;
-    load(&cluster)?;
-    let sums = checksum(&cluster)?;
-    cluster.upgrade(&values(5))?;
-    util::wait_rebalance(&cluster, Duration::from_secs(600))?;
+    let (mut cluster, sums) = three_then_five_workers(env)?;
     let shard = hold_last_shard_of_worker_4(&mut cluster)?;
 
     let job = "my-citus-drain-workers-r1";
