@@ -81,9 +81,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Task::Test { cargo_args } => {
             setup::run(&root, None)?;
+            // --no-fail-fast: a failing test binary must not hide the results of the ones after it.
             let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .current_dir(&root)
-                .args(["test", "--workspace"])
+                .args(["test", "--workspace", "--no-fail-fast"])
                 .args(&cargo_args)
                 .envs(setup::tool_env(&root))
                 .stdout(Stdio::piped())

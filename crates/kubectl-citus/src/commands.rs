@@ -26,6 +26,8 @@ pub enum Exit {
 }
 
 const POLL: Duration = Duration::from_millis(500);
+/// How long `drain --wait` retries the cleanup of the drained node's old shard copies.
+const CLEANUP_WAIT: Duration = Duration::from_secs(60);
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -340,8 +342,17 @@ async fn drain(session: &Session, a: &DrainArgs) -> Result<(RebalanceReport, Exi
         }
         job = Some(j);
     }
-    sql::cleanup_orphaned(c).await?;
-    let (shards_left, cleanup_left) = sql::node_leftovers(c, node.group_id).await?;
+    // A moved shard's old copy is only dropped once no transaction uses it any more: under load the first
+    // cleanup leaves records behind, so it is retried until the node is clean or CLEANUP_WAIT has passed.
+    let deadline = tokio::time::Instant::now() + CLEANUP_WAIT;
+    let (shards_left, cleanup_left) = loop {
+        sql::cleanup_orphaned(c).await?;
+        let left = sql::node_leftovers(c, node.group_id).await?;
+        if left.1 == 0 || tokio::time::Instant::now() >= deadline {
+            break left;
+        }
+        tokio::time::sleep(POLL).await;
+    };
     let mut r = report(if shards_left == 0 { "drained" } else { "incomplete" }, job, plan);
     r.drained_node =
         Some(DrainedNode { name: node.name.clone(), port: node.port, shards_left, cleanup_records_left: cleanup_left });

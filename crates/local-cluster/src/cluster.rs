@@ -624,6 +624,7 @@ impl Cluster {
     }
 
     /// Fault: kill every process of the pod when its log first shows `line` (the pod may not exist yet).
+    /// `pod` may also name a Job: the fault fires in whichever of its pods (`<job>-<n>`) logs the line first.
     pub fn kill_on_log_line(&mut self, pod: &str, line: &str) {
         self.node.faults.kill_on_log.push((pod.to_owned(), line.to_owned()));
     }

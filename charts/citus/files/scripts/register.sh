@@ -2,13 +2,15 @@
 # Registers the workers with the coordinator (Helm post-install/post-upgrade/post-rollback hook).
 # Idempotent: waits for every node, makes sure each has the citus extension at the version of its library
 # (ALTER EXTENSION citus UPDATE, coordinator first: Citus does not propagate it), sets the coordinator host,
-# adds each missing worker and re-activates an inactive one, all by stable DNS name, never by IP; then,
-# when a worker holds no shard yet, starts a background rebalance (CITUS_REBALANCE=true).
+# adds each missing worker and re-activates an inactive one, all by stable DNS name, never by IP; gives the
+# workers of this release that an abandoned drain left at shouldhaveshards=false their shards back
+# (only as a Helm hook, CITUS_HOOK=true; see scale-in.sh); then, when a worker holds no shard yet, starts a
+# background rebalance (CITUS_REBALANCE=true); as a hook it replaces a running one planned without that worker.
 # With --watch (the coordinator's registration loop under autoscaling): every CITUS_WATCH_INTERVAL seconds,
 # registers the worker pods at ordinals below CITUS_WORKER_MAX that answer and are not registered yet.
 # Environment: CITUS_COORDINATOR_HOST, CITUS_COORDINATOR_PORT, CITUS_WORKER_HOSTS (space separated),
 # CITUS_WORKER_PORT, CITUS_WAIT_SECONDS, CITUS_AUTH_GRACE_SECONDS, CITUS_REBALANCE, CITUS_SHARD_TRANSFER_MODE,
-# PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE (or PGPASSFILE); with --watch also CITUS_WORKER_PREFIX,
+# CITUS_HOOK, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE (or PGPASSFILE); with --watch also CITUS_WORKER_PREFIX,
 # CITUS_WORKER_DOMAIN, CITUS_WORKER_MAX, CITUS_WATCH_INTERVAL.
 set -eu
 CITUS_LOG_TAG=citus-registration
@@ -23,6 +25,9 @@ MARGIN=$(( WAIT_SECONDS / 10 ))
 [ "$MARGIN" -le 15 ] || MARGIN=15
 DEADLINE=$(( $(date +%s) + WAIT_SECONDS - MARGIN ))
 REBALANCE=${CITUS_REBALANCE:-true}
+# A Helm hook runs alone: Helm runs one operation of a release at a time. The registration loop does not (a
+# drain hook may run beside it), so it never ends another session's work.
+HOOK=${CITUS_HOOK:-true}
 MODE=${CITUS_SHARD_TRANSFER_MODE:-auto}
 if [ -n "${PGPASSFILE:-}" ] && [ -z "${PGPASSWORD:-}${PGPASSWORD_FILE:-}" ]; then
     : # the coordinator's own password file (registration loop)
@@ -108,9 +113,28 @@ watch() {
             [ "$retired" = f ] || continue
             new="$new $host"
         done
-        [ -n "$new" ] || continue
+        if [ -z "$new" ]; then
+            # A worker registered while a rebalance ran was left empty by it: once nothing runs, one more
+            # rebalance (tried once per set of empty workers).
+            empty=$(sql "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT" 2>/dev/null <<'SQL'
+SELECT coalesce(string_agg(n.nodename, ' ' ORDER BY n.nodename), '') FROM pg_dist_node n
+ WHERE n.isactive AND n.shouldhaveshards AND n.groupid <> 0 AND n.noderole = 'primary'
+   AND NOT EXISTS (SELECT 1 FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing'))
+   AND EXISTS (SELECT 1 FROM pg_dist_partition WHERE NOT (partmethod = 'n' AND repmodel = 't'))
+   AND NOT EXISTS (SELECT 1 FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
+                     JOIN pg_dist_partition t USING (logicalrelid)
+                    WHERE p.groupid = n.groupid AND NOT (t.partmethod = 'n' AND t.repmodel = 't'))
+SQL
+            ) || continue
+            if [ -n "$empty" ] && [ "$empty" != "${tried_empty:-}" ]; then
+                tried_empty=$empty
+                log "worker(s) holding no shard while no rebalance runs: $empty"
+                CITUS_WORKER_HOSTS='' CITUS_WAIT_SECONDS=120 CITUS_HOOK=false sh "$0" || log "starting a rebalance failed"
+            fi
+            continue
+        fi
         log "unregistered worker pod(s):$new"
-        if CITUS_WORKER_HOSTS=$new CITUS_WAIT_SECONDS=120 sh "$0"; then
+        if CITUS_WORKER_HOSTS=$new CITUS_WAIT_SECONDS=120 CITUS_HOOK=false sh "$0"; then
             log "registered:$new"
         else
             log "registering$new failed; trying again in ${interval}s"
@@ -164,8 +188,65 @@ done
 
 # citus_add_node does not copy reference tables to a new worker (Citus >= 11 defers that to the first
 # rebalance), and until they are there no shard can be moved onto it: copy them now (no-op when complete).
-echo "SELECT replicate_reference_tables(shard_transfer_mode => :'mode')" | coord -v mode="$MODE" >/dev/null \
-    || die "replicate_reference_tables(shard_transfer_mode => $MODE) failed"
+# In auto mode Citus checks the replica identity of every reference table, and one lookup table without a
+# primary key would fail every scale-out: those are copied with block_writes (writes to reference tables
+# wait during the copy), and the log says which tables to fix.
+ref_mode=$MODE
+if [ "$MODE" = auto ]; then
+    no_identity=$(coord <<'SQL'
+SELECT string_agg(t.logicalrelid::regclass::text, ', ' ORDER BY t.logicalrelid::regclass::text)
+  FROM pg_dist_partition t JOIN pg_class c ON c.oid = t.logicalrelid
+ WHERE t.partmethod = 'n' AND t.repmodel = 't'
+   AND (c.relreplident = 'n'
+        OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+SQL
+    ) || die "cannot check the replica identity of the reference tables"
+    if [ -n "$no_identity" ]; then
+        ref_mode=block_writes
+        log "WARNING: reference table(s) without primary key or replica identity: $no_identity. They cannot be copied online: new workers get them with block_writes (writes to reference tables wait during the copy). Add a primary key (or REPLICA IDENTITY FULL) to copy them online"
+    fi
+fi
+echo "SELECT replicate_reference_tables(shard_transfer_mode => :'mode')" | coord -v mode="$ref_mode" >/dev/null \
+    || die "replicate_reference_tables(shard_transfer_mode => $ref_mode) failed"
+
+# An abandoned drain (its hook pod killed, or Helm gave up and the user rolled back or kept the workers) left
+# workers of this release at shouldhaveshards=false, recorded in citus_chart.draining; every later rebalance
+# would empty them. Helm runs one operation at a time, so a scale-in session still open now belongs to an
+# abandoned drain: it and its background job end, and the kept workers take shards again.
+recovered=0
+if [ "$HOOK" = true ] && [ -n "$WORKER_HOSTS" ]; then
+    pairs=
+    for host in $WORKER_HOSTS; do
+        pairs="$pairs${pairs:+,}('$(printf '%s' "$host" | sed "s/'/''/g")', $CITUS_WORKER_PORT)"
+    done
+    recovered=$(coord <<SQL
+SELECT to_regclass('citus_chart.draining') IS NOT NULL AS has_record \gset
+\if :has_record
+SELECT coalesce(string_agg(d.nodename, ' ' ORDER BY d.nodename), '') AS kept
+  FROM citus_chart.draining d JOIN (VALUES $pairs) AS l(host, port) ON d.nodename = l.host AND d.nodeport = l.port \gset
+SELECT :'kept' <> '' AS abandoned \gset
+\if :abandoned
+\warn '$CITUS_LOG_TAG: an abandoned drain left' :kept 'at shouldhaveshards=false; this release keeps them: ending the drain and giving them their shards back'
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE application_name = 'citus-chart-scale-in' AND pid <> pg_backend_pid() \g /dev/null
+SELECT 'SELECT citus_rebalance_stop()' FROM pg_dist_background_job
+ WHERE job_type = 'rebalance' AND state IN ('scheduled', 'running') LIMIT 1 \gexec
+SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', true)
+  FROM pg_dist_node n JOIN citus_chart.draining d ON d.nodename = n.nodename AND d.nodeport = n.nodeport
+  JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
+ WHERE NOT n.shouldhaveshards \g /dev/null
+DELETE FROM citus_chart.draining d USING (VALUES $pairs) AS l(host, port) WHERE d.nodename = l.host AND d.nodeport = l.port;
+SELECT 1;
+\else
+SELECT 0;
+\endif
+\else
+SELECT 0;
+\endif
+SQL
+    ) || die "cannot take back an abandoned drain (citus_chart.draining)"
+    recovered=$(printf '%s' "$recovered" | tail -n 1)
+fi
 
 active=$(echo "SELECT count(*) FROM pg_dist_node WHERE isactive AND noderole = 'primary' AND groupid <> 0" | coord) \
     || die "cannot count the active workers"
@@ -187,11 +268,12 @@ SQL
 read -r running empty tables <<EOF
 $state
 EOF
-if [ "$running" != 0 ]; then
-    log "a rebalance is already running: SELECT * FROM citus_rebalance_status()"
+if [ "$tables" = 0 ] || { [ "$empty" = 0 ] && [ "$recovered" = 0 ]; }; then
+    [ "$running" = 0 ] || log "a rebalance is running: SELECT * FROM citus_rebalance_status()"
     exit 0
 fi
-if [ "$empty" = 0 ] || [ "$tables" = 0 ]; then
+if [ "$running" != 0 ] && [ "$HOOK" != true ]; then
+    log "a rebalance is running; the worker(s) that hold nothing get a rebalance of their own when it ended (next round)"
     exit 0
 fi
 if [ "$MODE" = auto ]; then
@@ -216,5 +298,22 @@ if [ "$parallel" != 0 ]; then
 else
     call="citus_rebalance_start(shard_transfer_mode => :'mode')"
 fi
+# A running rebalance was planned without the empty (or recovered) workers, and Citus runs one at a time:
+# left alone it would end with them still empty. Stopped (moves done so far stay), then planned again.
+if [ "$running" != 0 ]; then
+    log "a running rebalance was planned without the worker(s) that hold nothing: stopping it to plan again with every worker"
+    coord >/dev/null <<'SQL' || die "cannot stop the running rebalance: SELECT * FROM citus_rebalance_status()"
+SELECT 'SELECT citus_rebalance_stop()' FROM pg_dist_background_job
+ WHERE job_type = 'rebalance' AND state IN ('scheduled', 'running') LIMIT 1 \gexec
+SQL
+fi
+until [ "$(echo "SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing')" | coord)" = 0 ]; do
+    [ "$(date +%s)" -lt "$DEADLINE" ] || die "a Citus background job is still running (SELECT * FROM pg_dist_background_job): no rebalance started; start one when it ended: SELECT citus_rebalance_start()"
+    sleep 1
+done
 job=$(echo "SELECT $call" | coord -v mode="$MODE") || die "$call failed"
-log "background rebalance started (job ${job:-none}, $MODE); watch it with SELECT * FROM citus_rebalance_status();"
+if [ -n "$job" ]; then
+    log "background rebalance started (job $job, $MODE); watch it with SELECT * FROM citus_rebalance_status();"
+else
+    log "no rebalance needed: the shards are spread evenly already"
+fi

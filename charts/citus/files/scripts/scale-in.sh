@@ -5,12 +5,16 @@
 # hold shards) of this release whose ordinal is >= CITUS_WORKER_TARGET. Before anything moves: every
 # leaving worker must answer, and in `auto` mode every table with shards on them must be movable online.
 # Then, in one session holding an advisory lock (a second run, e.g. Helm's retry, waits for the first
-# instead of interrupting it): all leaving workers shouldhaveshards=false, citus_drain_node for each,
-# citus_cleanup_orphaned_resources, and citus_remove_node for each whose group holds nothing any more.
+# instead of interrupting it): the leaving workers are recorded in citus_chart.draining and set to
+# shouldhaveshards=false, citus_drain_node for each, citus_cleanup_orphaned_resources, and citus_remove_node
+# for each whose group holds nothing any more. When this pod dies, its session ends at the next shard move
+# (the coordinator writes to the lost client); a retry drains the rest, and a later revision that keeps those
+# workers gives them shouldhaveshards=true back (register.sh, from the record).
 # If the drain fails, the leaving workers get shouldhaveshards=true back (the upgrade is aborted and they stay).
+# Whether any worker pod is about to go is read at run time (DNS), never from the render: a rollback replays
+# what `lookup` answered when its revision was rendered (review D2), and Argo CD renders without it (D10).
 # Environment: CITUS_COORDINATOR_HOST, CITUS_COORDINATOR_PORT, CITUS_WORKER_PREFIX ("<sts>-"),
-# CITUS_WORKER_DOMAIN (".<headless>.<ns>.svc.<domain>"), CITUS_WORKER_TARGET, CITUS_WORKER_LIVE (the live
-# StatefulSet's replicas when the render could read it, else empty), CITUS_SHARD_TRANSFER_MODE (auto,
+# CITUS_WORKER_DOMAIN (".<headless>.<ns>.svc.<domain>"), CITUS_WORKER_TARGET, CITUS_SHARD_TRANSFER_MODE (auto,
 # force_logical, block_writes), CITUS_WAIT_SECONDS, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE
 # (may be absent: a first GitOps sync runs this hook before the Secret exists).
 set -eu
@@ -20,7 +24,6 @@ CITUS_LOG_TAG=citus-scale-in
 : "${CITUS_COORDINATOR_HOST:?}" "${CITUS_COORDINATOR_PORT:?}" "${CITUS_WORKER_PREFIX:?}" "${CITUS_WORKER_DOMAIN:?}"
 : "${CITUS_WORKER_TARGET:?}" "${PGDATABASE:?}" "${PGUSER:?}"
 MODE=${CITUS_SHARD_TRANSFER_MODE:-auto}
-LIVE=${CITUS_WORKER_LIVE:-}
 WAIT_SECONDS=${CITUS_WAIT_SECONDS:-120}
 case "$MODE" in
     auto|force_logical|block_writes) ;;
@@ -29,8 +32,18 @@ esac
 export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
 export PGAPPNAME=citus-chart-scale-in
 
-nothing_removed() {
-    [ -n "$LIVE" ] && [ "$LIVE" -le "$CITUS_WORKER_TARGET" ]
+# doomed_pods: the worker pods that exist now (they have a DNS name: the headless Service publishes pods that
+# are not ready) at ordinals the new revision's StatefulSet no longer has. A StatefulSet's ordinals are
+# contiguous, so 16 names past the target cover any gap a pod being replaced can leave.
+doomed_pods() {
+    dp_i=$CITUS_WORKER_TARGET
+    dp_found=
+    while [ "$dp_i" -lt $(( CITUS_WORKER_TARGET + 16 )) ]; do
+        dp_host="$CITUS_WORKER_PREFIX$dp_i$CITUS_WORKER_DOMAIN"
+        if getent hosts "$dp_host" >/dev/null 2>&1; then dp_found="$dp_found${dp_found:+ }${CITUS_WORKER_PREFIX}$dp_i"; fi
+        dp_i=$((dp_i + 1))
+    done
+    printf '%s' "$dp_found"
 }
 
 # A first sync by Argo CD runs pre-upgrade hooks before any other object: no Secret, no cluster, nothing to drain.
@@ -53,21 +66,18 @@ coord() {
     sql "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT" "$@"
 }
 
-# The coordinator may be restarting; an upgrade that removes no worker must not depend on it.
+# The coordinator may be restarting, or broken by the revision this run replaces: an upgrade or rollback that
+# removes no worker pod must not depend on it; one that removes pods must, to know what they hold.
 deadline=$(( $(date +%s) + WAIT_SECONDS ))
 until out=$(echo 'SELECT 1' | coord 2>&1); do
-    if nothing_removed; then
-        log "coordinator not reachable, but the StatefulSet has $LIVE worker(s) and keeps $CITUS_WORKER_TARGET: nothing to drain"
-        exit 0
-    fi
-    if ! getent hosts "$CITUS_COORDINATOR_HOST" >/dev/null 2>&1 && ! getent hosts "${CITUS_WORKER_PREFIX}0$CITUS_WORKER_DOMAIN" >/dev/null 2>&1 \
-        && [ "$LIVE" = 0 ]; then
-        log "no coordinator and no worker pod: nothing to drain"
+    doomed=$(doomed_pods)
+    if [ -z "$doomed" ]; then
+        log "coordinator not reachable ($(echo "$out" | head -n 1)), but no worker pod exists at ordinal $CITUS_WORKER_TARGET or above: nothing to drain"
         exit 0
     fi
     [ "$(date +%s)" -lt "$deadline" ] \
-        || die "cannot read pg_dist_node on the coordinator $CITUS_COORDINATOR_HOST ($(echo "$out" | head -n 1)): cannot tell which workers hold shards, so nothing is drained and the upgrade is refused; bring the coordinator up and retry"
-    log "waiting for the coordinator: $(echo "$out" | head -n 1)"
+        || die "this release change keeps $CITUS_WORKER_TARGET worker(s) and would delete $doomed, but the coordinator $CITUS_COORDINATOR_HOST does not answer ($(echo "$out" | head -n 1)): nobody can tell what those workers hold, so nothing is drained and the change is refused. Fix the coordinator with a change that keeps every worker (helm upgrade with worker.replicaCount at the current number of workers; a helm rollback cannot change values, so roll back to a revision that has as many workers), then scale in"
+    log "waiting for the coordinator (worker pod(s) $doomed would be deleted): $(echo "$out" | head -n 1)"
     sleep 3
 done
 
@@ -144,7 +154,8 @@ restore() {
     coord <<SQL >/dev/null || log "could not restore shouldhaveshards=true; run: SELECT citus_set_node_property(nodename, nodeport, 'shouldhaveshards', true) FROM pg_dist_node WHERE nodename IN ($names)"
 SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', true)
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
- WHERE NOT n.shouldhaveshards
+ WHERE NOT n.shouldhaveshards;
+DELETE FROM citus_chart.draining d USING (VALUES $pairs) AS l(host, port) WHERE d.nodename = l.host AND d.nodeport = l.port;
 SQL
     die "draining $names failed (see the error above); the upgrade is aborted, every worker stays registered"
 }
@@ -168,11 +179,25 @@ SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"
 \\warn :scale_in_at '$CITUS_LOG_TAG: the other run ended: draining what it left'
 \\endif
 \\endif
+-- The record says which workers the chart (not a user) set to shouldhaveshards=false: the registration hook
+-- gives those back shouldhaveshards=true when a later revision keeps them (an abandoned drain).
+CREATE SCHEMA IF NOT EXISTS citus_chart;
+CREATE TABLE IF NOT EXISTS citus_chart.draining (
+    nodename text NOT NULL,
+    nodeport int NOT NULL,
+    since timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (nodename, nodeport)
+);
+INSERT INTO citus_chart.draining (nodename, nodeport)
+SELECT n.nodename, n.nodeport
+  FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
+ WHERE n.shouldhaveshards
+ON CONFLICT DO NOTHING;
 SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', false)
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
  WHERE n.shouldhaveshards \\g /dev/null
--- A rebalance running now (e.g. started after the last scale-out) was planned with the leaving workers as
--- targets, and Citus runs one at a time: stop it, and wait until its moves have ended.
+-- A rebalance running now (e.g. started after the last scale-out) was
+-- planned with other targets, and Citus runs one at a time: stop it, and wait until its moves have ended.
 SELECT 'SELECT citus_rebalance_stop()' FROM pg_dist_background_job
  WHERE job_type = 'rebalance' AND state IN ('scheduled', 'running') LIMIT 1 \\gexec
 DO \$\$
@@ -190,6 +215,17 @@ SELECT format('SELECT citus_drain_node(%L, %s, shard_transfer_mode => %L)', n.no
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
  ORDER BY n.nodename \\gexec
 CALL citus_cleanup_orphaned_resources();
+-- Under load an old shard copy is still in use and its cleanup record stays; the maintenance daemon retries
+-- the cleanup (citus.defer_shard_delete_interval): wait for it, bounded.
+DO \$\$
+BEGIN
+  FOR i IN 1..120 LOOP
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_dist_cleanup c JOIN pg_dist_node n ON n.groupid = c.node_group_id
+                            JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port);
+    PERFORM pg_sleep(1);
+  END LOOP;
+END
+\$\$;
 SELECT format('SELECT citus_remove_node(%L, %s)', n.nodename, n.nodeport)
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
  WHERE NOT EXISTS (SELECT 1 FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
@@ -197,6 +233,8 @@ SELECT format('SELECT citus_remove_node(%L, %s)', n.nodename, n.nodeport)
                     WHERE p.groupid = n.groupid AND NOT (t.partmethod = 'n' AND t.repmodel = 't'))
    AND NOT EXISTS (SELECT 1 FROM pg_dist_cleanup c WHERE c.node_group_id = n.groupid)
  ORDER BY n.nodename \\gexec
+DELETE FROM citus_chart.draining d
+ WHERE NOT EXISTS (SELECT 1 FROM pg_dist_node n WHERE n.nodename = d.nodename AND n.nodeport = d.nodeport);
 SQL
 
 left=$(echo "SELECT string_agg(n.nodename, ' ') FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port" | coord) \

@@ -140,11 +140,19 @@ impl Node {
     /// One pass of the kubelet over every pod, and the log-triggered kills that are due.
     pub fn sync(&mut self) -> Result<()> {
         let mut fired = Vec::new();
-        for (i, (pod, line)) in self.faults.kill_on_log.iter().enumerate() {
-            if let Some(p) = self.pods.get_mut(pod) {
+        for (i, (target, line)) in self.faults.kill_on_log.iter().enumerate() {
+            // A Job's pods are `<job>-<n>`: a fault on the Job's name fires in whichever pod runs it.
+            let is_target = |name: &str| {
+                name == target
+                    || name.strip_prefix(target.as_str()).and_then(|n| n.strip_prefix('-')).is_some_and(|n| {
+                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                    })
+            };
+            for (_, p) in self.pods.iter_mut().filter(|(name, _)| is_target(name)) {
                 if fs::read_to_string(p.log_path()).is_ok_and(|log| log.contains(line.as_str())) {
                     p.kill_everything();
                     fired.push(i);
+                    break;
                 }
             }
         }

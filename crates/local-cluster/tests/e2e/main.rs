@@ -9,6 +9,7 @@ mod autoscaling;
 mod backup;
 mod citus_cluster;
 mod edge_values;
+mod faults;
 mod gitops;
 mod harness;
 mod lifecycle;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         gitops::SCENARIOS,
         autoscaling::SCENARIOS,
         rollback::SCENARIOS,
+        faults::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();

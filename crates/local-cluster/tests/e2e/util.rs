@@ -259,18 +259,19 @@ pub fn process_facts(pid: i32, needle: &str) -> anyhow::Result<Option<ProcessFac
     Ok(Some(ProcessFacts { uid, in_args: contains(&cmdline), in_env: contains(&environ) }))
 }
 
-/// Waits for the background rebalance the registration started; fails when it did not finish.
+/// Waits for the newest background rebalance (the registration's; an older one it replaced may have been
+/// cancelled); fails when it did not finish.
 pub fn wait_rebalance(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     let sql = |query: &str| psql(cluster, COORDINATOR, &SOCKET, query);
     loop {
         let state = sql(
-            "SELECT coalesce(string_agg(state::text, ','), '') FROM pg_dist_background_job WHERE job_type = 'rebalance'",
+            "SELECT coalesce((SELECT state::text FROM pg_dist_background_job WHERE job_type = 'rebalance' ORDER BY job_id DESC LIMIT 1), '')",
         )?;
-        if !state.is_empty() && state.split(',').all(|s| s == "finished") {
+        if state == "finished" {
             return Ok(());
         }
-        if state.split(',').any(|s| s == "failed" || s == "cancelled") {
+        if state == "failed" || state == "cancelled" {
             bail!("rebalance ended {state}: {}", sql("SELECT * FROM pg_dist_background_task")?);
         }
         anyhow::ensure!(std::time::Instant::now() < deadline, "rebalance not finished after {timeout:?}: {state}");

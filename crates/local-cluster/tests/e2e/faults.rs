@@ -1,0 +1,292 @@
+//! Scaling promises under the faults of the December review (`shared/notes/review-2026-12-defects.md`):
+//! a release change that would delete workers while the coordinator is down is refused, whatever `lookup`
+//! answered when its revision was rendered (D2), and one that deletes none goes through (D10); a drain whose
+//! hook pod dies leaves no worker closed to shards once a later revision keeps it (D3); a reference table
+//! without primary key does not stop a scale-out (D1); a worker added while a rebalance runs gets shards (D8).
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context as _};
+use local_cluster::{Cluster, Manifest};
+use serde_json::{json, Value};
+
+use crate::citus_cluster::assert_registered;
+use crate::util::Env;
+use crate::util::{self, COORDINATOR, SOCKET};
+
+crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too);
+
+const ROWS: u32 = 50_000;
+
+fn sql(cluster: &Cluster, query: &str) -> anyhow::Result<String> {
+    util::psql(cluster, COORDINATOR, &SOCKET, query)
+}
+
+/// Values with `workers` workers; hook Jobs run once (a failure is final) and wait at most 30 s for nodes.
+fn values(workers: u32) -> Value {
+    util::values(json!({
+        "worker": {"replicaCount": workers},
+        "workerRegistration": {"backoffLimit": 0, "activeDeadlineSeconds": 30}
+    }))
+}
+
+/// A distributed table `items` (32 shards, ROWS rows, primary key) and a reference table `kinds`.
+fn load(cluster: &Cluster) -> anyhow::Result<()> {
+    sql(
+        cluster,
+        &format!(
+            "SET citus.shard_count = 32;\n\
+             CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);\n\
+             SELECT create_distributed_table('items', 'id') \\g /dev/null\n\
+             INSERT INTO items SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, {ROWS}) g;\n\
+             CREATE TABLE kinds (kind int PRIMARY KEY, name text NOT NULL);\n\
+             SELECT create_reference_table('kinds') \\g /dev/null\n\
+             INSERT INTO kinds SELECT g, 'kind-' || g FROM generate_series(1, 100) g;"
+        ),
+    )?;
+    Ok(())
+}
+
+/// Count and checksum of every row of `items`.
+fn checksum(cluster: &Cluster) -> anyhow::Result<String> {
+    let sums = sql(cluster, "SELECT count(*) || ' ' || md5(string_agg(id || ':' || payload, ',' ORDER BY id)) FROM items")?;
+    ensure!(sums.starts_with(&format!("{ROWS} ")), "items: {sums}");
+    Ok(sums)
+}
+
+/// Placements of `items` on worker `n`.
+fn placements_on(cluster: &Cluster, n: u32) -> anyhow::Result<u32> {
+    let w = util::worker_fqdn(n);
+    Ok(sql(cluster, &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'items'::regclass AND nodename = '{w}'"))?
+        .parse()?)
+}
+
+/// `nodename=shouldhaveshards` of every worker, by name.
+fn open_to_shards(cluster: &Cluster) -> anyhow::Result<String> {
+    sql(
+        cluster,
+        "SELECT string_agg(nodename || '=' || shouldhaveshards, ' ' ORDER BY nodename) FROM pg_dist_node WHERE groupid <> 0",
+    )
+}
+
+fn job<'m>(manifest: &'m Manifest, name: &str) -> anyhow::Result<&'m Value> {
+    manifest.get("Job", name).with_context(|| format!("the manifest has no Job {name}"))
+}
+
+/// The drain Job of `manifest` as Helm stored it on a real cluster, where `lookup` answered at render time:
+/// `CITUS_WORKER_LIVE` holds the worker count that ran then (an empty string: rendered without `lookup`, as
+/// Argo CD does). Its scripts' ConfigMap (a hook object, deleted after its hook succeeded) is created again.
+fn stored_drain_job(cluster: &mut Cluster, manifest: &Manifest, revision: u32, live: &str) -> anyhow::Result<Value> {
+    let scripts = format!("my-citus-scale-in-r{revision}");
+    let config = manifest.get("ConfigMap", &scripts).with_context(|| format!("no ConfigMap {scripts}"))?;
+    cluster.add_object(config)?;
+    let mut job = job(manifest, &format!("my-citus-drain-workers-r{revision}"))?.clone();
+    let env = job
+        .pointer_mut("/spec/template/spec/containers/0/env")
+        .and_then(Value::as_array_mut)
+        .context("the drain Job's container has no env")?;
+    env.retain(|e| e["name"] != "CITUS_WORKER_LIVE");
+    env.push(json!({"name": "CITUS_WORKER_LIVE", "value": live}));
+    Ok(job)
+}
+
+/// Runs `job` to its end: Ok(log) when it succeeded, Err(log) when it failed.
+fn run_job(cluster: &mut Cluster, job: &Value) -> anyhow::Result<Result<String, String>> {
+    match cluster.run_job(job) {
+        Ok(report) => {
+            let log = report.logs.last().context("no pod log")?;
+            Ok(Ok(std::fs::read_to_string(log)?))
+        }
+        Err(e) => Ok(Err(format!("{:#}", anyhow::Error::from(e)))),
+    }
+}
+
+fn a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&values(2))?;
+    cluster.wait_all_ready(util::READY)?;
+    load(&cluster)?;
+    // Revision 2 (3 workers) was rendered while 2 ran; revision 3 has 4 workers, each holding shards.
+    let rev2 = cluster.upgrade(&values(3))?;
+    util::wait_rebalance(&cluster, Duration::from_secs(300))?;
+    let rev3 = cluster.upgrade(&values(4))?;
+    util::wait_rebalance(&cluster, Duration::from_secs(300))?;
+    let sums = checksum(&cluster)?;
+    ensure!(placements_on(&cluster, 3)? > 0, "worker-3 holds no shard");
+
+    // The coordinator goes down (as after a bad revision): no process, no address.
+    cluster.hold_pending(COORDINATOR);
+    cluster.delete_pod(COORDINATOR)?;
+
+    // `helm rollback my-citus 2` on a real cluster runs revision 2's stored drain Job, whose render saw 2
+    // workers: it would keep 3 and delete worker-3, which holds shards. It must refuse, naming the pod.
+    let stale = stored_drain_job(&mut cluster, &rev2, 2, "2")?;
+    match run_job(&mut cluster, &stale)? {
+        Ok(log) => bail!("the drain of a rollback that deletes worker-3 succeeded with the coordinator down:\n{log}"),
+        Err(e) => ensure!(
+            e.contains("would delete my-citus-worker-3") && e.contains("roll back to a revision that has as many workers"),
+            "the refusal does not name the doomed pod and the way out: {e}"
+        ),
+    }
+    // The same through Helm: the rollback fails before anything is applied.
+    if cluster.rollback("my-citus", 2).is_ok() {
+        bail!("helm rollback to 3 workers went through with the coordinator down");
+    }
+    ensure!(cluster.statefulset_replicas("my-citus-worker") == Some(4), "the refused rollback changed the StatefulSet");
+
+    // A change that deletes no worker (revision 3's own drain, rendered without `lookup` as Argo CD does)
+    // does not wait for the coordinator: that is how a broken coordinator gets fixed.
+    let started = std::time::Instant::now();
+    let argo = stored_drain_job(&mut cluster, &rev3, 3, "")?;
+    match run_job(&mut cluster, &argo)? {
+        Ok(log) => ensure!(log.contains("nothing to drain"), "{log}"),
+        Err(e) => bail!("the drain of a change that keeps every worker failed with the coordinator down: {e}"),
+    }
+    ensure!(started.elapsed() < Duration::from_secs(25), "it waited {:?} for the coordinator", started.elapsed());
+
+    cluster.release_pending(COORDINATOR)?;
+    cluster.wait_all_ready(util::READY)?;
+    assert_registered(&cluster, 4)?;
+    ensure!(checksum(&cluster)? == sums, "rows changed");
+    ensure!(placements_on(&cluster, 3)? > 0, "worker-3 lost its shards");
+    Ok(())
+}
+
+fn a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it(env: &Env) -> anyhow::Result<()> {
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&values(4))?;
+    cluster.wait_all_ready(util::READY)?;
+    load(&cluster)?;
+    let sums = checksum(&cluster)?;
+    for n in 2..4 {
+        ensure!(placements_on(&cluster, n)? > 0, "worker-{n} holds no shard");
+    }
+
+    // The scale-in to 2 workers: its hook pod is killed (eviction, preemption, `kubectl delete job`) once the
+    // drain has moved its first shard; with backoffLimit 0 the upgrade fails.
+    cluster.kill_on_log_line("my-citus-drain-workers-r2", "NOTICE:  Moving shard");
+    if cluster.upgrade(&values(2)).is_ok() {
+        bail!("the scale-in succeeded although its hook pod was killed");
+    }
+    ensure!(cluster.statefulset_replicas("my-citus-worker") == Some(4), "the failed scale-in changed the StatefulSet");
+
+    // The user keeps the 4 workers. Every worker takes shards again, no record of the abandoned drain is
+    // left, and a rebalance spreads the shards over all four.
+    cluster.upgrade(&values(4))?;
+    let workers: Vec<String> = (0..4).map(|n| format!("{}=true", util::worker_fqdn(n))).collect();
+    ensure!(open_to_shards(&cluster)? == workers.join(" "), "after the abandoned drain: {}", open_to_shards(&cluster)?);
+    let records = sql(&cluster, "SELECT count(*) FROM citus_chart.draining")?;
+    ensure!(records == "0", "{records} record(s) of the abandoned drain left");
+    // The rebalance the registration may have started, then one more: neither empties a kept worker.
+    if sql(&cluster, "SELECT count(*) FROM pg_dist_background_job")? != "0" {
+        util::wait_rebalance(&cluster, Duration::from_secs(300))?;
+    }
+    if sql(&cluster, "SELECT citus_rebalance_start() IS NOT NULL")? == "t" {
+        util::wait_rebalance(&cluster, Duration::from_secs(300))?;
+    }
+    for n in 0..4 {
+        ensure!(placements_on(&cluster, n)? > 0, "worker-{n} holds no shard after a rebalance");
+    }
+    assert_registered(&cluster, 4)?;
+    ensure!(checksum(&cluster)? == sums, "rows changed");
+    Ok(())
+}
+
+fn a_reference_table_without_primary_key_does_not_stop_a_scale_out(env: &Env) -> anyhow::Result<()> {
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&values(2))?;
+    cluster.wait_all_ready(util::READY)?;
+    load(&cluster)?;
+    sql(
+        &cluster,
+        "CREATE TABLE countries (code text, name text);\n\
+         SELECT create_reference_table('countries') \\g /dev/null\n\
+         INSERT INTO countries VALUES ('fr', 'France'), ('jp', 'Japan');",
+    )?;
+    let sums = checksum(&cluster)?;
+
+    cluster.upgrade(&values(3)).context("the scale-out failed")?;
+    let log = cluster.logs(&last_pod(&cluster, "my-citus-register-workers")?)?;
+    ensure!(log.contains("WARNING: reference table(s) without primary key") && log.contains("countries"), "{log}");
+    util::wait_rebalance(&cluster, Duration::from_secs(300))?;
+    let w2 = util::worker_fqdn(2);
+    let copies = sql(&cluster, &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'countries'::regclass AND nodename = '{w2}'"))?;
+    ensure!(copies == "1", "countries on worker-2: {copies}");
+    ensure!(placements_on(&cluster, 2)? > 0, "worker-2 holds no shard of items");
+    ensure!(checksum(&cluster)? == sums, "rows changed");
+    let joined = sql(&cluster, "SELECT count(*) FROM items i JOIN countries c ON c.code = CASE WHEN i.id % 2 = 0 THEN 'fr' ELSE 'jp' END")?;
+    ensure!(joined == ROWS.to_string(), "join with countries: {joined}");
+    Ok(())
+}
+
+/// The newest pod of a Job that has a log (`logs/<job>-<n>.log`).
+fn last_pod(cluster: &Cluster, job: &str) -> anyhow::Result<String> {
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(cluster.dir().join("logs"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_suffix(".log").and_then(|n| n.strip_prefix(job)).and_then(|n| n.strip_prefix('-')) {
+            numbers.push(n.parse::<u32>()?);
+        }
+    }
+    let n = numbers.into_iter().max().with_context(|| format!("no pod of {job} has a log"))?;
+    Ok(format!("{job}-{n}"))
+}
+
+/// In worker-1's pod: a session that holds an EXCLUSIVE lock on `shard` until it is ended. Shard sizes can
+/// still be read (the rebalancer plans with them), but an online move cannot start: its publication needs a
+/// SHARE UPDATE EXCLUSIVE lock.
+fn hold_shard(cluster: &Cluster, shard: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "{{ echo 'BEGIN;'; echo 'SET LOCAL citus.enable_manual_changes_to_shards TO on;'; \
+         echo 'LOCK TABLE public.{shard} IN EXCLUSIVE MODE;'; echo 'SELECT pg_sleep(900);'; }} \
+         | PGAPPNAME=holder psql -X -q -h /var/run/postgresql -U postgres -d citus >/dev/null 2>&1"
+    );
+    let start = ["sh", "-c", &format!("nohup sh -c \"{script}\" </dev/null >/dev/null 2>&1 &")];
+    let out = cluster.exec("my-citus-worker-1", &start, &[], None)?;
+    ensure!(out.status.success(), "starting the lock holder: {}", out.stderr);
+    let held = format!("SELECT count(*) FROM pg_locks WHERE relation = to_regclass('public.{shard}') AND mode = 'ExclusiveLock' AND granted");
+    for _ in 0..100 {
+        if util::psql(cluster, "my-citus-worker-1", &SOCKET, &held)? == "1" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the lock on {shard} was not taken")
+}
+
+fn a_worker_added_while_a_rebalance_runs_gets_shards_too(env: &Env) -> anyhow::Result<()> {
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&values(2))?;
+    cluster.wait_all_ready(util::READY)?;
+    load(&cluster)?;
+    let sums = checksum(&cluster)?;
+
+    // A rebalance that runs while the scale-out registers worker-2: it moves shards off worker-1 online and is
+    // held at a locked shard of worker-1, so it is still running when the registration looks.
+    let w1 = util::worker_fqdn(1);
+    let shard = sql(&cluster, &format!("SELECT shard_name FROM citus_shards WHERE table_name = 'items'::regclass AND nodename = '{w1}' ORDER BY shardid LIMIT 1"))?;
+    hold_shard(&cluster, &shard)?;
+    sql(
+        &cluster,
+        &format!(
+            "SELECT citus_set_node_property('{w1}', 5432, 'shouldhaveshards', false) \\g /dev/null\n\
+             SELECT citus_rebalance_start(drain_only => true, shard_transfer_mode => 'force_logical') \\g /dev/null\n\
+             SELECT citus_set_node_property('{w1}', 5432, 'shouldhaveshards', true) \\g /dev/null"
+        ),
+    )?;
+    let running = "SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running')";
+    ensure!(sql(&cluster, running)? == "1", "no rebalance runs");
+
+    cluster.upgrade(&values(3))?;
+    // The held shard goes free; the rebalance the registration left (or started) ends.
+    util::psql(&cluster, "my-citus-worker-1", &SOCKET, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'")?;
+    util::wait_rebalance(&cluster, Duration::from_secs(300))?;
+    ensure!(sql(&cluster, running)? == "0", "a rebalance still runs");
+    for n in 0..3 {
+        ensure!(placements_on(&cluster, n)? > 0, "worker-{n} holds no shard of items after the rebalances");
+    }
+    ensure!(checksum(&cluster)? == sums, "rows changed");
+    Ok(())
+}
