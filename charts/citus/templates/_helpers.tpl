@@ -179,8 +179,10 @@ securityContext:
 {{/* Security context of the chart's Job and CronJob pods: the coordinator's user, non-root, nothing else. */}}
 {{- define "citus.jobContainerSecurityContext" -}}
 securityContext:
+  {{- if .Values.coordinator.containerSecurityContext.enabled }}
   runAsUser: {{ .Values.coordinator.containerSecurityContext.runAsUser }}
   runAsGroup: {{ .Values.coordinator.containerSecurityContext.runAsGroup }}
+  {{- end }}
   runAsNonRoot: true
   allowPrivilegeEscalation: false
   readOnlyRootFilesystem: true

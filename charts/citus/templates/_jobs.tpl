@@ -1,13 +1,28 @@
 {{/* Pieces shared by the chart's Job, CronJob and test pods (they all run psql against the cluster). */}}
 
-{{/* Pod-level settings: non-root with the coordinator's ids, no service account token, pull secrets. */}}
+{{/*
+Pod-level settings: non-root, no service account token, pull secrets, and the coordinator's placement
+(nodeSelector, tolerations, priority class): a Job pod runs where the coordinator may run, and a drain is not
+preempted before the pods it protects. The ids follow the coordinator's security contexts: with them
+disabled the platform assigns them (OpenShift's restricted SCC refuses fixed ones).
+*/}}
 {{- define "citus.job.podSettings" -}}
+{{- $c := .ctx.Values.coordinator -}}
 {{- include "citus.imagePullSecrets" (dict "image" .image "ctx" .ctx) }}
-{{- include "citus.nodeSelector" (dict "ctx" .ctx "image" .image "nodeSelector" dict) }}
+{{- include "citus.nodeSelector" (dict "ctx" .ctx "image" .image "nodeSelector" $c.nodeSelector) }}
+{{- with $c.tolerations }}
+tolerations:
+  {{- include "citus.tplvalues" (dict "value" . "ctx" $.ctx) | nindent 2 }}
+{{- end }}
+{{- with $c.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
 automountServiceAccountToken: false
 enableServiceLinks: false
 securityContext:
-  fsGroup: {{ .ctx.Values.coordinator.podSecurityContext.fsGroup }}
+  {{- if $c.podSecurityContext.enabled }}
+  fsGroup: {{ $c.podSecurityContext.fsGroup }}
+  {{- end }}
   runAsNonRoot: true
   seccompProfile:
     type: RuntimeDefault

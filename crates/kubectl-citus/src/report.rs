@@ -1,6 +1,7 @@
 //! `report`: a zip for a bug report. Whatever cannot be collected is listed in `skipped` (and in
 //! README.txt inside the zip) instead of failing the whole report. Secrets are redacted: Secret values,
-//! password-like env values, pg_dist_authinfo, and the superuser's password wherever it appears.
+//! password-like env values, custom settings, pg_dist_authinfo, and every value of the release's Secrets and
+//! the session's password wherever they appear.
 
 use std::io::Write;
 use std::path::Path;
@@ -126,8 +127,16 @@ async fn collect_sql(z: &mut Zip, c: &tokio_postgres::Client, skipped: &mut Vec<
         "sql/pg_dist_authinfo.json".into(),
         format!("SELECT nodeid, rolename, '{REDACTED}' AS authinfo FROM pg_dist_authinfo"),
     ));
-    queries
-        .push(("sql/settings.json".into(), "SELECT name, setting, unit, source FROM pg_settings ORDER BY name".into()));
+    // Custom settings (an application's `app.jwt_secret`, say) and secret-looking names keep only their name.
+    queries.push((
+        "sql/settings.json".into(),
+        format!(
+            "SELECT name, CASE WHEN (name LIKE '%.%' AND split_part(name, '.', 1) NOT IN \
+             ('citus', 'columnar', 'pg_stat_statements', 'auto_explain', 'plpgsql')) \
+             OR name ~* '(pass|secret|token|credential)' THEN '{REDACTED}' ELSE setting END AS setting, \
+             unit, source FROM pg_settings ORDER BY name"
+        ),
+    ));
     queries.push((
         "sql/versions.json".into(),
         "SELECT version(), current_setting('citus.version', true) AS citus_library, \
@@ -174,7 +183,7 @@ fn redact_env(v: &mut Value) {
                         .and_then(Value::as_str)
                         .map(|n| {
                             let n = n.to_ascii_uppercase();
-                            ["PASSWORD", "SECRET", "TOKEN", "KEY"].iter().any(|w| n.contains(w))
+                            ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "DSN", "URL", "URI"].iter().any(|w| n.contains(w))
                         })
                         .unwrap_or(false);
                     if secretish {
@@ -228,6 +237,19 @@ async fn collect_kube(
     skipped: &mut Vec<String>,
 ) -> Result<()> {
     let sel = release.instance_selector();
+    // Every value of the release's Secrets is scrubbed from all that follows (pod logs above all), also when
+    // the database could not be reached: that is when reports are collected.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &release.namespace);
+    match secrets.list(&ListParams::default().labels(&sel)).await {
+        Ok(list) => {
+            for s in list.items {
+                let data = s.data.into_iter().flatten().map(|(_, v)| String::from_utf8_lossy(&v.0).into_owned());
+                let plain = s.string_data.into_iter().flatten().map(|(_, v)| v);
+                z.secrets.extend(data.chain(plain).map(|v| v.trim_end_matches('\n').to_owned()));
+            }
+        }
+        Err(e) => skipped.push(format!("the release's Secrets (their values could not be scrubbed from logs): {e}")),
+    }
     macro_rules! dump {
         ($k:ty, $dir:literal) => {
             match objects::<$k>(client, release, &sel).await {
@@ -338,13 +360,13 @@ mod tests {
                 let list = |kind: &str, items: serde_json::Value| json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items});
                 let body = if path.ends_with("/log") {
                     assert!(uri.contains("container=postgresql") && uri.contains("tailLines=50"), "{uri}");
-                    send.send_response(Response::new(Body::from(b"LOG: password hunter2 accepted\n".to_vec())));
+                    send.send_response(Response::new(Body::from(b"LOG: password hunter2 accepted, app-pw S3cret-app\n".to_vec())));
                     continue;
                 } else if path == "/api/v1/namespaces/db/secrets" {
                     assert!(uri.contains("labelSelector=app.kubernetes.io%2Finstance%3Dprod"), "{uri}");
                     list(
                         "SecretList",
-                        json!([{"metadata": {"name": "prod-citus-secret"}, "data": {"postgres-password": "aHVudGVyMg=="}}]),
+                        json!([{"metadata": {"name": "prod-citus-secret"}, "data": {"postgres-password": "aHVudGVyMg==", "password": "UzNjcmV0LWFwcA=="}}]),
                     )
                 } else if path == "/api/v1/namespaces/db/pods" {
                     list(
@@ -369,11 +391,9 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.zip");
-        let mut z = Zip {
-            w: zip::ZipWriter::new(std::fs::File::create(&path).unwrap()),
-            entries: vec![],
-            secrets: vec!["hunter2".into()],
-        };
+        // Nothing known beforehand (the database is down): the Secret's values are what gets scrubbed.
+        let mut z =
+            Zip { w: zip::ZipWriter::new(std::fs::File::create(&path).unwrap()), entries: vec![], secrets: vec![] };
         let mut skipped = vec![];
         collect_kube(&mut z, &client, &Release::new("prod", "db", None), 50, &mut skipped).await.unwrap();
         z.w.finish().unwrap();
@@ -393,7 +413,10 @@ mod tests {
         assert!(secret.contains("postgres-password: REDACTED") && !secret.contains("aHVudGVyMg"), "{secret}");
         let pod = read("manifests/pods/prod-citus-coordinator-0.yaml");
         assert!(pod.contains("kind: Pod") && pod.contains("value: REDACTED") && !pod.contains("hunter2"), "{pod}");
-        assert_eq!(read("logs/prod-citus-coordinator-0/postgresql.log"), "LOG: password REDACTED accepted\n");
+        assert_eq!(
+            read("logs/prod-citus-coordinator-0/postgresql.log"),
+            "LOG: password REDACTED accepted, app-pw REDACTED\n"
+        );
         let events = read("events.yaml");
         assert!(events.contains("BackOff") && !events.contains("other-app-0"), "{events}");
     }

@@ -236,6 +236,11 @@ impl Cluster {
         Ok(manifest)
     }
 
+    /// `helm history RELEASE`: the values of each revision, oldest first (revision n at index n - 1).
+    pub fn revisions(&self, release: &str) -> Vec<&Value> {
+        self.releases.get(release).map(|r| r.history.iter().map(|(values, _)| values).collect()).unwrap_or_default()
+    }
+
     /// `helm uninstall`: pre-delete hooks, the release's objects and pods removed (claims and objects with
     /// `helm.sh/resource-policy: keep` stay), post-delete hooks.
     pub fn uninstall(&mut self, release: &str) -> Result<()> {
@@ -411,6 +416,11 @@ impl Cluster {
             return Some(JobStatus::Running);
         }
         self.ended_jobs.get(name).cloned()
+    }
+
+    /// Whether a hook Job that Helm stopped waiting for still runs.
+    pub fn hook_jobs_running(&self) -> bool {
+        !self.background_jobs.is_empty()
     }
 
     /// The pod a Job runs now (Jobs Helm stopped waiting for).
@@ -627,6 +637,11 @@ impl Cluster {
     /// `pod` may also name a Job: the fault fires in whichever of its pods (`<job>-<n>`) logs the line first.
     pub fn kill_on_log_line(&mut self, pod: &str, line: &str) {
         self.node.faults.kill_on_log.push((pod.to_owned(), line.to_owned()));
+    }
+
+    /// Ends every [`Cluster::kill_on_log_line`] fault that has not fired.
+    pub fn clear_kills_on_log_lines(&mut self) {
+        self.node.faults.kill_on_log.clear();
     }
 
     /// Fault: the two pods cannot reach each other (packets dropped), also after either is recreated.

@@ -49,3 +49,14 @@ replace_file() {
 psql_strict() {
     psql -X -q -t -A -v ON_ERROR_STOP=1 "$@"
 }
+
+# PGOPTIONS for a session whose statements carry a password or its hash: none of them reaches the server log
+# or pg_stat_statements, whatever postgresql.extraConfiguration asks for (statement, duration, sampled and
+# debug logging, auto_explain, Citus's log of remote commands). Some are superuser settings: such a session
+# logs in as the superuser.
+SECRET_SESSION_OPTIONS='-c log_statement=none -c log_min_duration_statement=-1 -c log_min_duration_sample=-1 -c log_transaction_sample_rate=0 -c log_duration=off -c log_min_error_statement=panic -c debug_print_parse=off -c debug_print_rewritten=off -c debug_print_plan=off -c auto_explain.log_min_duration=-1 -c pg_stat_statements.track_utility=off -c citus.log_remote_commands=off'
+
+# psql_secret ARGS...: psql_strict for a session that sends passwords (see SECRET_SESSION_OPTIONS).
+psql_secret() {
+    PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }$SECRET_SESSION_OPTIONS" psql_strict "$@"
+}

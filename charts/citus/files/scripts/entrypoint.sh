@@ -47,11 +47,9 @@ write_pgpass() {
 # set_passwords: ALTER ROLE for the superuser (and the application user) from $NEW_SUPER / $NEW_APP, on this
 # node only (every node applies the Secret itself), never logged.
 set_passwords() {
-    sql_socket -d postgres -v app_user="${CITUS_APP_USER:-}" -v su="$POSTGRES_USER" <<'SQL'
+    psql_secret -h "$SOCKET_DIR" -U "$POSTGRES_USER" -d postgres -v app_user="${CITUS_APP_USER:-}" -v su="$POSTGRES_USER" <<'SQL'
 \getenv su_password NEW_SUPER
 \getenv app_password NEW_APP
-SET log_statement = none;
-SET log_min_error_statement = panic;
 SELECT set_config('citus.enable_alter_role_propagation', 'off', false)
  WHERE EXISTS (SELECT 1 FROM pg_settings WHERE name = 'citus.enable_alter_role_propagation') \g /dev/null
 SELECT format('ALTER ROLE %I PASSWORD %L', :'su', :'su_password') \gexec
@@ -103,8 +101,10 @@ if [ "${1:-}" = --supervise ]; then
     shift
     postgres -D "$PGDATA" -c config_file="$CONF_FILE" "$@" &
     pg_pid=$!
-    trap 'kill -INT "$pg_pid" 2>/dev/null' INT
-    trap 'kill -TERM "$pg_pid" 2>/dev/null' TERM
+    # The kubelet stops a pod with SIGTERM, which PostgreSQL reads as a smart shutdown: it would wait for every
+    # session (application pools, other nodes' cached connections) until the grace period ends in SIGKILL and
+    # crash recovery. A fast shutdown (SIGINT, the postgres image's STOPSIGNAL) ends them and checkpoints.
+    trap 'kill -INT "$pg_pid" 2>/dev/null' INT TERM
     trap 'kill -QUIT "$pg_pid" 2>/dev/null' QUIT
     helpers=
     if [ -n "${CITUS_WATCH_POSTGRES_PASSWORD_FILE:-}" ]; then
@@ -171,10 +171,18 @@ setup_failed() {
     die "$1 (see the errors above)"
 }
 
-# citus_updates: "database installed available" for every database whose citus is older than the library.
+# citus_updates: "database installed available direction" lines, tab-separated (a database name may hold
+# spaces), for every database whose citus differs from the library; direction "up" or "down" by the numbers
+# of the versions ("13.2-1": 13, 2, 1).
 citus_updates() {
-    for db in $(sql_socket -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn AND datname !~ '[[:space:]]'"); do
-        sql_socket -d "$db" -c "SELECT current_database() || ' ' || e.extversion || ' ' || a.default_version FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'citus' AND e.extversion <> a.default_version"
+    sql_socket -d postgres -c "SELECT datname FROM pg_database WHERE datallowconn" | while IFS= read -r db; do
+        sql_socket -d "$db" <<'SQL'
+SELECT current_database() || E'\t' || e.extversion || E'\t' || a.default_version || E'\t'
+       || CASE WHEN string_to_array(translate(e.extversion, '-', '.'), '.')::int[]
+                  < string_to_array(translate(a.default_version, '-', '.'), '.')::int[] THEN 'up' ELSE 'down' END
+  FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname
+ WHERE e.extname = 'citus' AND e.extversion <> a.default_version
+SQL
     done
 }
 
@@ -200,14 +208,17 @@ wait_for_coordinator_update() {
 }
 
 # Role, database, passwords and extension version, idempotently, on a server that only listens on its socket.
+# Its start may replay WAL after a crash for as long as the WAL needs (no restartpoint is written meanwhile,
+# so a bounded wait that kills it would start the replay over at every restart); the probes count the node
+# as alive while it does.
 setup_database() {
-    pg_ctl -D "$PGDATA" -w -t 300 start -l "$STATE_DIR/setup-server.log" \
+    pg_ctl -D "$PGDATA" -w -t 86400 start -l "$STATE_DIR/setup-server.log" \
         -o "-c config_file=$CONF_FILE -c listen_addresses= -c unix_socket_directories=$SOCKET_DIR -c log_statement=none" \
         || { cat "$STATE_DIR/setup-server.log" >&2; die "the setup server did not start"; }
     if [ ! -e "$INIT_DONE" ]; then
         log "creating ${CITUS_APP_USER:+role $CITUS_APP_USER, }database $POSTGRES_DB and the citus extension"
         owner=${CITUS_APP_USER:-$POSTGRES_USER}
-        sql_socket -d postgres -v app_user= -v app_password= -v owner="$owner" -v db="$POSTGRES_DB" <<'SQL' \
+        psql_secret -h "$SOCKET_DIR" -U "$POSTGRES_USER" -d postgres -v app_user= -v app_password= -v owner="$owner" -v db="$POSTGRES_DB" <<'SQL' \
             || setup_failed "creating the role, database or extension failed"
 \getenv app_user CITUS_APP_USER
 \getenv app_password CITUS_APP_PASSWORD
@@ -224,9 +235,15 @@ SQL
     NEW_SUPER=$POSTGRES_PASSWORD NEW_APP=${CITUS_APP_PASSWORD:-} set_passwords >/dev/null \
         || setup_failed "setting the passwords from the Secret failed"
     updates=$(citus_updates) || setup_failed "reading the citus extension versions failed"
+    # Citus has no downgrade path: a library older than the extension (a rollback or image.tag set back after
+    # an upgrade) would fail every Citus call. Refused before anything waits or changes.
+    down=$(echo "$updates" | awk -F '\t' '$4 == "down" { printf "%sdatabase %s has citus %s", sep, $1, $2; sep = ", " }')
+    if [ -n "$down" ]; then
+        setup_failed "this image's Citus library is $(echo "$updates" | head -n 1 | cut -f3), older than the extension in the data ($down): Citus cannot be downgraded and nothing was changed. Set image.tag back to the Citus version the data was upgraded to (or newer); to go back to an older Citus, restore a backup taken before the upgrade into a new release"
+    fi
     if [ -n "$updates" ]; then
-        wait_for_coordinator_update "$(echo "$updates" | head -n 1 | cut -d' ' -f2)"
-        echo "$updates" | while read -r db installed available; do
+        wait_for_coordinator_update "$(echo "$updates" | head -n 1 | cut -f2)"
+        echo "$updates" | while IFS="$(printf '\t')" read -r db installed available _; do
             log "database $db: citus $installed -> $available (ALTER EXTENSION citus UPDATE)"
             echo 'ALTER EXTENSION citus UPDATE' | sql_socket -d "$db" >/dev/null \
                 || setup_failed "ALTER EXTENSION citus UPDATE failed in database $db"

@@ -186,6 +186,13 @@ for host in $WORKER_HOSTS; do
     esac
 done
 
+# After a Citus major version update of every node, the distributed schema needs Citus's own finishing steps
+# (citus_finish_citus_upgrade; a notice and nothing else when they ran already, as after a fresh install).
+if [ "$HOOK" = true ]; then
+    printf 'SET client_min_messages = warning;\nCALL citus_finish_citus_upgrade();\n' | coord >/dev/null \
+        || die "CALL citus_finish_citus_upgrade() failed on the coordinator (the error above); the workers stay as they are: fix the cause and run the upgrade again"
+fi
+
 # citus_add_node does not copy reference tables to a new worker (Citus >= 11 defers that to the first
 # rebalance), and until they are there no shard can be moved onto it: copy them now (no-op when complete).
 # In auto mode Citus checks the replica identity of every reference table, and one lookup table without a

@@ -4,6 +4,7 @@
 
 mod autoscaling;
 mod checkov;
+mod job_pods;
 mod lint;
 mod matrix;
 mod parameters;

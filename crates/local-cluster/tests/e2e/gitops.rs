@@ -89,15 +89,22 @@ const NEW: Passwords =
 /// for a loaded machine. The kubelet's propagation (up to about a minute on Kubernetes) is instant here.
 const SWITCH: Duration = Duration::from_secs(30);
 
+/// What users turn on to debug or audit (review D5): every statement, its duration and Citus's commands to
+/// other nodes in the server log. No password may reach a log for all that.
+const LOG_EVERYTHING: &str =
+    "log_min_duration_statement = 0\nlog_statement = 'all'\nlog_duration = on\ncitus.log_remote_commands = on";
+
 /// The README's first way: `helm upgrade --reuse-values --set auth.postgresPassword=... --set auth.password=...`
 /// (and `metrics.password`). The post-upgrade registration Job, which logs in to every node with the new
-/// Secret, must pass, and no pod may restart.
+/// Secret, must pass, and no pod may restart; with every statement logged, no password reaches a log.
 fn password_rotation_through_the_secret_leaves_a_working_cluster(env: &Env) -> anyhow::Result<()> {
     let postgres = env.postgres()?;
     let mut cluster = util::cluster(postgres)?;
     // The exporter stand-in is Debian's 0.11.1: the tag says so (see the scrape scenario in harness.rs).
-    let installed =
-        util::values(json!({"metrics": {"enabled": true, "password": OLD.monitoring, "image": {"tag": "v0.11.1"}}}));
+    let installed = util::values(json!({
+        "metrics": {"enabled": true, "password": OLD.monitoring, "image": {"tag": "v0.11.1"}},
+        "postgresql": {"extraConfiguration": LOG_EVERYTHING},
+    }));
     cluster.install(&installed)?;
     cluster.wait_all_ready(util::READY)?;
     crate::citus_cluster::load_tables(&cluster)?;
@@ -115,6 +122,33 @@ fn password_rotation_through_the_secret_leaves_a_working_cluster(env: &Env) -> a
     println!("upgrade with its hooks {upgraded:?}, every node on the new passwords after {:?}", started.elapsed());
 
     assert_rotated_in_place(&mut cluster, &before, NEW)?;
+    assert_no_password_logged(&cluster, &[OLD, NEW])?;
+    Ok(())
+}
+
+/// No password (as it is, or quoted as an SQL literal) in any pod's log or in the logs the scripts keep under
+/// /tmp/citus in the node pods (the setup server's).
+fn assert_no_password_logged(cluster: &Cluster, sets: &[Passwords]) -> anyhow::Result<()> {
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(cluster.dir().join("logs"))? {
+        let path = entry?.path();
+        logs.push((path.display().to_string(), std::fs::read_to_string(&path)?));
+    }
+    for (pod, _) in node_hosts(cluster)? {
+        let out = cluster.exec(&pod, &["sh", "-c", "cat /tmp/citus/*.log 2>/dev/null || true"], &[], None)?;
+        logs.push((format!("{pod}:/tmp/citus/*.log"), out.stdout));
+    }
+    for set in sets {
+        for (user, password) in set.by_user() {
+            for needle in [password.to_owned(), password.replace('\'', "''")] {
+                for (name, text) in &logs {
+                    if let Some(line) = text.lines().find(|l| l.contains(needle.as_str())) {
+                        bail!("the password of {user} is in {name}: {line}");
+                    }
+                }
+            }
+        }
+    }
     Ok(())
 }
 

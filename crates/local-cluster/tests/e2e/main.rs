@@ -8,11 +8,13 @@ mod auth;
 mod autoscaling;
 mod backup;
 mod citus_cluster;
+mod day2;
 mod edge_values;
 mod faults;
 mod gitops;
 mod harness;
 mod lifecycle;
+mod node_stop;
 mod postgres_only;
 mod rendered;
 mod rollback;
@@ -43,6 +45,8 @@ fn main() -> ExitCode {
         autoscaling::SCENARIOS,
         rollback::SCENARIOS,
         faults::SCENARIOS,
+        node_stop::SCENARIOS,
+        day2::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();

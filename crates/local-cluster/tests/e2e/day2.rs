@@ -1,0 +1,354 @@
+//! A randomized day-2 run, as Jepsen and CloudNativePG's fault suites do it: from a seed, a sequence of
+//! steps drawn from helm upgrades (workers up or down, a setting changed), helm rollbacks, an upgrade that
+//! Helm gives up on and that is run again, kills of worker, coordinator and hook pods in the middle of their
+//! work, a network cut and heal, a replica change outside Helm and a backup, while a writer inserts rows.
+//! After every step the cluster settles and the invariants are checked: every acknowledged write is there;
+//! every placement is on a registered, active, reachable worker; no worker is closed to shards; no node is
+//! registered twice or under a name the release does not have; pg_dist_cleanup empties; distributed DDL and
+//! a multi-shard query work as the application user. A failure names the seed and the steps so far.
+//! `DAY2_SEED` and `DAY2_STEPS` replay or lengthen it (the suite runs seed 1 with 8 steps).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use local_cluster::Cluster;
+use serde_json::{json, Value};
+
+use crate::util::Env;
+use crate::util::{self, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
+
+crate::scenarios!(Citus: a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluster);
+
+const RELEASE: &str = "my-citus";
+const WORKERS: &str = "my-citus-worker";
+const SETTLE: Duration = Duration::from_secs(300);
+
+/// splitmix64: a seed gives the same steps on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..=hi`.
+    fn between(&mut self, lo: u32, hi: u32) -> u32 {
+        lo + (self.next() % u64::from(hi - lo + 1)) as u32
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// `helm upgrade` to this many workers.
+    Scale(u32),
+    /// `helm upgrade` with another work_mem: every pod restarts.
+    ChangeSetting,
+    /// `helm rollback` to this revision.
+    Rollback(u32),
+    /// `helm upgrade --timeout 3s` to this many workers, then the same upgrade again.
+    RetriedUpgrade(u32),
+    /// `helm upgrade` to this many workers whose drain or registration pod is killed while it works.
+    KillHookPod(u32),
+    KillWorker(u32),
+    KillCoordinator,
+    /// The coordinator and this worker cannot reach each other for 5 s.
+    CutNetwork(u32),
+    /// `kubectl scale` of the workers up by one, outside Helm (as an HPA would).
+    ScaleOutsideHelm,
+    Backup,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// What the cluster should look like after the steps so far.
+struct Model {
+    rng: Rng,
+    /// Workers of the revision Helm applied last.
+    workers: u32,
+    work_mem: u32,
+    backups: u32,
+}
+
+impl Model {
+    fn draw(&mut self, revisions: u32) -> Step {
+        let other = |rng: &mut Rng, now: u32| loop {
+            let n = rng.between(2, 4);
+            if n != now {
+                return n;
+            }
+        };
+        match self.rng.between(0, 9) {
+            0 => Step::Scale(other(&mut self.rng, self.workers)),
+            1 => Step::ChangeSetting,
+            2 if revisions > 1 => Step::Rollback(self.rng.between(revisions.saturating_sub(3).max(1), revisions - 1)),
+            3 => Step::RetriedUpgrade(other(&mut self.rng, self.workers)),
+            4 => Step::KillHookPod(other(&mut self.rng, self.workers)),
+            5 => Step::KillWorker(self.rng.between(0, self.workers - 1)),
+            6 => Step::KillCoordinator,
+            7 => Step::CutNetwork(self.rng.between(0, self.workers - 1)),
+            8 => Step::ScaleOutsideHelm,
+            _ => Step::Backup,
+        }
+    }
+
+    fn values(&self, workers: u32) -> Value {
+        util::values(json!({
+            "worker": {"replicaCount": workers},
+            "backup": {"enabled": true},
+            "postgresql": {"extraConfiguration": format!("work_mem = '{}MB'", self.work_mem)},
+        }))
+    }
+}
+
+fn a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluster(env: &Env) -> anyhow::Result<()> {
+    let seed: u64 = std::env::var("DAY2_SEED").ok().map(|s| s.parse()).transpose().context("DAY2_SEED")?.unwrap_or(1);
+    let steps: u32 = std::env::var("DAY2_STEPS").ok().map(|s| s.parse()).transpose().context("DAY2_STEPS")?.unwrap_or(8);
+    let mut model = Model { rng: Rng(seed), workers: 3, work_mem: 4, backups: 0 };
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&model.values(3))?;
+    cluster.wait_all_ready(util::READY)?;
+    let app = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
+    util::psql(
+        &cluster,
+        COORDINATOR,
+        &app,
+        "CREATE TABLE writes (id bigint PRIMARY KEY, payload text NOT NULL);\n\
+         SELECT create_distributed_table('writes', 'id') \\g /dev/null\n\
+         CREATE TABLE kinds (kind int PRIMARY KEY, name text NOT NULL);\n\
+         SELECT create_reference_table('kinds') \\g /dev/null\n\
+         INSERT INTO kinds SELECT g, 'kind-' || g FROM generate_series(1, 10) g;",
+    )?;
+    ensure_writer(&cluster)?;
+
+    let started = Instant::now();
+    let mut done: Vec<String> = Vec::new();
+    for n in 1..=steps {
+        let revisions = cluster.revisions(RELEASE).len() as u32;
+        let step = model.draw(revisions);
+        let at = Instant::now();
+        let outcome = run_step(&mut cluster, &mut model, &step).and_then(|note| {
+            settle(&mut cluster)?;
+            ensure_writer(&cluster)?;
+            check_invariants(&cluster, &model)?;
+            Ok(note)
+        });
+        match outcome {
+            Ok(note) => {
+                let line = format!("{n}. {step}{note} ({:.0?})", at.elapsed());
+                println!("day2 seed {seed}: {line}");
+                done.push(line);
+            }
+            Err(e) => bail!(
+                "seed {seed}, step {n} ({step}) failed: {e:#}\nsteps so far:\n{}\nreplay: DAY2_SEED={seed} DAY2_STEPS={n}",
+                done.join("\n")
+            ),
+        }
+    }
+    let acked = stop_writer(&cluster)?;
+    check_acknowledged(&cluster, &acked)?;
+    println!("day2 seed {seed}: {steps} steps, {} acknowledged writes, {:.0?}", acked.len(), started.elapsed());
+    Ok(())
+}
+
+/// Runs one step; returns a note on how it went when Helm refused it (a refusal is allowed, the invariants
+/// decide whether it left the cluster consistent).
+fn run_step(cluster: &mut Cluster, model: &mut Model, step: &Step) -> anyhow::Result<String> {
+    let mut note = String::new();
+    match *step {
+        Step::Scale(n) => {
+            let r = cluster.upgrade(&model.values(n));
+            note += &applied(r, model, n);
+        }
+        Step::ChangeSetting => {
+            model.work_mem = if model.work_mem == 4 { 5 } else { 4 };
+            let r = cluster.upgrade(&model.values(model.workers));
+            let w = model.workers;
+            note += &applied(r, model, w);
+        }
+        Step::Rollback(revision) => {
+            let values = cluster.revisions(RELEASE).get(revision as usize - 1).map(|v| (*v).clone()).context("no such revision")?;
+            let n = values["worker"]["replicaCount"].as_u64().context("replicaCount")? as u32;
+            let r = cluster.rollback(RELEASE, revision);
+            if r.is_ok() {
+                model.work_mem = work_mem_of(&values)?;
+            }
+            note += &applied(r, model, n);
+        }
+        Step::RetriedUpgrade(n) => {
+            cluster.set_hook_timeout(Duration::from_secs(3));
+            let first = cluster.upgrade(&model.values(n));
+            cluster.set_hook_timeout(Duration::from_secs(300));
+            if let Err(e) = &first {
+                note = format!(" [first try: {}]", first_line(&e.to_string()));
+            }
+            // Helm's hooks that outlived --timeout go on; the retry waits for them (README: scale-in).
+            cluster.wait_for("hook Jobs of the first try", SETTLE, |c| Ok(!c.hook_jobs_running()))?;
+            let r = cluster.upgrade(&model.values(n));
+            note += &applied(r, model, n);
+        }
+        Step::KillHookPod(n) => {
+            let revision = cluster.revisions(RELEASE).len() + 1;
+            if n < model.workers {
+                cluster.kill_on_log_line(&format!("my-citus-drain-workers-r{revision}"), "NOTICE:  Moving shard");
+            } else {
+                cluster.kill_on_log_line("my-citus-register-workers", "added as node");
+            }
+            let r = cluster.upgrade(&model.values(n));
+            cluster.clear_kills_on_log_lines();
+            note += &applied(r, model, n);
+        }
+        Step::KillWorker(i) => cluster.kill_pod(&format!("{WORKERS}-{i}"))?,
+        Step::KillCoordinator => cluster.kill_pod(COORDINATOR)?,
+        Step::CutNetwork(i) => {
+            let worker = format!("{WORKERS}-{i}");
+            cluster.cut_network(COORDINATOR, &worker)?;
+            std::thread::sleep(Duration::from_secs(5));
+            cluster.heal_network(COORDINATOR, &worker)?;
+        }
+        Step::ScaleOutsideHelm => {
+            let now = cluster.statefulset_replicas(WORKERS).context("no worker StatefulSet")?;
+            cluster.scale_statefulset(WORKERS, now + 1)?;
+        }
+        Step::Backup => {
+            model.backups += 1;
+            cluster.create_job_from_cronjob("my-citus-backup", &format!("day2-backup-{}", model.backups))?;
+        }
+    }
+    Ok(note)
+}
+
+/// The model follows a Helm command that went through; one that failed leaves it (and says why).
+fn applied(result: local_cluster::Result<local_cluster::Manifest>, model: &mut Model, workers: u32) -> String {
+    match result {
+        Ok(_) => {
+            model.workers = workers;
+            String::new()
+        }
+        Err(e) => format!(" [helm refused: {}]", first_line(&format!("{:#}", anyhow::Error::from(e)))),
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default()
+}
+
+fn work_mem_of(values: &Value) -> anyhow::Result<u32> {
+    let conf = values["postgresql"]["extraConfiguration"].as_str().context("extraConfiguration")?;
+    Ok(conf.trim_start_matches("work_mem = '").trim_end_matches("MB'").parse()?)
+}
+
+fn sql(cluster: &Cluster, query: &str) -> anyhow::Result<String> {
+    util::psql(cluster, COORDINATOR, &SOCKET, query)
+}
+
+/// Every pod ready, no Citus background job running (bounded).
+fn settle(cluster: &mut Cluster) -> anyhow::Result<()> {
+    cluster.wait_all_ready(SETTLE)?;
+    let running = "SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing')";
+    let deadline = Instant::now() + SETTLE;
+    while sql(cluster, running)? != "0" {
+        ensure!(Instant::now() < deadline, "a background job still runs: {}", sql(cluster, "SELECT * FROM citus_rebalance_status()")?);
+        cluster.tick()?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// The invariants of the module documentation.
+fn check_invariants(cluster: &Cluster, model: &Model) -> anyhow::Result<()> {
+    let acked = acknowledged(cluster)?;
+    check_acknowledged(cluster, &acked)?;
+    let misplaced = sql(
+        cluster,
+        "SELECT count(*) FROM pg_dist_placement p LEFT JOIN pg_dist_node n ON n.groupid = p.groupid \
+         WHERE n.nodeid IS NULL OR NOT n.isactive",
+    )?;
+    ensure!(misplaced == "0", "{misplaced} placement(s) on unregistered or inactive nodes");
+    let unhealthy = sql(cluster, "SELECT count(*) FROM citus_check_cluster_node_health() WHERE NOT coalesce(result, false)")?;
+    ensure!(unhealthy == "0", "node pairs that cannot connect: {}", sql(cluster, "SELECT * FROM citus_check_cluster_node_health() WHERE NOT coalesce(result, false)")?);
+    let closed = sql(cluster, "SELECT coalesce(string_agg(nodename, ' '), '') FROM pg_dist_node WHERE groupid <> 0 AND NOT shouldhaveshards")?;
+    ensure!(closed.is_empty(), "worker(s) closed to shards with no drain running: {closed}");
+    let registered = sql(cluster, "SELECT string_agg(nodename, ' ' ORDER BY nodename) FROM pg_dist_node WHERE groupid <> 0")?;
+    let expected: Vec<String> = (0..model.workers).map(util::worker_fqdn).collect();
+    ensure!(registered == expected.join(" "), "registered workers: {registered}; the release has {}", expected.join(" "));
+    let mut cleanup = String::new();
+    for _ in 0..120 {
+        cleanup = sql(cluster, "SELECT count(*) FROM pg_dist_cleanup")?;
+        if cleanup == "0" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    ensure!(cleanup == "0", "{cleanup} pg_dist_cleanup record(s) stay");
+    let app = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
+    let ddl = "ALTER TABLE writes ALTER COLUMN payload SET DEFAULT 'ddl';\nSELECT count(*) FROM writes w JOIN kinds k ON k.kind = 1 + w.id % 10";
+    util::psql(cluster, COORDINATOR, &app, ddl).context("distributed DDL and a multi-shard query as the application user")?;
+    Ok(())
+}
+
+/// Every acknowledged id is in the table (once: it is the primary key).
+fn check_acknowledged(cluster: &Cluster, acked: &[u64]) -> anyhow::Result<()> {
+    let stored: std::collections::BTreeSet<u64> = sql(cluster, "SELECT coalesce(string_agg(id::text, ' '), '') FROM writes")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let lost: Vec<&u64> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    ensure!(lost.is_empty(), "{} acknowledged write(s) missing, e.g. {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    Ok(())
+}
+
+/// In the coordinator pod: inserts ids 1, 2, ..., one transaction each, appending each acknowledged id to
+/// /tmp/day2/ok. The pod's /tmp outlives its containers, so a writer killed with them is started again where
+/// it stopped. One at a time: a second one finds the lock taken and leaves (a pid file could name a process
+/// of a later container).
+const WRITER: &str = r#"exec 9>/tmp/day2/lock
+flock -n 9 || exit 0
+echo running > /tmp/day2/state
+i=$(cat /tmp/day2/next 2>/dev/null || echo 0)
+while [ ! -e /tmp/day2/stop ]; do
+  i=$((i + 1))
+  echo "$i" > /tmp/day2/next
+  if psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -U postgres -d citus -c "INSERT INTO writes (id, payload) VALUES ($i, 'row-$i')" >/dev/null 2>&1; then
+    echo "$i" >> /tmp/day2/ok
+  else
+    sleep 0.2
+  fi
+done
+echo stopped > /tmp/day2/state
+"#;
+
+fn ensure_writer(cluster: &Cluster) -> anyhow::Result<()> {
+    let start = "mkdir -p /tmp/day2; cat > /tmp/day2/writer.sh; nohup sh /tmp/day2/writer.sh </dev/null >/dev/null 2>&1 &";
+    let out = cluster.exec(COORDINATOR, &["sh", "-c", start], &[], Some(WRITER.as_bytes()))?;
+    ensure!(out.status.success(), "starting the writer: {}", out.stderr);
+    Ok(())
+}
+
+fn acknowledged(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
+    let out = cluster.exec(COORDINATOR, &["sh", "-c", "cat /tmp/day2/ok 2>/dev/null || true"], &[], None)?;
+    out.stdout.lines().map(|l| l.trim().parse::<u64>().context("an acknowledged id")).collect()
+}
+
+fn stop_writer(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
+    cluster.exec(COORDINATOR, &["touch", "/tmp/day2/stop"], &[], None)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let state = |c: &Cluster| -> anyhow::Result<String> {
+        Ok(c.exec(COORDINATOR, &["sh", "-c", "cat /tmp/day2/state 2>/dev/null || true"], &[], None)?.stdout)
+    };
+    while state(cluster)?.trim() != "stopped" {
+        ensure!(Instant::now() < deadline, "the writer did not stop");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let acked = acknowledged(cluster)?;
+    ensure!(acked.len() > 10, "the writer acknowledged only {} writes", acked.len());
+    Ok(acked)
+}
