@@ -156,6 +156,16 @@ coord() {
     sql "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT" "$@"
 }
 
+# The same pods registered under another cluster domain (clusterDomain changed): adding them again would put
+# one server in two node groups, and the drain hook would not know the old names. Refused before any change.
+other_domain=$(coord -v names="$CITUS_COORDINATOR_HOST $WORKER_HOSTS" <<'SQL'
+SELECT coalesce(string_agg(DISTINCT n.nodename, ', '), '')
+  FROM pg_dist_node n, unnest(string_to_array(:'names', ' ')) AS e(name)
+ WHERE e.name <> '' AND n.nodename <> e.name AND split_part(n.nodename, '.svc.', 1) = split_part(e.name, '.svc.', 1)
+SQL
+) || die "cannot read pg_dist_node on the coordinator"
+[ -z "$other_domain" ] || die "this release's pods are registered under another cluster domain: $other_domain (clusterDomain is now ${CITUS_COORDINATOR_HOST#*.svc.}). Nothing was changed. Set clusterDomain back to the domain they were registered with; clusterDomain must be the cluster's DNS domain, and renaming every node (citus_update_node) needs all of them reachable under both names"
+
 current=$(echo "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid = 0" | coord) \
     || die "cannot read pg_dist_node on the coordinator"
 if [ "$current" = "$CITUS_COORDINATOR_HOST:$CITUS_COORDINATOR_PORT" ]; then

@@ -143,7 +143,8 @@ fn a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluste
         });
         match outcome {
             Ok(note) => {
-                let line = format!("{n}. {step}{note} ({:.0?})", at.elapsed());
+                let acked = acknowledged(&cluster)?.len();
+                let line = format!("{n}. {step}{note} ({:.0?}, {acked} writes acknowledged so far)", at.elapsed());
                 println!("day2 seed {seed}: {line}");
                 done.push(line);
             }

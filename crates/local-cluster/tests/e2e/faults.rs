@@ -2,7 +2,8 @@
 //! a release change that would delete workers while the coordinator is down is refused, whatever `lookup`
 //! answered when its revision was rendered (D2), and one that deletes none goes through (D10); a drain whose
 //! hook pod dies leaves no worker closed to shards once a later revision keeps it (D3); a reference table
-//! without primary key does not stop a scale-out (D1); a worker added while a rebalance runs gets shards (D8).
+//! without primary key does not stop a scale-out (D1); a worker added while a rebalance runs gets shards (D8);
+//! a changed clusterDomain is refused instead of registering every node a second time (D17).
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::citus_cluster::assert_registered;
 use crate::util::Env;
 use crate::util::{self, COORDINATOR, SOCKET};
 
-crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too);
+crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice);
 
 const ROWS: u32 = 50_000;
 
@@ -287,6 +288,37 @@ fn a_worker_added_while_a_rebalance_runs_gets_shards_too(env: &Env) -> anyhow::R
     for n in 0..3 {
         ensure!(placements_on(&cluster, n)? > 0, "worker-{n} holds no shard of items after the rebalances");
     }
+    ensure!(checksum(&cluster)? == sums, "rows changed");
+    Ok(())
+}
+
+fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: &Env) -> anyhow::Result<()> {
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&values(2))?;
+    cluster.wait_all_ready(util::READY)?;
+    load(&cluster)?;
+    let sums = checksum(&cluster)?;
+    let registered = sql(&cluster, "SELECT string_agg(nodename || ':' || groupid, ' ' ORDER BY groupid) FROM pg_dist_node")?;
+
+    // The cluster's DNS now answers for the new domain only, as after a change of clusterDomain.
+    let mut changed = values(2);
+    changed["clusterDomain"] = json!("k8s.example");
+    let err = match cluster.upgrade(&changed) {
+        Ok(_) => bail!("the upgrade that changes clusterDomain went through"),
+        Err(e) => format!("{:#}", anyhow::Error::from(e)),
+    };
+    ensure!(
+        err.contains("registered under another cluster domain") && err.contains("Set clusterDomain back"),
+        "the refusal does not say what happened and what to do: {err}"
+    );
+    let nodes = sql(&cluster, "SELECT string_agg(nodename || ':' || groupid, ' ' ORDER BY groupid) FROM pg_dist_node")?;
+    ensure!(nodes == registered, "pg_dist_node changed: {nodes} (was {registered})");
+
+    // Set back, the release works as before.
+    let mut back = values(2);
+    back["clusterDomain"] = json!("cluster.local");
+    cluster.upgrade(&back).context("the upgrade that sets clusterDomain back")?;
+    assert_registered(&cluster, 2)?;
     ensure!(checksum(&cluster)? == sums, "rows changed");
     Ok(())
 }
