@@ -172,6 +172,8 @@ databases and passwords. Each check returns a YAML list of messages; citus.valid
 {{- end -}}
 {{- if regexMatch `[[:space:]'\\=/]` $db -}}
 {{- $errors = append $errors (printf "auth.database=%q contains whitespace or one of ' \\ = /: the probes pass it in a connection string (dbname=...), psql \\connect reads '=' as a connection string and the backup names its file after it; use letters, digits, '_' and '-'" $db) -}}
+{{- else if has $db (list "postgres" "template0" "template1") -}}
+{{- $errors = append $errors (printf "auth.database=%q is a database initdb creates: the chart would not create it, so %s would not own it and could not create tables (PostgreSQL 15 takes CREATE on schema public from everyone else); use a database of its own, e.g. auth.database=citus" $db (ternary (printf "the application user %q" (toString $v.auth.username)) "the application user" (ne (toString $v.auth.username) ""))) -}}
 {{- else if and $v.metrics.enabled (regexMatch `[?#%]` $db) -}}
 {{- $errors = append $errors (printf "auth.database=%q contains one of ? # %%: the metrics exporter receives it inside a URL (DATA_SOURCE_URI); use letters, digits, '_' and '-'" $db) -}}
 {{- end -}}

@@ -55,6 +55,10 @@ SELECT set_config('citus.enable_alter_role_propagation', 'off', false)
 SELECT format('ALTER ROLE %I PASSWORD %L', :'su', :'su_password') \gexec
 SELECT format('ALTER ROLE %I PASSWORD %L', :'app_user', :'app_password')
  WHERE :'app_user' <> '' AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'app_user') \gexec
+SELECT :'app_user' <> '' AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'app_user') AS app_missing \gset
+\if :app_missing
+\warn 'WARNING: role' :app_user 'does not exist: auth.username was changed after the first start (the role and database are created then only). It was not created: set auth.username back, or create the role and grant it what the old one had'
+\endif
 SQL
 }
 

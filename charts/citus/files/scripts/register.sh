@@ -59,6 +59,8 @@ wait_for() {
             return 0
         fi
         case "$out" in
+            *"database \"$PGDATABASE\" does not exist"*)
+                die "$1 $2:$3 has no database $PGDATABASE: a node creates it on its first start only, so auth.database was changed after the release was installed. Set auth.database back to the database that holds the data; to rename it, ALTER DATABASE on every node first" ;;
             *"password authentication failed"*|*"no password supplied"*|*"role \""*"\" does not exist"*)
                 now=$(date +%s)
                 refused_since=${refused_since:-$now}

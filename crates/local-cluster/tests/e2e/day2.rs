@@ -308,42 +308,50 @@ fn check_acknowledged(cluster: &Cluster, acked: &[u64]) -> anyhow::Result<()> {
 }
 
 /// In the coordinator pod: inserts ids 1, 2, ..., one transaction each, appending each acknowledged id to
-/// /tmp/day2/ok. The pod's /tmp outlives its containers, so a writer killed with them is started again where
-/// it stopped. One at a time: a second one finds the lock taken and leaves (a pid file could name a process
+/// `ok` in [`WRITER_DIR`], on the coordinator's volume: a writer killed with its container or pod (a rolling
+/// update replaces the pod, and its /tmp) is started again where it stopped. `DIR` comes from the exec's
+/// environment. One at a time: a second one finds the lock taken and leaves (a pid file could name a process
 /// of a later container).
-const WRITER: &str = r#"exec 9>/tmp/day2/lock
+const WRITER: &str = r#"exec 9>$DIR/lock
 flock -n 9 || exit 0
-echo running > /tmp/day2/state
-i=$(cat /tmp/day2/next 2>/dev/null || echo 0)
-while [ ! -e /tmp/day2/stop ]; do
+echo running > $DIR/state
+i=$(cat $DIR/next 2>/dev/null || echo 0)
+while [ ! -e $DIR/stop ]; do
   i=$((i + 1))
-  echo "$i" > /tmp/day2/next
+  echo "$i" > $DIR/next
   if psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -U postgres -d citus -c "INSERT INTO writes (id, payload) VALUES ($i, 'row-$i')" >/dev/null 2>&1; then
-    echo "$i" >> /tmp/day2/ok
+    echo "$i" >> $DIR/ok
   else
     sleep 0.2
   fi
 done
-echo stopped > /tmp/day2/state
+echo stopped > $DIR/state
 "#;
 
+/// Where the writer keeps its state: the coordinator's volume (its data directory is a subdirectory).
+const WRITER_DIR: &str = "/var/lib/postgresql/data/day2";
+
+fn in_writer_dir(cluster: &Cluster, script: &str, stdin: Option<&[u8]>) -> anyhow::Result<local_cluster::ExecOutput> {
+    Ok(cluster.exec(COORDINATOR, &["sh", "-c", script], &[("DIR", WRITER_DIR)], stdin)?)
+}
+
 fn ensure_writer(cluster: &Cluster) -> anyhow::Result<()> {
-    let start = "mkdir -p /tmp/day2; cat > /tmp/day2/writer.sh; nohup sh /tmp/day2/writer.sh </dev/null >/dev/null 2>&1 &";
-    let out = cluster.exec(COORDINATOR, &["sh", "-c", start], &[], Some(WRITER.as_bytes()))?;
+    let start = "mkdir -p $DIR; cat > $DIR/writer.sh; nohup sh $DIR/writer.sh </dev/null >/dev/null 2>&1 &";
+    let out = in_writer_dir(cluster, start, Some(WRITER.as_bytes()))?;
     ensure!(out.status.success(), "starting the writer: {}", out.stderr);
     Ok(())
 }
 
 fn acknowledged(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
-    let out = cluster.exec(COORDINATOR, &["sh", "-c", "cat /tmp/day2/ok 2>/dev/null || true"], &[], None)?;
+    let out = in_writer_dir(cluster, "cat $DIR/ok 2>/dev/null || true", None)?;
     out.stdout.lines().map(|l| l.trim().parse::<u64>().context("an acknowledged id")).collect()
 }
 
 fn stop_writer(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
-    cluster.exec(COORDINATOR, &["touch", "/tmp/day2/stop"], &[], None)?;
+    in_writer_dir(cluster, "touch $DIR/stop", None)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let state = |c: &Cluster| -> anyhow::Result<String> {
-        Ok(c.exec(COORDINATOR, &["sh", "-c", "cat /tmp/day2/state 2>/dev/null || true"], &[], None)?.stdout)
+        Ok(in_writer_dir(c, "cat $DIR/state 2>/dev/null || true", None)?.stdout)
     };
     while state(cluster)?.trim() != "stopped" {
         ensure!(Instant::now() < deadline, "the writer did not stop");

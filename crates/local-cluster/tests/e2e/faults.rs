@@ -3,7 +3,8 @@
 //! answered when its revision was rendered (D2), and one that deletes none goes through (D10); a drain whose
 //! hook pod dies leaves no worker closed to shards once a later revision keeps it (D3); a reference table
 //! without primary key does not stop a scale-out (D1); a worker added while a rebalance runs gets shards (D8);
-//! a changed clusterDomain is refused instead of registering every node a second time (D17).
+//! a changed clusterDomain is refused instead of registering every node a second time (D17); so is a changed
+//! auth.database, naming the value (D15).
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::citus_cluster::assert_registered;
 use crate::util::Env;
 use crate::util::{self, COORDINATOR, SOCKET};
 
-crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice);
+crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice, a_changed_database_name_is_refused_naming_the_value);
 
 const ROWS: u32 = 50_000;
 
@@ -320,5 +321,25 @@ fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: 
     cluster.upgrade(&back).context("the upgrade that sets clusterDomain back")?;
     assert_registered(&cluster, 2)?;
     ensure!(checksum(&cluster)? == sums, "rows changed");
+    Ok(())
+}
+
+fn a_changed_database_name_is_refused_naming_the_value(env: &Env) -> anyhow::Result<()> {
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&values(1))?;
+    cluster.wait_all_ready(util::READY)?;
+    let mut changed = values(1);
+    changed["auth"]["database"] = json!("shop");
+    let started = std::time::Instant::now();
+    let err = match cluster.upgrade(&changed) {
+        Ok(_) => bail!("the upgrade that renames the database went through"),
+        Err(e) => format!("{:#}", anyhow::Error::from(e)),
+    };
+    ensure!(
+        err.contains("has no database shop") && err.contains("Set auth.database back"),
+        "the refusal does not name the value and the way back: {err}"
+    );
+    // At once, not after the Job's deadline.
+    ensure!(started.elapsed() < Duration::from_secs(25) + util::READY, "refused after {:?}", started.elapsed());
     Ok(())
 }
