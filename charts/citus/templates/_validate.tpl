@@ -117,6 +117,11 @@ is known only with cluster access.
 {{- if or $v.diagnosticMode.enabled (lt (int $v.coordinator.replicaCount) 1) -}}
 {{- $errors = append $errors "restore.enabled=true needs a running coordinator: turn off diagnosticMode.enabled and set coordinator.replicaCount=1" -}}
 {{- end -}}
+{{- /* The new release's first backups would dump the database before the restore filled it, point `latest` at that, and prune the history the restore reads (review D11). */ -}}
+{{- $backupClaim := ternary (include "citus.componentName" (dict "ctx" $ "component" "backup")) $v.backup.persistence.existingClaim (empty $v.backup.persistence.existingClaim) -}}
+{{- if and $v.backup.enabled $v.backup.persistence.enabled $v.restore.existingClaim (eq $backupClaim (toString $v.restore.existingClaim)) -}}
+{{- $errors = append $errors (printf "restore.existingClaim=%s is also where this release's backups go (backup.persistence): its CronJob could back up the still empty database while the restore runs, point latest at that and remove the backups the restore reads. Restore with backup.enabled=false, then turn backups on (with that claim, if you like) once the restore has completed" (toString $v.restore.existingClaim)) -}}
+{{- end -}}
 {{- end -}}
 
 {{- range $topic := list "names" "images" "postgresql" "kubernetes" -}}

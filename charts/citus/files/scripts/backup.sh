@@ -11,7 +11,8 @@
 # What the backup cannot restore fails it here, naming the object. Each backup is written to a hidden
 # directory, read back (every data file decompressed and counted, most of them while pg_dump still writes
 # the next; checksums; pg_restore --list), renamed, and only then `latest` and `last-success` are replaced
-# and backups older than $BACKUP_RETENTION_DAYS days removed. A failure writes `last-failure`. Both are also kept in citus_chart.backup_status in the
+# and backups older than $BACKUP_RETENTION_DAYS days removed (also before each run, so that expired backups
+# filling the volume cannot stop backups for good). A failure writes `last-failure`. Both are also kept in citus_chart.backup_status in the
 # database (one row; not part of the backups).
 # Environment: PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE, BACKUP_DIR,
 # BACKUP_RETENTION_DAYS.
@@ -25,6 +26,18 @@ file_env PGPASSWORD
 case "$BACKUP_RETENTION_DAYS" in
     ''|*[!0-9]*) die "BACKUP_RETENTION_DAYS must be a whole number of days, got '$BACKUP_RETENTION_DAYS'" ;;
 esac
+
+# prune: backups older than BACKUP_RETENTION_DAYS and day-old partial directories go, never the one `latest`
+# names. Also run before a backup: a volume filled by expired backups must not stop backups for good.
+prune() {
+    keep=$(cat "$BACKUP_DIR/latest" 2>/dev/null) || keep=
+    find "$BACKUP_DIR" -mindepth 1 -maxdepth 1 -type d -name '2*' -mtime +"$BACKUP_RETENTION_DAYS" | while read -r old; do
+        [ "${old##*/}" != "$keep" ] || continue
+        log "removing $old (older than $BACKUP_RETENTION_DAYS days)"
+        rm -rf "$old"
+    done
+    find "$BACKUP_DIR" -mindepth 1 -maxdepth 1 -type d -name '.partial-*' -mmin +1440 -exec rm -rf {} +
+}
 
 sql() {
     psql_strict "$@"
@@ -85,8 +98,10 @@ UPDATE citus_chart.backup_status
 SQL
 }
 
-mkdir -p "$partial"
 trap record_failure EXIT
+step="removing expired backups"
+prune
+mkdir -p "$partial"
 
 step="connecting to $PGHOST"
 log "backing up database $PGDATABASE from $PGHOST into $final"
@@ -386,9 +401,4 @@ record_status success "$stamp" "" >/dev/null || die "recording the success in ci
 log "backup $stamp complete: $(du -sk "$final" | cut -f1) KiB, $tables table(s), $calls Citus call(s)"
 
 step="removing old backups"
-find "$BACKUP_DIR" -mindepth 1 -maxdepth 1 -type d -name '2*' -mtime +"$BACKUP_RETENTION_DAYS" | while read -r old; do
-    [ "$old" != "$final" ] || continue
-    log "removing $old (older than $BACKUP_RETENTION_DAYS days)"
-    rm -rf "$old"
-done
-find "$BACKUP_DIR" -mindepth 1 -maxdepth 1 -type d -name '.partial-*' -mmin +1440 -exec rm -rf {} +
+prune

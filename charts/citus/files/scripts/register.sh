@@ -194,7 +194,16 @@ for host in $WORKER_HOSTS; do
                 || die "citus_activate_node($host, $CITUS_WORKER_PORT) failed"
             log "worker $host:$CITUS_WORKER_PORT was inactive (node ${state% *}): re-activated" ;;
         *)
-            log "worker $host:$CITUS_WORKER_PORT already registered and active (node ${state% *})" ;;
+            log "worker $host:$CITUS_WORKER_PORT already registered and active (node ${state% *})"
+            # A worker whose volume was lost starts on a new, empty data directory and still looks registered:
+            # Citus would route queries to shards it no longer has. Its own copy of the metadata tells.
+            placed=$(echo "SELECT count(*) FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid) WHERE n.nodename = :'host' AND n.nodeport = :port" \
+                | coord -v host="$host" -v port="$CITUS_WORKER_PORT") || die "cannot count the placements on worker $host"
+            if [ "$placed" != 0 ]; then
+                known=$(echo "SELECT count(*) FROM pg_dist_placement" | sql "$host" "$CITUS_WORKER_PORT") \
+                    || die "cannot read the metadata of worker $host"
+                [ "$known" != 0 ] || die "worker $host holds $placed shard placement(s) by the coordinator's metadata, but its own data directory has no Citus metadata: it was initialised again (volume lost or replaced, or persistence disabled), and the shards that lived there are gone. Nothing was changed. Restore that volume if you can; otherwise restore the data from a backup into a new release (README: backups)"
+            fi ;;
     esac
 done
 

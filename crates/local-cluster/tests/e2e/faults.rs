@@ -4,7 +4,8 @@
 //! hook pod dies leaves no worker closed to shards once a later revision keeps it (D3); a reference table
 //! without primary key does not stop a scale-out (D1); a worker added while a rebalance runs gets shards (D8);
 //! a changed clusterDomain is refused instead of registering every node a second time (D17); so is a changed
-//! auth.database, naming the value (D15).
+//! auth.database, naming the value (D15); a worker whose volume was lost is not taken for a registered one
+//! (D19).
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::citus_cluster::assert_registered;
 use crate::util::Env;
 use crate::util::{self, COORDINATOR, SOCKET};
 
-crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice, a_changed_database_name_is_refused_naming_the_value);
+crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice, a_changed_database_name_is_refused_naming_the_value, a_worker_that_lost_its_volume_stops_the_next_registration);
 
 const ROWS: u32 = 50_000;
 
@@ -341,5 +342,35 @@ fn a_changed_database_name_is_refused_naming_the_value(env: &Env) -> anyhow::Res
     );
     // At once, not after the Job's deadline.
     ensure!(started.elapsed() < Duration::from_secs(25) + util::READY, "refused after {:?}", started.elapsed());
+    Ok(())
+}
+
+fn a_worker_that_lost_its_volume_stops_the_next_registration(env: &Env) -> anyhow::Result<()> {
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&values(2))?;
+    cluster.wait_all_ready(util::READY)?;
+    load(&cluster)?;
+    ensure!(placements_on(&cluster, 1)? > 0, "worker-1 holds no shard");
+
+    // Worker-1's volume is lost (a node's local disk, a deleted claim): its pod starts on an empty one.
+    let worker = "my-citus-worker-1";
+    cluster.hold_pending(worker);
+    cluster.delete_pod(worker)?;
+    let claim = cluster.dir().join(format!("claims/data-{worker}"));
+    for entry in std::fs::read_dir(&claim)? {
+        let path = entry?.path();
+        if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
+    }
+    cluster.release_pending(worker)?;
+    cluster.wait_all_ready(util::READY)?;
+
+    let err = match cluster.upgrade(&values(2)) {
+        Ok(_) => bail!("the registration took worker-1 with its new, empty data directory for a registered worker"),
+        Err(e) => format!("{:#}", anyhow::Error::from(e)),
+    };
+    ensure!(
+        err.contains(&format!("worker {} holds", util::worker_fqdn(1))) && err.contains("was initialised again"),
+        "the registration does not say that worker-1 lost its data: {err}"
+    );
     Ok(())
 }
