@@ -183,7 +183,9 @@ fn redact_env(v: &mut Value) {
                         .and_then(Value::as_str)
                         .map(|n| {
                             let n = n.to_ascii_uppercase();
-                            ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "DSN", "URL", "URI"].iter().any(|w| n.contains(w))
+                            ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "DSN", "URL", "URI"]
+                                .iter()
+                                .any(|w| n.contains(w))
                         })
                         .unwrap_or(false);
                     if secretish {
@@ -360,7 +362,9 @@ mod tests {
                 let list = |kind: &str, items: serde_json::Value| json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items});
                 let body = if path.ends_with("/log") {
                     assert!(uri.contains("container=postgresql") && uri.contains("tailLines=50"), "{uri}");
-                    send.send_response(Response::new(Body::from(b"LOG: password hunter2 accepted, app-pw S3cret-app\n".to_vec())));
+                    send.send_response(Response::new(Body::from(
+                        b"LOG: password hunter2 accepted, app-pw S3cret-app\n".to_vec(),
+                    )));
                     continue;
                 } else if path == "/api/v1/namespaces/db/secrets" {
                     assert!(uri.contains("labelSelector=app.kubernetes.io%2Finstance%3Dprod"), "{uri}");

@@ -244,7 +244,11 @@ fn drain(c: &Cluster) -> Result<(), Failed> {
     )?;
     // The tool retries the cleanup for a while; whatever is left, what it says next must match it.
     let next = j["next"].as_str().unwrap_or("");
-    let says = if j["drained_node"]["cleanup_records_left"] == 0 { "citus_remove_node" } else { "citus_cleanup_orphaned_resources" };
+    let says = if j["drained_node"]["cleanup_records_left"] == 0 {
+        "citus_remove_node"
+    } else {
+        "citus_cleanup_orphaned_resources"
+    };
     ensure(next.contains(says), || r.show())?;
 
     // Leave the cluster usable for other trials.

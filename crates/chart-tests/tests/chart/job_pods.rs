@@ -35,9 +35,13 @@ fn job_and_test_pods_follow_the_coordinators_security_and_scheduling_settings() 
     for (name, spec) in pods {
         let fixed_ids = [&spec["securityContext"]["fsGroup"], &spec["securityContext"]["runAsUser"]]
             .into_iter()
-            .chain(spec["containers"].as_array().into_iter().flatten().flat_map(|c| {
-                [&c["securityContext"]["runAsUser"], &c["securityContext"]["runAsGroup"]]
-            }))
+            .chain(
+                spec["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|c| [&c["securityContext"]["runAsUser"], &c["securityContext"]["runAsGroup"]]),
+            )
             .any(|v| !v.is_null());
         assert!(!fixed_ids, "{name} fixes ids although the security contexts are off: {spec}");
         assert_eq!(spec["tolerations"][0]["key"], "dedicated", "{name}: {spec}");

@@ -144,9 +144,10 @@ impl Node {
             // A Job's pods are `<job>-<n>`: a fault on the Job's name fires in whichever pod runs it.
             let is_target = |name: &str| {
                 name == target
-                    || name.strip_prefix(target.as_str()).and_then(|n| n.strip_prefix('-')).is_some_and(|n| {
-                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-                    })
+                    || name
+                        .strip_prefix(target.as_str())
+                        .and_then(|n| n.strip_prefix('-'))
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             };
             for (_, p) in self.pods.iter_mut().filter(|(name, _)| is_target(name)) {
                 if fs::read_to_string(p.log_path()).is_ok_and(|log| log.contains(line.as_str())) {

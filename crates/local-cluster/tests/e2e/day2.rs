@@ -111,7 +111,8 @@ impl Model {
 
 fn a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluster(env: &Env) -> anyhow::Result<()> {
     let seed: u64 = std::env::var("DAY2_SEED").ok().map(|s| s.parse()).transpose().context("DAY2_SEED")?.unwrap_or(1);
-    let steps: u32 = std::env::var("DAY2_STEPS").ok().map(|s| s.parse()).transpose().context("DAY2_STEPS")?.unwrap_or(8);
+    let steps: u32 =
+        std::env::var("DAY2_STEPS").ok().map(|s| s.parse()).transpose().context("DAY2_STEPS")?.unwrap_or(8);
     let mut model = Model { rng: Rng(seed), workers: 3, work_mem: 4, backups: 0 };
     let mut cluster = util::cluster(env.postgres()?)?;
     cluster.install(&model.values(3))?;
@@ -176,7 +177,11 @@ fn run_step(cluster: &mut Cluster, model: &mut Model, step: &Step) -> anyhow::Re
             note += &applied(r, model, w);
         }
         Step::Rollback(revision) => {
-            let values = cluster.revisions(RELEASE).get(revision as usize - 1).map(|v| (*v).clone()).context("no such revision")?;
+            let values = cluster
+                .revisions(RELEASE)
+                .get(revision as usize - 1)
+                .map(|v| (*v).clone())
+                .context("no such revision")?;
             let n = values["worker"]["replicaCount"].as_u64().context("replicaCount")? as u32;
             let r = cluster.rollback(RELEASE, revision);
             if r.is_ok() {
@@ -254,10 +259,15 @@ fn sql(cluster: &Cluster, query: &str) -> anyhow::Result<String> {
 /// Every pod ready, no Citus background job running (bounded).
 fn settle(cluster: &mut Cluster) -> anyhow::Result<()> {
     cluster.wait_all_ready(SETTLE)?;
-    let running = "SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing')";
+    let running =
+        "SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing')";
     let deadline = Instant::now() + SETTLE;
     while sql(cluster, running)? != "0" {
-        ensure!(Instant::now() < deadline, "a background job still runs: {}", sql(cluster, "SELECT * FROM citus_rebalance_status()")?);
+        ensure!(
+            Instant::now() < deadline,
+            "a background job still runs: {}",
+            sql(cluster, "SELECT * FROM citus_rebalance_status()")?
+        );
         cluster.tick()?;
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -274,13 +284,26 @@ fn check_invariants(cluster: &Cluster, model: &Model) -> anyhow::Result<()> {
          WHERE n.nodeid IS NULL OR NOT n.isactive",
     )?;
     ensure!(misplaced == "0", "{misplaced} placement(s) on unregistered or inactive nodes");
-    let unhealthy = sql(cluster, "SELECT count(*) FROM citus_check_cluster_node_health() WHERE NOT coalesce(result, false)")?;
-    ensure!(unhealthy == "0", "node pairs that cannot connect: {}", sql(cluster, "SELECT * FROM citus_check_cluster_node_health() WHERE NOT coalesce(result, false)")?);
-    let closed = sql(cluster, "SELECT coalesce(string_agg(nodename, ' '), '') FROM pg_dist_node WHERE groupid <> 0 AND NOT shouldhaveshards")?;
+    let unhealthy =
+        sql(cluster, "SELECT count(*) FROM citus_check_cluster_node_health() WHERE NOT coalesce(result, false)")?;
+    ensure!(
+        unhealthy == "0",
+        "node pairs that cannot connect: {}",
+        sql(cluster, "SELECT * FROM citus_check_cluster_node_health() WHERE NOT coalesce(result, false)")?
+    );
+    let closed = sql(
+        cluster,
+        "SELECT coalesce(string_agg(nodename, ' '), '') FROM pg_dist_node WHERE groupid <> 0 AND NOT shouldhaveshards",
+    )?;
     ensure!(closed.is_empty(), "worker(s) closed to shards with no drain running: {closed}");
-    let registered = sql(cluster, "SELECT string_agg(nodename, ' ' ORDER BY nodename) FROM pg_dist_node WHERE groupid <> 0")?;
+    let registered =
+        sql(cluster, "SELECT string_agg(nodename, ' ' ORDER BY nodename) FROM pg_dist_node WHERE groupid <> 0")?;
     let expected: Vec<String> = (0..model.workers).map(util::worker_fqdn).collect();
-    ensure!(registered == expected.join(" "), "registered workers: {registered}; the release has {}", expected.join(" "));
+    ensure!(
+        registered == expected.join(" "),
+        "registered workers: {registered}; the release has {}",
+        expected.join(" ")
+    );
     let mut cleanup = String::new();
     for _ in 0..120 {
         cleanup = sql(cluster, "SELECT count(*) FROM pg_dist_cleanup")?;
@@ -292,16 +315,18 @@ fn check_invariants(cluster: &Cluster, model: &Model) -> anyhow::Result<()> {
     ensure!(cleanup == "0", "{cleanup} pg_dist_cleanup record(s) stay");
     let app = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
     let ddl = "ALTER TABLE writes ALTER COLUMN payload SET DEFAULT 'ddl';\nSELECT count(*) FROM writes w JOIN kinds k ON k.kind = 1 + w.id % 10";
-    util::psql(cluster, COORDINATOR, &app, ddl).context("distributed DDL and a multi-shard query as the application user")?;
+    util::psql(cluster, COORDINATOR, &app, ddl)
+        .context("distributed DDL and a multi-shard query as the application user")?;
     Ok(())
 }
 
 /// Every acknowledged id is in the table (once: it is the primary key).
 fn check_acknowledged(cluster: &Cluster, acked: &[u64]) -> anyhow::Result<()> {
-    let stored: std::collections::BTreeSet<u64> = sql(cluster, "SELECT coalesce(string_agg(id::text, ' '), '') FROM writes")?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let stored: std::collections::BTreeSet<u64> =
+        sql(cluster, "SELECT coalesce(string_agg(id::text, ' '), '') FROM writes")?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
     let lost: Vec<&u64> = acked.iter().filter(|id| !stored.contains(id)).collect();
     ensure!(lost.is_empty(), "{} acknowledged write(s) missing, e.g. {:?}", lost.len(), &lost[..lost.len().min(10)]);
     Ok(())
@@ -315,10 +340,10 @@ fn check_acknowledged(cluster: &Cluster, acked: &[u64]) -> anyhow::Result<()> {
 const WRITER: &str = r#"exec 9>$DIR/lock
 flock -n 9 || exit 0
 echo running > $DIR/state
-i=$(cat $DIR/next 2>/dev/null || echo 0)
+i=$(cat $DIR/next 2>/dev/null) || i=0
 while [ ! -e $DIR/stop ]; do
   i=$((i + 1))
-  echo "$i" > $DIR/next
+  echo "$i" > $DIR/next.new && mv $DIR/next.new $DIR/next
   if psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -U postgres -d citus -c "INSERT INTO writes (id, payload) VALUES ($i, 'row-$i')" >/dev/null 2>&1; then
     echo "$i" >> $DIR/ok
   else

@@ -52,7 +52,8 @@ fn load(cluster: &Cluster) -> anyhow::Result<()> {
 
 /// Count and checksum of every row of `items`.
 fn checksum(cluster: &Cluster) -> anyhow::Result<String> {
-    let sums = sql(cluster, "SELECT count(*) || ' ' || md5(string_agg(id || ':' || payload, ',' ORDER BY id)) FROM items")?;
+    let sums =
+        sql(cluster, "SELECT count(*) || ' ' || md5(string_agg(id || ':' || payload, ',' ORDER BY id)) FROM items")?;
     ensure!(sums.starts_with(&format!("{ROWS} ")), "items: {sums}");
     Ok(sums)
 }
@@ -60,8 +61,11 @@ fn checksum(cluster: &Cluster) -> anyhow::Result<String> {
 /// Placements of `items` on worker `n`.
 fn placements_on(cluster: &Cluster, n: u32) -> anyhow::Result<u32> {
     let w = util::worker_fqdn(n);
-    Ok(sql(cluster, &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'items'::regclass AND nodename = '{w}'"))?
-        .parse()?)
+    Ok(sql(
+        cluster,
+        &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'items'::regclass AND nodename = '{w}'"),
+    )?
+    .parse()?)
 }
 
 /// `nodename=shouldhaveshards` of every worker, by name.
@@ -129,7 +133,8 @@ fn a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_a
     match run_job(&mut cluster, &stale)? {
         Ok(log) => bail!("the drain of a rollback that deletes worker-3 succeeded with the coordinator down:\n{log}"),
         Err(e) => ensure!(
-            e.contains("would delete my-citus-worker-3") && e.contains("roll back to a revision that has as many workers"),
+            e.contains("would delete my-citus-worker-3")
+                && e.contains("roll back to a revision that has as many workers"),
             "the refusal does not name the doomed pod and the way out: {e}"
         ),
     }
@@ -215,11 +220,17 @@ fn a_reference_table_without_primary_key_does_not_stop_a_scale_out(env: &Env) ->
     ensure!(log.contains("WARNING: reference table(s) without primary key") && log.contains("countries"), "{log}");
     util::wait_rebalance(&cluster, Duration::from_secs(300))?;
     let w2 = util::worker_fqdn(2);
-    let copies = sql(&cluster, &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'countries'::regclass AND nodename = '{w2}'"))?;
+    let copies = sql(
+        &cluster,
+        &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'countries'::regclass AND nodename = '{w2}'"),
+    )?;
     ensure!(copies == "1", "countries on worker-2: {copies}");
     ensure!(placements_on(&cluster, 2)? > 0, "worker-2 holds no shard of items");
     ensure!(checksum(&cluster)? == sums, "rows changed");
-    let joined = sql(&cluster, "SELECT count(*) FROM items i JOIN countries c ON c.code = CASE WHEN i.id % 2 = 0 THEN 'fr' ELSE 'jp' END")?;
+    let joined = sql(
+        &cluster,
+        "SELECT count(*) FROM items i JOIN countries c ON c.code = CASE WHEN i.id % 2 = 0 THEN 'fr' ELSE 'jp' END",
+    )?;
     ensure!(joined == ROWS.to_string(), "join with countries: {joined}");
     Ok(())
 }
@@ -284,7 +295,12 @@ fn a_worker_added_while_a_rebalance_runs_gets_shards_too(env: &Env) -> anyhow::R
 
     cluster.upgrade(&values(3))?;
     // The held shard goes free; the rebalance the registration left (or started) ends.
-    util::psql(&cluster, "my-citus-worker-1", &SOCKET, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'")?;
+    util::psql(
+        &cluster,
+        "my-citus-worker-1",
+        &SOCKET,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'",
+    )?;
     util::wait_rebalance(&cluster, Duration::from_secs(300))?;
     ensure!(sql(&cluster, running)? == "0", "a rebalance still runs");
     for n in 0..3 {
@@ -300,7 +316,8 @@ fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: 
     cluster.wait_all_ready(util::READY)?;
     load(&cluster)?;
     let sums = checksum(&cluster)?;
-    let registered = sql(&cluster, "SELECT string_agg(nodename || ':' || groupid, ' ' ORDER BY groupid) FROM pg_dist_node")?;
+    let registered =
+        sql(&cluster, "SELECT string_agg(nodename || ':' || groupid, ' ' ORDER BY groupid) FROM pg_dist_node")?;
 
     // The cluster's DNS now answers for the new domain only, as after a change of clusterDomain.
     let mut changed = values(2);
@@ -359,7 +376,11 @@ fn a_worker_that_lost_its_volume_stops_the_next_registration(env: &Env) -> anyho
     let claim = cluster.dir().join(format!("claims/data-{worker}"));
     for entry in std::fs::read_dir(&claim)? {
         let path = entry?.path();
-        if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?
+        } else {
+            std::fs::remove_file(&path)?
+        }
     }
     cluster.release_pending(worker)?;
     cluster.wait_all_ready(util::READY)?;

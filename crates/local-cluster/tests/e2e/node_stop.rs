@@ -32,7 +32,8 @@ fn a_node_deleted_with_sessions_open_stops_at_once_and_starts_without_recovery(e
     // SIGTERM, what a runtime sends for an image without STOPSIGNAL (a derived image, the HA image) or a
     // container's `lifecycle.stopSignal`: PostgreSQL reads it as a smart shutdown that waits for every session.
     hold_idle_session(&cluster)?;
-    let term = "pm=$(head -n 1 \"$PGDATA/postmaster.pid\"); kill -TERM \"$(awk '{print $4}' /proc/$pm/stat)\"; echo $pm";
+    let term =
+        "pm=$(head -n 1 \"$PGDATA/postmaster.pid\"); kill -TERM \"$(awk '{print $4}' /proc/$pm/stat)\"; echo $pm";
     let out = cluster.exec(WORKER, &["sh", "-c", term], &[], None)?;
     ensure!(out.status.success(), "sending SIGTERM to the container's main process: {}", out.stderr);
     let postmaster = format!("/proc/{}", out.stdout.trim());
@@ -86,9 +87,19 @@ fn a_citus_library_older_than_the_data_stops_the_node_naming_both_versions(env: 
     cluster.wait_all_ready(util::READY)?;
     // The data as a newer Citus left it (what a rollback of a Citus upgrade meets): its extension version is
     // above the library's, in the chart's database.
-    let library = util::psql(&cluster, WORKER, &SOCKET, "SELECT default_version FROM pg_available_extensions WHERE name = 'citus'")?;
+    let library = util::psql(
+        &cluster,
+        WORKER,
+        &SOCKET,
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'citus'",
+    )?;
     let newer = "99.0-1";
-    util::psql(&cluster, WORKER, &SOCKET, &format!("UPDATE pg_extension SET extversion = '{newer}' WHERE extname = 'citus'"))?;
+    util::psql(
+        &cluster,
+        WORKER,
+        &SOCKET,
+        &format!("UPDATE pg_extension SET extversion = '{newer}' WHERE extname = 'citus'"),
+    )?;
 
     let started = Instant::now();
     if cluster.restart_pod(WORKER).is_ok() {
@@ -102,7 +113,10 @@ fn a_citus_library_older_than_the_data_stops_the_node_naming_both_versions(env: 
         "the worker's log does not say what happened and what to do:\n{log}"
     );
     // Refused before the worker waits for the coordinator's update (up to 300 s).
-    ensure!(!log.contains("waiting for the coordinator to update citus"), "it waited for the coordinator first:\n{log}");
+    ensure!(
+        !log.contains("waiting for the coordinator to update citus"),
+        "it waited for the coordinator first:\n{log}"
+    );
     println!("refused {:?} after the restart", started.elapsed());
     Ok(())
 }
