@@ -12,6 +12,8 @@ Each takes no argument: {{ include "citus.path.scripts" . }}.
 {{- define "citus.path.state" -}}/tmp/citus{{- end -}}
 {{- define "citus.path.metrics" -}}/etc/citus/metrics{{- end -}}
 {{/* The exporter's password file, written by the PostgreSQL container (volume exporter-auth). */}}
+{{/* The backup volume in the backup pods; kubectl citus backup list finds it through their BACKUP_DIR. */}}
+{{- define "citus.path.backups" -}}/var/lib/postgresql/backups{{- end -}}
 {{- define "citus.path.exporterAuth" -}}/opt/citus/exporter-auth{{- end -}}
 
 {{/* A Job or test container's command: the named chart script under sh. Takes the script's file name. */}}

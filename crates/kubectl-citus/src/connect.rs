@@ -151,7 +151,7 @@ impl Target {
         })
     }
 
-    /// Where to connect: the direct settings, or a port-forward to `<fullname>-coordinator-0:5432` with the
+    /// Where to connect: the direct settings, or a port-forward to `<fullname>-coordinator-0`'s postgresql port with the
     /// superuser's password from the release's Secret.
     pub async fn endpoint(self) -> Result<Endpoint> {
         let (params, forward, how) = match (&self.kube, &self.direct) {
@@ -166,7 +166,7 @@ impl Target {
                 let r = &k.release;
                 let secret = self.args.secret.clone().unwrap_or_else(|| r.secret());
                 let password = k8s::read_password(&k.client, &r.namespace, &secret, &self.args.secret_key).await?;
-                let fwd = k8s::port_forward(&k.client, &r.namespace, &r.coordinator_pod(), 5432).await?;
+                let fwd = k8s::port_forward(&k.client, &r.namespace, &r.coordinator_pod(), "postgresql").await?;
                 let p = PgParams {
                     host: "127.0.0.1".into(),
                     port: fwd.local_port,

@@ -124,7 +124,19 @@ impl Drop for Forwarder {
     }
 }
 
-pub async fn port_forward(client: &Client, namespace: &str, pod: &str, port: u16) -> Result<Forwarder> {
+/// The number of the container port called `name` in a pod's spec.
+fn named_port(pod: &Pod, name: &str) -> Option<u16> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .find_map(|p| (p.name.as_deref() == Some(name)).then(|| u16::try_from(p.container_port).ok()).flatten())
+}
+
+/// A port-forward to the container port called `port_name` of the pod (its number comes from the pod: a
+/// release may set coordinator.containerPorts.postgresql).
+pub async fn port_forward(client: &Client, namespace: &str, pod: &str, port_name: &str) -> Result<Forwarder> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let p = pods.get(pod).await.map_err(|e| {
         let fix = match kube_status(&e) {
@@ -135,13 +147,18 @@ pub async fn port_forward(client: &Client, namespace: &str, pod: &str, port: u16
         };
         Error::kube(format!("reading pod {namespace}/{pod}"), fix, e)
     })?;
-    let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
+    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
     if phase != "Running" {
         return Err(Error::Release {
             problem: format!("pod {namespace}/{pod} is {phase}, not Running"),
             fix: format!("wait for it (kubectl get pod -n {namespace} {pod} -w) or look at kubectl describe pod"),
         });
     }
+    let port = named_port(&p, port_name).ok_or_else(|| Error::Release {
+        problem: format!("pod {namespace}/{pod} has no container port named {port_name}"),
+        fix: "check that the release was installed by this chart (kubectl get pod -o yaml), or connect with --dsn"
+            .into(),
+    })?;
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .await
         .map_err(|e| Error::io("opening a local port for the port-forward", "check the loopback interface", e))?;
@@ -369,9 +386,10 @@ pub async fn job_logs(client: &Client, namespace: &str, job: &str) -> Result<Str
 }
 
 /// The listing Job's script: one line per backup directory (name, KiB, mtime), then the pod's clock, so that
-/// ages do not depend on the local clock. POSIX sh; runs in the backup image.
+/// ages do not depend on the local clock. POSIX sh; runs in the backup image, in the CronJob's container
+/// whose `BACKUP_DIR` names where the chart mounts the backup volume.
 pub const LIST_SCRIPT: &str = r#"set -eu
-cd /backups
+cd "${BACKUP_DIR:?the backup CronJob sets no BACKUP_DIR: upgrade the release to this chart version}"
 for d in 2* .partial-*; do
   [ -d "$d" ] || continue
   printf 'backup\t%s\t%s\t%s\n' "$d" "$(du -sk "$d" | cut -f1)" "$(stat -c %Y "$d")"
@@ -466,6 +484,19 @@ mod tests {
     use serde_json::json;
     use tower_test::mock;
 
+    #[test]
+    fn the_forwarded_port_is_the_pods_named_postgresql_port() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "my-citus-coordinator-0"},
+            "spec": {"containers": [
+                {"name": "metrics", "ports": [{"name": "http-metrics", "containerPort": 9187}]},
+                {"name": "postgresql", "ports": [{"name": "postgresql", "containerPort": 6432}]}]}
+        }))
+        .unwrap();
+        assert_eq!(named_port(&pod, "postgresql"), Some(6432));
+        assert_eq!(named_port(&pod, "nope"), None);
+    }
+
     type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
     fn mock_client() -> (Client, Handle) {
@@ -553,7 +584,7 @@ mod tests {
                        "status": {"phase": "Pending"}}),
             );
         });
-        let e = port_forward(&client, "db", "prod-citus-coordinator-0", 5432).await.err().unwrap().to_string();
+        let e = port_forward(&client, "db", "prod-citus-coordinator-0", "postgresql").await.err().unwrap().to_string();
         assert!(e.contains("is Pending, not Running"), "{e}");
         server.await.unwrap();
     }
@@ -566,13 +597,16 @@ mod tests {
             respond(
                 send,
                 StatusCode::OK,
-                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c-0"}, "status": {"phase": "Running"}}),
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c-0"}, "status": {"phase": "Running"},
+                       "spec": {"containers": [{"name": "postgresql",
+                                                "ports": [{"name": "postgresql", "containerPort": 6432}]}]}}),
             );
             // The WebSocket upgrade to the pod's portforward subresource.
             let (req, send) = handle.next_request().await.unwrap();
             let uri = req.uri().to_string();
             assert!(uri.starts_with("/api/v1/namespaces/db/pods/c-0/portforward?"), "{uri}");
-            assert!(uri.contains("ports=5432"), "{uri}");
+            // The pod's own port number (coordinator.containerPorts.postgresql), not a default.
+            assert!(uri.contains("ports=6432"), "{uri}");
             assert_eq!(req.headers().get(http::header::UPGRADE).unwrap(), "websocket");
             respond(
                 send,
@@ -581,7 +615,7 @@ mod tests {
                        "reason": "Forbidden", "code": 403}),
             );
         });
-        let e = port_forward(&client, "db", "c-0", 5432).await.err().unwrap().to_string();
+        let e = port_forward(&client, "db", "c-0", "postgresql").await.err().unwrap().to_string();
         assert!(e.contains("opening a port-forward to pod db/c-0 failed: forbidden"), "{e}");
         assert!(e.contains("create on pods/portforward"), "{e}");
         server.await.unwrap();

@@ -49,3 +49,17 @@ fn job_and_test_pods_follow_the_coordinators_security_and_scheduling_settings() 
         assert_eq!(spec["priorityClassName"], "db-critical", "{name}: {spec}");
     }
 }
+
+/// `kubectl citus backup list` runs its listing in a Job made from the backup CronJob and reads the volume at
+/// `$BACKUP_DIR`: that must be where the CronJob mounts the `backups` volume.
+#[test]
+fn the_backup_cronjob_says_where_it_mounts_the_backups() {
+    let docs = render(&json!({"backup": {"enabled": true}}));
+    let cron = docs.iter().find(|d| d.kind() == "CronJob").expect("backup CronJob");
+    let container = &cron.value["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let env =
+        container["env"].as_array().and_then(|e| e.iter().find(|v| v["name"] == "BACKUP_DIR")).expect("BACKUP_DIR");
+    let mount =
+        container["volumeMounts"].as_array().and_then(|m| m.iter().find(|v| v["name"] == "backups")).expect("mount");
+    assert_eq!(env["value"], mount["mountPath"], "{container}");
+}
