@@ -50,6 +50,16 @@ fn load(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A release with `workers` workers, ready, holding [`load`]'s tables; returns it with the checksum of items.
+fn loaded(env: &Env, workers: u32) -> anyhow::Result<(util::TestCluster, String)> {
+    let mut cluster = util::cluster(env.postgres()?)?;
+    cluster.install(&values(workers))?;
+    cluster.wait_all_ready(util::READY)?;
+    load(&cluster)?;
+    let sums = checksum(&cluster)?;
+    Ok((cluster, sums))
+}
+
 /// Count and checksum of every row of `items`.
 fn checksum(cluster: &Cluster) -> anyhow::Result<String> {
     let sums =
@@ -97,6 +107,14 @@ fn stored_drain_job(cluster: &mut Cluster, manifest: &Manifest, revision: u32, l
     Ok(job)
 }
 
+/// The error of a Helm command that must fail; `what` says what went through when it did not.
+fn refusal(result: local_cluster::Result<Manifest>, what: &str) -> anyhow::Result<String> {
+    match result {
+        Ok(_) => bail!("{what}"),
+        Err(e) => Ok(format!("{:#}", anyhow::Error::from(e))),
+    }
+}
+
 /// Runs `job` to its end: Ok(log) when it succeeded, Err(log) when it failed.
 fn run_job(cluster: &mut Cluster, job: &Value) -> anyhow::Result<Result<String, String>> {
     match cluster.run_job(job) {
@@ -111,16 +129,12 @@ fn run_job(cluster: &mut Cluster, job: &Value) -> anyhow::Result<Result<String, 
 fn a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&values(2))?;
-    cluster.wait_all_ready(util::READY)?;
-    load(&cluster)?;
+    let (mut cluster, sums) = loaded(env, 2)?;
     // Revision 2 (3 workers) was rendered while 2 ran; revision 3 has 4 workers, each holding shards.
     let rev2 = cluster.upgrade(&values(3))?;
     util::wait_rebalance(&cluster, Duration::from_secs(300))?;
     let rev3 = cluster.upgrade(&values(4))?;
     util::wait_rebalance(&cluster, Duration::from_secs(300))?;
-    let sums = checksum(&cluster)?;
     ensure!(placements_on(&cluster, 3)? > 0, "worker-3 holds no shard");
 
     // The coordinator goes down (as after a bad revision): no process, no address.
@@ -163,11 +177,7 @@ fn a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_a
 }
 
 fn a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&values(4))?;
-    cluster.wait_all_ready(util::READY)?;
-    load(&cluster)?;
-    let sums = checksum(&cluster)?;
+    let (mut cluster, sums) = loaded(env, 4)?;
     for n in 2..4 {
         ensure!(placements_on(&cluster, n)? > 0, "worker-{n} holds no shard");
     }
@@ -203,17 +213,13 @@ fn a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it(
 }
 
 fn a_reference_table_without_primary_key_does_not_stop_a_scale_out(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&values(2))?;
-    cluster.wait_all_ready(util::READY)?;
-    load(&cluster)?;
+    let (mut cluster, sums) = loaded(env, 2)?;
     sql(
         &cluster,
         "CREATE TABLE countries (code text, name text);\n\
          SELECT create_reference_table('countries') \\g /dev/null\n\
          INSERT INTO countries VALUES ('fr', 'France'), ('jp', 'Japan');",
     )?;
-    let sums = checksum(&cluster)?;
 
     cluster.upgrade(&values(3)).context("the scale-out failed")?;
     let log = cluster.logs(&last_pod(&cluster, "my-citus-register-workers")?)?;
@@ -271,11 +277,7 @@ fn hold_shard(cluster: &Cluster, shard: &str) -> anyhow::Result<()> {
 }
 
 fn a_worker_added_while_a_rebalance_runs_gets_shards_too(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&values(2))?;
-    cluster.wait_all_ready(util::READY)?;
-    load(&cluster)?;
-    let sums = checksum(&cluster)?;
+    let (mut cluster, sums) = loaded(env, 2)?;
 
     // A rebalance that runs while the scale-out registers worker-2: it moves shards off worker-1 online and is
     // held at a locked shard of worker-1, so it is still running when the registration looks.
@@ -311,21 +313,14 @@ fn a_worker_added_while_a_rebalance_runs_gets_shards_too(env: &Env) -> anyhow::R
 }
 
 fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&values(2))?;
-    cluster.wait_all_ready(util::READY)?;
-    load(&cluster)?;
-    let sums = checksum(&cluster)?;
+    let (mut cluster, sums) = loaded(env, 2)?;
     let registered =
         sql(&cluster, "SELECT string_agg(nodename || ':' || groupid, ' ' ORDER BY groupid) FROM pg_dist_node")?;
 
     // The cluster's DNS now answers for the new domain only, as after a change of clusterDomain.
     let mut changed = values(2);
     changed["clusterDomain"] = json!("k8s.example");
-    let err = match cluster.upgrade(&changed) {
-        Ok(_) => bail!("the upgrade that changes clusterDomain went through"),
-        Err(e) => format!("{:#}", anyhow::Error::from(e)),
-    };
+    let err = refusal(cluster.upgrade(&changed), "the upgrade that changes clusterDomain went through")?;
     ensure!(
         err.contains("registered under another cluster domain") && err.contains("Set clusterDomain back"),
         "the refusal does not say what happened and what to do: {err}"
@@ -349,10 +344,7 @@ fn a_changed_database_name_is_refused_naming_the_value(env: &Env) -> anyhow::Res
     let mut changed = values(1);
     changed["auth"]["database"] = json!("shop");
     let started = std::time::Instant::now();
-    let err = match cluster.upgrade(&changed) {
-        Ok(_) => bail!("the upgrade that renames the database went through"),
-        Err(e) => format!("{:#}", anyhow::Error::from(e)),
-    };
+    let err = refusal(cluster.upgrade(&changed), "the upgrade that renames the database went through")?;
     ensure!(
         err.contains("has no database shop") && err.contains("Set auth.database back"),
         "the refusal does not name the value and the way back: {err}"
@@ -363,10 +355,7 @@ fn a_changed_database_name_is_refused_naming_the_value(env: &Env) -> anyhow::Res
 }
 
 fn a_worker_that_lost_its_volume_stops_the_next_registration(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&values(2))?;
-    cluster.wait_all_ready(util::READY)?;
-    load(&cluster)?;
+    let (mut cluster, _) = loaded(env, 2)?;
     ensure!(placements_on(&cluster, 1)? > 0, "worker-1 holds no shard");
 
     // Worker-1's volume is lost (a node's local disk, a deleted claim): its pod starts on an empty one.
