@@ -218,12 +218,17 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
         ensure!(key > 1 << 48, "a key inserted through worker-0 is {key}, not from its sequence range");
     }
 
-    // An expired backup from long ago: removed only after a backup succeeded.
+    // Two expired backups from long ago, the newer one named by `latest`: every run removes expired backups
+    // first (a volume they fill must not stop backups for good, review D11), never the one `latest` names.
     let backups = a.dir().join("claims/my-citus-backup");
     let expired = backups.join("20200101T020000Z");
-    std::fs::create_dir_all(&expired)?;
-    let touched = Command::new("touch").args(["-d", "30 days ago"]).arg(&expired).status()?;
-    ensure!(touched.success(), "touch -d {}", expired.display());
+    let last_good = backups.join("20200102T020000Z");
+    for dir in [&expired, &last_good] {
+        std::fs::create_dir_all(dir)?;
+        let touched = Command::new("touch").args(["-d", "30 days ago"]).arg(dir).status()?;
+        ensure!(touched.success(), "touch -d {}", dir.display());
+    }
+    std::fs::write(backups.join("latest"), "20200102T020000Z\n")?;
 
     // Something the backup cannot restore makes it fail at backup time, naming it.
     util::psql(
@@ -244,13 +249,15 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     let failure = std::fs::read_to_string(backups.join("last-failure"))?;
     ensure!(failure.contains("failed while checking that every Citus table"), "last-failure: {failure}");
     ensure!(
-        !backups.join("latest").exists() && expired.exists(),
-        "a failed backup wrote latest or removed an expired backup"
+        std::fs::read_to_string(backups.join("latest"))?.trim() == "20200102T020000Z",
+        "a failed backup changed latest"
     );
+    ensure!(!expired.exists(), "the run kept a backup older than backup.retentionDays");
+    ensure!(last_good.exists(), "the run removed the backup latest names (the newest good one)");
     util::psql(&a, COORDINATOR, &SOCKET, "DROP TABLE legacy")?;
 
     a.run_job(&backup_job(&manifest, "my-citus-backup-manual")?)?;
-    ensure!(!expired.exists(), "the backup older than backup.retentionDays was kept");
+    ensure!(!last_good.exists(), "the expired backup latest named before this one was kept");
     let expected = facts(&a)?;
     let latest = std::fs::read_to_string(backups.join("latest"))?.trim().to_owned();
     let backup = backups.join(&latest);
