@@ -56,7 +56,12 @@ psql_strict() {
 # logs in as the superuser.
 SECRET_SESSION_OPTIONS='-c log_statement=none -c log_min_duration_statement=-1 -c log_min_duration_sample=-1 -c log_transaction_sample_rate=0 -c log_duration=off -c log_min_error_statement=panic -c debug_print_parse=off -c debug_print_rewritten=off -c debug_print_plan=off -c auto_explain.log_min_duration=-1 -c pg_stat_statements.track_utility=off -c citus.log_remote_commands=off'
 
-# psql_secret ARGS...: psql_strict for a session that sends passwords (see SECRET_SESSION_OPTIONS).
+# with_secret_options COMMAND...: COMMAND (a psql) with SECRET_SESSION_OPTIONS added to PGOPTIONS.
+with_secret_options() {
+    PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }$SECRET_SESSION_OPTIONS" "$@"
+}
+
+# psql_secret ARGS...: psql_strict for a session that sends passwords.
 psql_secret() {
-    PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }$SECRET_SESSION_OPTIONS" psql_strict "$@"
+    with_secret_options psql_strict "$@"
 }

@@ -44,7 +44,7 @@ stop_server() {
 }
 
 log "creating or updating role $CITUS_MONITORING_USER"
-if ! PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }$SECRET_SESSION_OPTIONS" psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
+if ! with_secret_options psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKET_DIR" -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
     -v role="$CITUS_MONITORING_USER" <<'SQL'
 \getenv password CITUS_MONITORING_PASSWORD
 BEGIN;

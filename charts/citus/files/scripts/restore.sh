@@ -161,7 +161,7 @@ SQL
 
         # --- 3. roles, then everything else in one transaction ---------------------------------------
         log "restoring backup $name into $PGDATABASE on $PGHOST ($workers worker(s))"
-        PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }$SECRET_SESSION_OPTIONS" psql -X -q -v ON_ERROR_STOP=1 --single-transaction -f "$dir/roles.sql" > /dev/null \
+        with_secret_options psql -X -q -v ON_ERROR_STOP=1 --single-transaction -f "$dir/roles.sql" > /dev/null \
             || die "restoring the roles (roles.sql of backup $name) failed with the error above (its statement is not shown: it holds a password hash); nothing else was written"
         started=$(date +%s)
         # Each statement that Citus runs on the shards inside this transaction must reuse the connections
