@@ -214,12 +214,12 @@ if [ "$HOOK" = true ]; then
         || die "CALL citus_finish_citus_upgrade() failed on the coordinator (the error above); the workers stay as they are: fix the cause and run the upgrade again"
 fi
 
-# citus_add_node does not copy reference tables to a new worker (Citus >= 11 defers that to the first
-# rebalance), and until they are there no shard can be moved onto it: copy them now (no-op when complete).
-# In auto mode Citus checks the replica identity of every reference table, and one lookup table without a
-# primary key would fail every scale-out: those are copied with block_writes (writes to reference tables
-# wait during the copy), and the log says which tables to fix.
-ref_mode=$MODE
+# citus_add_node does not copy reference tables to a new worker (Citus >= 11 defers that): the background
+# rebalance copies them as its first task, outside this Job's deadline, however big they are (review D12); with
+# no rebalance, Citus copies them at the next shard move or distributed table creation. In auto mode Citus
+# refuses to copy a reference table without replica identity, and one lookup table without a primary key would
+# fail every scale-out (D1): while one is missing on a node, this Job copies them with block_writes (writes to
+# reference tables wait during the copy), bounded by its deadline, and the log says which tables to fix.
 if [ "$MODE" = auto ]; then
     no_identity=$(coord <<'SQL'
 SELECT string_agg(t.logicalrelid::regclass::text, ', ' ORDER BY t.logicalrelid::regclass::text)
@@ -227,15 +227,21 @@ SELECT string_agg(t.logicalrelid::regclass::text, ', ' ORDER BY t.logicalrelid::
  WHERE t.partmethod = 'n' AND t.repmodel = 't'
    AND (c.relreplident = 'n'
         OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+   AND EXISTS (SELECT 1 FROM pg_dist_node n
+                WHERE n.isactive AND n.noderole = 'primary'
+                  AND NOT EXISTS (SELECT 1 FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
+                                   WHERE s.logicalrelid = t.logicalrelid AND p.groupid = n.groupid))
 SQL
     ) || die "cannot check the replica identity of the reference tables"
     if [ -n "$no_identity" ]; then
-        ref_mode=block_writes
-        log "WARNING: reference table(s) without primary key or replica identity: $no_identity. They cannot be copied online: new workers get them with block_writes (writes to reference tables wait during the copy). Add a primary key (or REPLICA IDENTITY FULL) to copy them online"
+        log "WARNING: reference table(s) without primary key or replica identity: $no_identity. They cannot be copied online: new workers get them now with block_writes (writes to reference tables wait during the copy). Add a primary key (or REPLICA IDENTITY FULL) so that the background rebalance copies them online"
+        left=$(( DEADLINE - $(date +%s) ))
+        [ "$left" -gt 0 ] || left=1
+        echo "SET statement_timeout = :'timeout'; SELECT replicate_reference_tables(shard_transfer_mode => 'block_writes')" \
+            | coord -v timeout="${left}s" >/dev/null \
+            || die "copying the reference tables with block_writes failed or did not end within the Job's deadline (workerRegistration.activeDeadlineSeconds=$WAIT_SECONDS; the error above). Add a primary key or REPLICA IDENTITY FULL to $no_identity so that the background rebalance copies every reference table online, or raise workerRegistration.activeDeadlineSeconds; then run the upgrade again"
     fi
 fi
-echo "SELECT replicate_reference_tables(shard_transfer_mode => :'mode')" | coord -v mode="$ref_mode" >/dev/null \
-    || die "replicate_reference_tables(shard_transfer_mode => $ref_mode) failed"
 
 # An abandoned drain (its hook pod killed, or Helm gave up and the user rolled back or kept the workers) left
 # workers of this release at shouldhaveshards=false, recorded in citus_chart.draining; every later rebalance

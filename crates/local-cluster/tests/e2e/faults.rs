@@ -2,7 +2,8 @@
 //! a release change that would delete workers while the coordinator is down is refused, whatever `lookup`
 //! answered when its revision was rendered (D2), and one that deletes none goes through (D10); a drain whose
 //! hook pod dies leaves no worker closed to shards once a later revision keeps it (D3); a reference table
-//! without primary key does not stop a scale-out (D1); a worker added while a rebalance runs gets shards (D8);
+//! without primary key does not stop a scale-out (D1), nor does one that cannot be copied before the
+//! registration Job's deadline (D12); a worker added while a rebalance runs gets shards (D8);
 //! a changed clusterDomain is refused instead of registering every node a second time (D17); so is a changed
 //! auth.database, naming the value (D15); a worker whose volume was lost is not taken for a registered one
 //! (D19).
@@ -17,7 +18,7 @@ use crate::citus_cluster::assert_registered;
 use crate::util::Env;
 use crate::util::{self, COORDINATOR, SOCKET};
 
-crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice, a_changed_database_name_is_refused_naming_the_value, a_worker_that_lost_its_volume_stops_the_next_registration);
+crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_reference_table_that_cannot_be_copied_now_does_not_hold_the_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice, a_changed_database_name_is_refused_naming_the_value, a_worker_that_lost_its_volume_stops_the_next_registration);
 
 const ROWS: u32 = 50_000;
 
@@ -254,26 +255,37 @@ fn last_pod(cluster: &Cluster, job: &str) -> anyhow::Result<String> {
     Ok(format!("{job}-{n}"))
 }
 
-/// In worker-1's pod: a session that holds an EXCLUSIVE lock on `shard` until it is ended. Shard sizes can
-/// still be read (the rebalancer plans with them), but an online move cannot start: its publication needs a
-/// SHARE UPDATE EXCLUSIVE lock.
-fn hold_shard(cluster: &Cluster, shard: &str) -> anyhow::Result<()> {
+/// In `pod`: a session that holds an EXCLUSIVE lock on `shard` until it is ended (application_name
+/// `holder`). Shard sizes can still be read (the rebalancer plans with them), but an online copy cannot start:
+/// its publication needs a SHARE UPDATE EXCLUSIVE lock.
+fn hold_shard(cluster: &Cluster, pod: &str, shard: &str) -> anyhow::Result<()> {
     let script = format!(
         "{{ echo 'BEGIN;'; echo 'SET LOCAL citus.enable_manual_changes_to_shards TO on;'; \
          echo 'LOCK TABLE public.{shard} IN EXCLUSIVE MODE;'; echo 'SELECT pg_sleep(900);'; }} \
          | PGAPPNAME=holder psql -X -q -h /var/run/postgresql -U postgres -d citus >/dev/null 2>&1"
     );
     let start = ["sh", "-c", &format!("nohup sh -c \"{script}\" </dev/null >/dev/null 2>&1 &")];
-    let out = cluster.exec("my-citus-worker-1", &start, &[], None)?;
-    ensure!(out.status.success(), "starting the lock holder: {}", out.stderr);
+    let out = cluster.exec(pod, &start, &[], None)?;
+    ensure!(out.status.success(), "starting the lock holder in {pod}: {}", out.stderr);
     let held = format!("SELECT count(*) FROM pg_locks WHERE relation = to_regclass('public.{shard}') AND mode = 'ExclusiveLock' AND granted");
     for _ in 0..100 {
-        if util::psql(cluster, "my-citus-worker-1", &SOCKET, &held)? == "1" {
+        if util::psql(cluster, pod, &SOCKET, &held)? == "1" {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("the lock on {shard} was not taken")
+    bail!("the lock on {shard} in {pod} was not taken")
+}
+
+/// Ends the sessions of [`hold_shard`] in `pod`.
+fn release_shards(cluster: &Cluster, pod: &str) -> anyhow::Result<()> {
+    util::psql(
+        cluster,
+        pod,
+        &SOCKET,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'",
+    )?;
+    Ok(())
 }
 
 fn a_worker_added_while_a_rebalance_runs_gets_shards_too(env: &Env) -> anyhow::Result<()> {
@@ -283,7 +295,7 @@ fn a_worker_added_while_a_rebalance_runs_gets_shards_too(env: &Env) -> anyhow::R
     // held at a locked shard of worker-1, so it is still running when the registration looks.
     let w1 = util::worker_fqdn(1);
     let shard = sql(&cluster, &format!("SELECT shard_name FROM citus_shards WHERE table_name = 'items'::regclass AND nodename = '{w1}' ORDER BY shardid LIMIT 1"))?;
-    hold_shard(&cluster, &shard)?;
+    hold_shard(&cluster, "my-citus-worker-1", &shard)?;
     sql(
         &cluster,
         &format!(
@@ -297,17 +309,42 @@ fn a_worker_added_while_a_rebalance_runs_gets_shards_too(env: &Env) -> anyhow::R
 
     cluster.upgrade(&values(3))?;
     // The held shard goes free; the rebalance the registration left (or started) ends.
-    util::psql(
-        &cluster,
-        "my-citus-worker-1",
-        &SOCKET,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'",
-    )?;
+    release_shards(&cluster, "my-citus-worker-1")?;
     util::wait_rebalance(&cluster, Duration::from_secs(300))?;
     ensure!(sql(&cluster, running)? == "0", "a rebalance still runs");
     for n in 0..3 {
         ensure!(placements_on(&cluster, n)? > 0, "worker-{n} holds no shard of items after the rebalances");
     }
+    ensure!(checksum(&cluster)? == sums, "rows changed");
+    Ok(())
+}
+
+fn a_reference_table_that_cannot_be_copied_now_does_not_hold_the_scale_out(env: &Env) -> anyhow::Result<()> {
+    let (mut cluster, sums) = loaded(env, 2)?;
+
+    // Every copy of the reference table is locked, as a long copy of a big one would take: a copy to a new
+    // worker cannot start before the registration Job's deadline (30 s here).
+    let shard = sql(&cluster, "SELECT shard_name FROM citus_shards WHERE table_name = 'kinds'::regclass LIMIT 1")?;
+    let holders = ["my-citus-coordinator-0", "my-citus-worker-0", "my-citus-worker-1"];
+    for pod in holders {
+        hold_shard(&cluster, pod, &shard)?;
+    }
+    cluster.upgrade(&values(3)).context("the scale-out failed while the reference table could not be copied")?;
+    let running = "SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running')";
+    ensure!(sql(&cluster, running)? == "1", "no rebalance was left to copy the reference table");
+
+    // Once the copies are free, the rebalance copies the reference table and then moves shards.
+    for pod in holders {
+        release_shards(&cluster, pod)?;
+    }
+    util::wait_rebalance(&cluster, Duration::from_secs(300))?;
+    let w2 = util::worker_fqdn(2);
+    let copies = sql(
+        &cluster,
+        &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'kinds'::regclass AND nodename = '{w2}'"),
+    )?;
+    ensure!(copies == "1", "kinds on worker-2: {copies}");
+    ensure!(placements_on(&cluster, 2)? > 0, "worker-2 holds no shard of items");
     ensure!(checksum(&cluster)? == sums, "rows changed");
     Ok(())
 }
