@@ -50,6 +50,12 @@ psql_strict() {
     psql -X -q -t -A -v ON_ERROR_STOP=1 "$@"
 }
 
+# The mark of a worker that the scale-in hook drains away, in the worker pod's /tmp (an emptyDir: it ends with
+# the pod, and a pod created later for the same ordinal is registered again). The coordinator's registration loop
+# does not register a worker whose mark says "removed"; the mark is written before the worker leaves
+# pg_dist_node, so no round of the loop can find it unregistered and unmarked (review D18).
+RETIRED_MARK=/tmp/citus/retired
+
 # PGOPTIONS for a session whose statements carry a password or its hash: none of them reaches the server log
 # or pg_stat_statements, whatever postgresql.extraConfiguration asks for (statement, duration, sampled and
 # debug logging, auto_explain, Citus's log of remote commands). Some are superuser settings: such a session

@@ -111,7 +111,7 @@ watch() {
             case " $registered " in *" $host "*) continue ;; esac
             getent hosts "$host" >/dev/null 2>&1 || continue
             # A worker the scale-in hook drained and removed keeps running until the StatefulSet shrinks.
-            retired=$(echo "SELECT pg_stat_file('/tmp/citus/retired', true) IS NOT NULL" | sql "$host" "$CITUS_WORKER_PORT" 2>/dev/null) || continue
+            retired=$(echo "SELECT coalesce(pg_read_file('$RETIRED_MARK', 0, 7, true), '') = 'removed'" | sql "$host" "$CITUS_WORKER_PORT" 2>/dev/null) || continue
             [ "$retired" = f ] || continue
             new="$new $host"
         done
@@ -152,6 +152,11 @@ ensure_extension coordinator "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT"
 for host in $WORKER_HOSTS; do
     wait_for worker "$host" "$CITUS_WORKER_PORT"
     ensure_extension worker "$host" "$CITUS_WORKER_PORT"
+    # A revision that keeps a worker whose drain was abandoned after it was marked: the loop may add it again.
+    if [ "$HOOK" = true ]; then
+        echo "COPY (SELECT 'kept') TO '$RETIRED_MARK'" | sql "$host" "$CITUS_WORKER_PORT" >/dev/null \
+            || die "cannot clear the removal mark on worker $host"
+    fi
 done
 
 coord() {

@@ -149,8 +149,19 @@ for line in $leaving; do
     pairs="$pairs${pairs:+,}('$(printf '%s' "$host" | sed "s/'/''/g")', $port)"
 done
 
+# mark_leaving VALUE: VALUE ("removed" or "kept") into every leaving worker's RETIRED_MARK.
+mark_leaving() {
+    for line in $leaving; do
+        host=${line%%|*}
+        rest=${line#*|}
+        port=${rest%%|*}
+        echo "COPY (SELECT :'value') TO '$RETIRED_MARK'" | sql "$host" "$port" -v value="$1" >/dev/null || return 1
+    done
+}
+
 restore() {
     log "the drain failed: the leaving workers get shouldhaveshards=true back, nothing else changes"
+    mark_leaving kept || log "could not take back the removal mark of $names (the registration hook of the next release change does)"
     coord <<SQL >/dev/null || log "could not restore shouldhaveshards=true; run: SELECT citus_set_node_property(nodename, nodeport, 'shouldhaveshards', true) FROM pg_dist_node WHERE nodename IN ($names)"
 SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', true)
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
@@ -160,6 +171,9 @@ SQL
     die "draining $names failed (see the error above); the upgrade is aborted, every worker stays registered"
 }
 
+# Marked before anything moves: the registration loop (the coordinator's, under autoscaling; also on the old pod
+# spec until the coordinator restarts) must never add back a worker this run removes.
+mark_leaving removed || die "cannot mark $names as leaving (the error above); nothing was moved"
 log "draining $names"
 # A run that finds the lock taken says so (e.g. a retried helm upgrade whose first drain outlived Helm's
 # --timeout), waits, and then reports what the other run left to do.
@@ -243,18 +257,15 @@ if [ -n "$left" ]; then
     log "still registered after the drain (placements or pg_dist_cleanup records left for their group): $left"
     restore
 fi
-# A removed worker's pod lives on until the StatefulSet shrinks; the coordinator's registration loop
-# (autoscaling) must not take it back meanwhile. The mark is a file in the pod's /tmp (an emptyDir), so it
-# ends with the pod: a pod created later for the same ordinal is registered again.
-# Then the sessions still open on it are ended while its address answers, so that their clients see the
-# connection closed; cut off later by the pod's deletion, a client that sends on it waits for an answer from
-# an address that is gone.
+# A removed worker's pod lives on until the StatefulSet shrinks (its mark keeps the registration loop away). The
+# sessions still open on it are ended while its address answers, so that their clients see the connection
+# closed; cut off later by the pod's deletion, a client that sends on it waits for an answer from an address
+# that is gone.
 for line in $leaving; do
     host=${line%%|*}
     rest=${line#*|}
     port=${rest%%|*}
-    sql "$host" "$port" >/dev/null <<'SQL' || log "could not mark $host as removed and end its sessions (it is no longer registered and holds no shard)"
-COPY (SELECT 'removed by the scale-in hook') TO '/tmp/citus/retired';
+    sql "$host" "$port" >/dev/null <<'SQL' || log "could not end the sessions on $host (it is no longer registered and holds no shard)"
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid();
 SQL

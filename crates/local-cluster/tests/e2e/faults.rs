@@ -1,7 +1,8 @@
 //! Scaling promises under the faults of the December review (`shared/notes/review-2026-12-defects.md`):
 //! a release change that would delete workers while the coordinator is down is refused, whatever `lookup`
 //! answered when its revision was rendered (D2), and one that deletes none goes through (D10); a drain whose
-//! hook pod dies leaves no worker closed to shards once a later revision keeps it (D3); a reference table
+//! hook pod dies leaves no worker closed to shards once a later revision keeps it (D3), and marked before
+//! it left pg_dist_node, out of the registration loop's reach (D18); a reference table
 //! without primary key does not stop a scale-out (D1), nor does one that cannot be copied before the
 //! registration Job's deadline (D12); a worker added while a rebalance runs gets shards (D8);
 //! a changed clusterDomain is refused instead of registering every node a second time (D17); so is a changed
@@ -190,10 +191,18 @@ fn a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it(
         bail!("the scale-in succeeded although its hook pod was killed");
     }
     ensure!(cluster.statefulset_replicas("my-citus-worker") == Some(4), "the failed scale-in changed the StatefulSet");
+    // The leaving workers were marked before the first shard moved, so no round of the registration loop can
+    // find one removed and unmarked (D18).
+    for n in 2..4 {
+        ensure!(retired_mark(&cluster, n)? == "removed", "worker-{n}'s mark during the drain: {}", retired_mark(&cluster, n)?);
+    }
 
     // The user keeps the 4 workers. Every worker takes shards again, no record of the abandoned drain is
     // left, and a rebalance spreads the shards over all four.
     cluster.upgrade(&values(4))?;
+    for n in 2..4 {
+        ensure!(retired_mark(&cluster, n)? == "kept", "worker-{n}'s mark once kept: {}", retired_mark(&cluster, n)?);
+    }
     let workers: Vec<String> = (0..4).map(|n| format!("{}=true", util::worker_fqdn(n))).collect();
     ensure!(open_to_shards(&cluster)? == workers.join(" "), "after the abandoned drain: {}", open_to_shards(&cluster)?);
     let records = sql(&cluster, "SELECT count(*) FROM citus_chart.draining")?;
@@ -240,6 +249,16 @@ fn a_reference_table_without_primary_key_does_not_stop_a_scale_out(env: &Env) ->
     )?;
     ensure!(joined == ROWS.to_string(), "join with countries: {joined}");
     Ok(())
+}
+
+/// What worker `n`'s removal mark says (empty when it has none).
+fn retired_mark(cluster: &Cluster, n: u32) -> anyhow::Result<String> {
+    util::psql(
+        cluster,
+        &format!("my-citus-worker-{n}"),
+        &SOCKET,
+        "SELECT coalesce(pg_read_file('/tmp/citus/retired', 0, 100, true), '')",
+    )
 }
 
 /// The newest pod of a Job that has a log (`logs/<job>-<n>.log`).
