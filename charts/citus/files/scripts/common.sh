@@ -54,7 +54,16 @@ psql_strict() {
 # the pod, and a pod created later for the same ordinal is registered again). The coordinator's registration loop
 # does not register a worker whose mark says "removed"; the mark is written before the worker leaves
 # pg_dist_node, so no round of the loop can find it unregistered and unmarked (review D18).
-RETIRED_MARK=/tmp/citus/retired
+#
+# mark_worker HOST PORT VALUE: VALUE ("removed" or "kept") becomes the mark of that worker.
+mark_worker() {
+    echo "COPY (SELECT :'value') TO '/tmp/citus/retired'" | psql_strict -h "$1" -p "$2" -v value="$3" >/dev/null
+}
+
+# worker_retired HOST PORT: prints t when that worker's mark says "removed", f otherwise.
+worker_retired() {
+    echo "SELECT coalesce(pg_read_file('/tmp/citus/retired', 0, 7, true), '') = 'removed'" | psql_strict -h "$1" -p "$2"
+}
 
 # PGOPTIONS for a session whose statements carry a password or its hash: none of them reaches the server log
 # or pg_stat_statements, whatever postgresql.extraConfiguration asks for (statement, duration, sampled and

@@ -111,7 +111,7 @@ watch() {
             case " $registered " in *" $host "*) continue ;; esac
             getent hosts "$host" >/dev/null 2>&1 || continue
             # A worker the scale-in hook drained and removed keeps running until the StatefulSet shrinks.
-            retired=$(echo "SELECT coalesce(pg_read_file('$RETIRED_MARK', 0, 7, true), '') = 'removed'" | sql "$host" "$CITUS_WORKER_PORT" 2>/dev/null) || continue
+            retired=$(worker_retired "$host" "$CITUS_WORKER_PORT" 2>/dev/null) || continue
             [ "$retired" = f ] || continue
             new="$new $host"
         done
@@ -154,8 +154,7 @@ for host in $WORKER_HOSTS; do
     ensure_extension worker "$host" "$CITUS_WORKER_PORT"
     # A revision that keeps a worker whose drain was abandoned after it was marked: the loop may add it again.
     if [ "$HOOK" = true ]; then
-        echo "COPY (SELECT 'kept') TO '$RETIRED_MARK'" | sql "$host" "$CITUS_WORKER_PORT" >/dev/null \
-            || die "cannot clear the removal mark on worker $host"
+        mark_worker "$host" "$CITUS_WORKER_PORT" kept || die "cannot clear the removal mark on worker $host"
     fi
 done
 

@@ -149,13 +149,13 @@ for line in $leaving; do
     pairs="$pairs${pairs:+,}('$(printf '%s' "$host" | sed "s/'/''/g")', $port)"
 done
 
-# mark_leaving VALUE: VALUE ("removed" or "kept") into every leaving worker's RETIRED_MARK.
+# mark_leaving VALUE: VALUE ("removed" or "kept") becomes the mark of every leaving worker.
 mark_leaving() {
     for line in $leaving; do
         host=${line%%|*}
         rest=${line#*|}
         port=${rest%%|*}
-        echo "COPY (SELECT :'value') TO '$RETIRED_MARK'" | sql "$host" "$port" -v value="$1" >/dev/null || return 1
+        mark_worker "$host" "$port" "$1" || return 1
     done
 }
 
