@@ -138,6 +138,52 @@ query when a worker refuses one of them, and waits instead when its own pool lim
 {{- $errors = append $errors (printf "postgresql.citusShardReplicationFactor=%v is above the %d registered workers: Citus refuses to distribute tables (replication_factor exceeds number of worker nodes); use at most %d or add workers" $pg.citusShardReplicationFactor $workers $workers) -}}
 {{- end -}}
 
+{{- /*
+TLS written into extraConfiguration (the chart has no TLS values yet): without certificate paths PostgreSQL
+looks for server.crt and server.key in the data directory, which nothing creates, and does not start; a
+node_conninfo that requires TLS makes every node's connections to the other nodes fail unless they offer it.
+*/ -}}
+{{- $ssl := has (lower (toString (get $conf "ssl"))) (list "on" "true" "yes" "1") -}}
+{{- if and $ssl (or (not (get $conf "ssl_cert_file")) (not (get $conf "ssl_key_file"))) -}}
+{{- $errors = append $errors "postgresql.extraConfiguration sets ssl = on without both ssl_cert_file and ssl_key_file: PostgreSQL then reads server.crt and server.key from the data directory, which nothing creates, and does not start. Mount a certificate and its key (coordinator.extraVolumes/extraVolumeMounts and the same for worker) and set ssl_cert_file and ssl_key_file to their paths" -}}
+{{- end -}}
+{{- $conninfo := toString (get $conf "citus.node_conninfo") -}}
+{{- if and (not $ssl) (regexMatch `sslmode\s*=\s*'?(require|verify-ca|verify-full)` $conninfo) -}}
+{{- $errors = append $errors (printf "postgresql.extraConfiguration sets citus.node_conninfo = '%s', which requires TLS between the nodes, but not ssl = on: every node's connections to the other nodes would be refused. Turn ssl on (with ssl_cert_file and ssl_key_file) or use sslmode=prefer" $conninfo) -}}
+{{- end -}}
+
+{{- /*
+shared_buffers is shared memory that counts against the container's memory limit: at or above the limit, the
+node is killed for memory (OOMKilled) once the buffers fill, over and over.
+*/ -}}
+{{- $buffers := toString (get $conf "shared_buffers" | default "128MB") -}}
+{{- $buffersFrom := ternary "postgresql.extraConfiguration" "PostgreSQL's default" (hasKey $conf "shared_buffers") -}}
+{{- $bufferBytes := 0.0 -}}
+{{- $m := regexFindAll `^([0-9]+)\s*(B|kB|MB|GB|TB)?$` $buffers 1 -}}
+{{- if $m -}}
+{{- $n := float64 (regexReplaceAll `^([0-9]+).*$` $buffers "${1}") -}}
+{{- $unit := regexReplaceAll `^[0-9]+\s*` $buffers "" -}}
+{{- $bufferBytes = mulf $n (get (dict "" 8192.0 "B" 1.0 "kB" 1024.0 "MB" 1048576.0 "GB" 1073741824.0 "TB" 1099511627776.0) $unit) -}}
+{{- end -}}
+{{- range $component := list "coordinator" "worker" -}}
+{{- $c := index $v $component -}}
+{{- $limit := "" -}}
+{{- $from := printf "%s.resources.limits.memory" $component -}}
+{{- if ne $c.resourcesPreset "none" -}}
+{{- $limit = (include "citus.resourcesPreset" (dict "type" $c.resourcesPreset "component" $component) | fromYaml).limits.memory -}}
+{{- $from = printf "%s.resourcesPreset=%s" $component $c.resourcesPreset -}}
+{{- else if and $c.resources $c.resources.limits -}}
+{{- $limit = toString ($c.resources.limits.memory | default "") -}}
+{{- end -}}
+{{- if and $limit (gt $bufferBytes 0.0) (regexMatch `^[0-9.]+(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$` $limit) -}}
+{{- $suffix := regexReplaceAll `^[0-9.]+` $limit "" -}}
+{{- $limitBytes := mulf (float64 (regexReplaceAll `[A-Za-z]+$` $limit "")) (get (dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0) $suffix) -}}
+{{- if ge $bufferBytes $limitBytes -}}
+{{- $errors = append $errors (printf "shared_buffers = %s (%s) is not below the %s memory limit %s (%s): shared buffers count against the limit, so the node would be killed for memory (OOMKilled) once they fill. Lower shared_buffers in postgresql.extraConfiguration (a quarter of the limit is usual) or raise the limit" $buffers $buffersFrom $component $limit $from) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- /* Rendered inside '...' in postgresql.conf and split on commas by PostgreSQL. */ -}}
 {{- range (splitList "," (toString $pg.sharedPreloadLibraries)) -}}
 {{- if regexMatch `['"\\[:cntrl:]]|\S\s+\S` (trim .) -}}

@@ -4,11 +4,11 @@
 # upgrade procedure). First start: initdb into a temporary directory renamed to $PGDATA only when complete,
 # so a start killed at any moment is redone cleanly. Every start, on a server that only listens on its
 # socket: the application role, the database and the citus extension (first start), the passwords from the
-# Secret (the Secret is the source of truth), and ALTER EXTENSION citus UPDATE in every database that has
-# citus older than the library (a worker first waits, bounded, for the coordinator to update). Then a
-# 0600 password file for this server's own connections to the other nodes, and postgres under a small
-# supervisor that also re-applies a rotated password (Secret volume updated in place) and, on the
-# coordinator under autoscaling, runs the registration loop.
+# Secret (the Secret is the source of truth), no timeouts for the superuser role (see UNLIMITED), and ALTER
+# EXTENSION citus UPDATE in every database that has citus older than the library (a worker first waits,
+# bounded, for the coordinator to update). Then a 0600 password file for this server's own connections to the
+# other nodes, and postgres under a small supervisor that also re-applies a rotated password (Secret volume
+# updated in place) and, on the coordinator under autoscaling, runs the registration loop.
 # Environment: PGDATA, POSTGRES_USER, POSTGRES_DB, POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, CITUS_NODE_ROLE,
 # CITUS_APP_USER, CITUS_APP_PASSWORD or CITUS_APP_PASSWORD_FILE, CITUS_CONF_FILE, CITUS_SOCKET_DIR,
 # CITUS_STATE_DIR, CITUS_WATCH_POSTGRES_PASSWORD_FILE, CITUS_WATCH_APP_PASSWORD_FILE,
@@ -60,6 +60,43 @@ SELECT :'app_user' <> '' AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 
 \warn 'WARNING: role' :app_user 'does not exist: auth.username was changed after the first start (the role and database are created then only). It was not created: set auth.username back, or create the role and grant it what the old one had'
 \endif
 SQL
+}
+
+# The timeouts of postgresql.extraConfiguration are for the application: a statement_timeout shorter than a
+# shard copy would cancel every move, and one shorter than an extension update would stop the node. The setup
+# server and, on every start, the superuser role of this node (the chart's jobs and scripts, and the
+# connections through which Citus moves shards, log in as the superuser) run without them.
+UNLIMITED="statement_timeout lock_timeout idle_in_transaction_session_timeout idle_session_timeout transaction_timeout"
+
+# unlimited_superuser: ALTER ROLE <superuser> SET <timeout> = 0 for each of UNLIMITED this PostgreSQL has, on
+# this node only (every node does it at its start).
+unlimited_superuser() {
+    sql_socket -d postgres -v su="$POSTGRES_USER" -v names="$UNLIMITED" <<'SQL'
+SELECT set_config('citus.enable_alter_role_set_propagation', 'off', false)
+ WHERE EXISTS (SELECT 1 FROM pg_settings WHERE name = 'citus.enable_alter_role_set_propagation') \g /dev/null
+SELECT format('ALTER ROLE %I SET %s = 0', :'su', name) FROM pg_settings
+ WHERE name = ANY (string_to_array(:'names', ' ')) ORDER BY name \gexec
+SQL
+}
+
+# setup_options: "-c <timeout>=0" for each of UNLIMITED this server knows (an unknown one stops it).
+setup_options() {
+    so_known=$(postgres --describe-config 2>/dev/null | cut -f1)
+    for so_name in $UNLIMITED; do
+        if printf '%s\n' "$so_known" | grep -qx "$so_name"; then printf ' -c %s=0' "$so_name"; fi
+    done
+}
+
+# setup_start_failed LOG: stops the pod with the reason the setup server did not start, naming the value to
+# change where the server's log tells.
+setup_start_failed() {
+    missing=$(sed -n 's/.*could not access file "\([^"]*\)": No such file.*/\1/p' "$1" | head -n 1)
+    if [ -n "$missing" ]; then
+        libdir="$(dirname "$(readlink -f "$(command -v postgres)")")/../lib"
+        have=$(find "$libdir" -maxdepth 1 -name '*.so' 2>/dev/null | sed 's|.*/||; s|\.so$||' | sort | tr '\n' ' ')
+        die "PostgreSQL cannot load the library \"$missing\" (postgresql.sharedPreloadLibraries, or a library setting in postgresql.extraConfiguration): this image ($(postgres --version)) does not ship it. Remove it from the value, or use an image that has it. Libraries this image has: ${have:-none found in $libdir}"
+    fi
+    die "the setup server did not start (its log is above)"
 }
 
 # watch_passwords: every 10 s, the Secret volume's files (updated in place by the kubelet) against what this
@@ -217,8 +254,8 @@ wait_for_coordinator_update() {
 # as alive while it does.
 setup_database() {
     pg_ctl -D "$PGDATA" -w -t 86400 start -l "$STATE_DIR/setup-server.log" \
-        -o "-c config_file=$CONF_FILE -c listen_addresses= -c unix_socket_directories=$SOCKET_DIR -c log_statement=none" \
-        || { cat "$STATE_DIR/setup-server.log" >&2; die "the setup server did not start"; }
+        -o "-c config_file=$CONF_FILE -c listen_addresses= -c unix_socket_directories=$SOCKET_DIR -c log_statement=none $(setup_options)" \
+        || { cat "$STATE_DIR/setup-server.log" >&2; setup_start_failed "$STATE_DIR/setup-server.log"; }
     if [ ! -e "$INIT_DONE" ]; then
         log "creating ${CITUS_APP_USER:+role $CITUS_APP_USER, }database $POSTGRES_DB and the citus extension"
         owner=${CITUS_APP_USER:-$POSTGRES_USER}
@@ -238,6 +275,7 @@ SQL
     fi
     NEW_SUPER=$POSTGRES_PASSWORD NEW_APP=${CITUS_APP_PASSWORD:-} set_passwords >/dev/null \
         || setup_failed "setting the passwords from the Secret failed"
+    unlimited_superuser >/dev/null || setup_failed "lifting the timeouts of the superuser role $POSTGRES_USER failed"
     updates=$(citus_updates) || setup_failed "reading the citus extension versions failed"
     # Citus has no downgrade path: a library older than the extension (a rollback or image.tag set back after
     # an upgrade) would fail every Citus call. Refused before anything waits or changes.

@@ -19,6 +19,7 @@ mod postgres_only;
 mod rendered;
 mod rollback;
 mod scaling;
+mod settings;
 mod upgrade;
 mod util;
 
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         rollback::SCENARIOS,
         faults::SCENARIOS,
         node_stop::SCENARIOS,
+        settings::SCENARIOS,
         day2::SCENARIOS,
     ]
     .concat();
