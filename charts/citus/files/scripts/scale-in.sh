@@ -175,6 +175,29 @@ SQL
 # spec until the coordinator restarts) must never add back a worker this run removes.
 mark_leaving removed || die "cannot mark $names as leaving (the error above); nothing was moved"
 log "draining $names"
+# A transaction of the application that holds a lock a move needs (one left open, idle) holds up the drain for
+# as long as it stays open. Every CITUS_LOCK_REPORT_SECONDS while the drain runs, the sessions it waits for
+# are named in the log (not their statements, which may carry secrets), with how to end them; nothing ends them
+# for the user.
+report_lock_waits() {
+    while sleep "${CITUS_LOCK_REPORT_SECONDS:-15}"; do
+        coord 2>/dev/null <<'SQL' | while IFS= read -r line; do log "$line"; done
+SELECT DISTINCT ON (w.blocking_gpid)
+       format('the drain waits for a lock held by process %s on node %s (user %s, application %s, client %s, %s, transaction open since %s). It goes on once that transaction ends: COMMIT or ROLLBACK it in the application, or end it with SELECT pg_terminate_backend(%s) on that node',
+              a.pid, n.nodename, a.usename, coalesce(nullif(a.application_name, ''), '-'),
+              coalesce(host(a.client_addr), 'local'), a.state,
+              to_char(coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), a.pid)
+  FROM citus_lock_waits w
+  JOIN citus_stat_activity a ON a.global_pid = w.blocking_gpid
+  JOIN pg_dist_node n ON n.nodeid = a.nodeid
+ WHERE w.waiting_gpid IN (SELECT global_pid FROM citus_stat_activity WHERE application_name = 'citus-chart-scale-in')
+ ORDER BY w.blocking_gpid, a.is_worker_query, a.nodeid
+SQL
+    done
+}
+report_lock_waits &
+reporter=$!
+trap 'kill "$reporter" 2>/dev/null || true' EXIT
 # A run that finds the lock taken says so (e.g. a retried helm upgrade whose first drain outlived Helm's
 # --timeout), waits, and then reports what the other run left to do.
 coord -v mode="$MODE" <<SQL || restore

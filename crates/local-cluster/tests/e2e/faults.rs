@@ -7,7 +7,7 @@
 //! registration Job's deadline (D12); a worker added while a rebalance runs gets shards (D8);
 //! a changed clusterDomain is refused instead of registering every node a second time (D17); so is a changed
 //! auth.database, naming the value (D15); a worker whose volume was lost is not taken for a registered one
-//! (D19).
+//! (D19); a drain held up by a transaction left open is told in its log, naming the session (D21).
 
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::citus_cluster::assert_registered;
 use crate::util::Env;
 use crate::util::{self, COORDINATOR, SOCKET};
 
-crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_reference_table_that_cannot_be_copied_now_does_not_hold_the_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice, a_changed_database_name_is_refused_naming_the_value, a_worker_that_lost_its_volume_stops_the_next_registration);
+crate::scenarios!(Citus: a_change_that_would_delete_workers_while_the_coordinator_is_down_is_refused_and_one_that_deletes_none_goes_through, a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_reference_table_that_cannot_be_copied_now_does_not_hold_the_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice, a_changed_database_name_is_refused_naming_the_value, a_worker_that_lost_its_volume_stops_the_next_registration, a_drain_held_up_by_an_open_transaction_names_it_and_goes_on_once_it_ends);
 
 const ROWS: u32 = 50_000;
 
@@ -438,5 +438,45 @@ fn a_worker_that_lost_its_volume_stops_the_next_registration(env: &Env) -> anyho
         err.contains(&format!("worker {} holds", util::worker_fqdn(1))) && err.contains("was initialised again"),
         "the registration does not say that worker-1 lost its data: {err}"
     );
+    Ok(())
+}
+
+fn a_drain_held_up_by_an_open_transaction_names_it_and_goes_on_once_it_ends(env: &Env) -> anyhow::Result<()> {
+    let (mut cluster, sums) = loaded(env, 3)?;
+    // An application transaction that wrote a row on worker-2 and stays open (idle in transaction) for 45 s.
+    let w2 = util::worker_fqdn(2);
+    let id = sql(
+        &cluster,
+        &format!(
+            "SELECT min(i.id) FROM items i WHERE (SELECT nodename FROM citus_shards s \
+             WHERE s.shardid = get_shard_id_for_distribution_column('items', i.id)) = '{w2}'"
+        ),
+    )?;
+    let script = format!(
+        "{{ echo 'BEGIN;'; echo 'UPDATE items SET payload = payload WHERE id = {id};'; sleep 45; echo 'COMMIT;'; }} \
+         | PGAPPNAME=forgotten psql -X -q -h /var/run/postgresql -U postgres -d citus >/dev/null 2>&1"
+    );
+    let start = ["sh", "-c", &format!("nohup sh -c \"{script}\" </dev/null >/dev/null 2>&1 &")];
+    let out = cluster.exec(COORDINATOR, &start, &[], None)?;
+    ensure!(out.status.success(), "starting the open transaction: {}", out.stderr);
+    let open = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'forgotten' AND state = 'idle in transaction'";
+    let mut waited = 0;
+    while sql(&cluster, open)? != "1" {
+        waited += 1;
+        ensure!(waited < 100, "the transaction did not open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let started = std::time::Instant::now();
+    cluster.upgrade(&values(2)).context("the scale-in failed")?;
+    ensure!(started.elapsed() > Duration::from_secs(20), "the drain did not wait for the open transaction");
+    let log = cluster.logs(&last_pod(&cluster, "my-citus-drain-workers-r2")?)?;
+    ensure!(
+        log.contains("the drain waits for a lock held by") && log.contains("application forgotten")
+            && log.contains("idle in transaction") && log.contains("pg_terminate_backend"),
+        "the drain's log does not name the session that holds it up:\n{log}"
+    );
+    assert_registered(&cluster, 2)?;
+    ensure!(checksum(&cluster)? == sums, "rows changed");
     Ok(())
 }
