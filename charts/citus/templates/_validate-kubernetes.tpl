@@ -176,6 +176,14 @@ with no item at all would never match. */ -}}
 {{- $errors = concat $errors (include "citus.validate.resources" . | fromYamlArray) -}}
 {{- end -}}
 
+{{- /* A node's volume holds its data directory, which PostgreSQL writes. */ -}}
+{{- range $component := list "coordinator" "worker" -}}
+{{- $p := (index $v $component).persistence -}}
+{{- if and $p.enabled (not $p.existingClaim) (not (has "ReadWriteOnce" $p.accessModes)) (not (has "ReadWriteOncePod" $p.accessModes)) (not (has "ReadWriteMany" $p.accessModes)) -}}
+{{- $errors = append $errors (printf "%s.persistence.accessModes=%s has no writable mode: PostgreSQL writes its data directory there; use [\"ReadWriteOnce\"] or [\"ReadWriteOncePod\"]" $component (toJson $p.accessModes)) -}}
+{{- end -}}
+{{- end -}}
+
 {{- /* VPA bounds and volume sizes. */ -}}
 {{- range $component := list "coordinator" "worker" -}}
 {{- $vpa := (index $v $component).vpa -}}

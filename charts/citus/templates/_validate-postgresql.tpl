@@ -159,8 +159,7 @@ node is killed for memory (OOMKilled) once the buffers fill, over and over.
 {{- $buffers := toString (get $conf "shared_buffers" | default "128MB") -}}
 {{- $buffersFrom := ternary "postgresql.extraConfiguration" "PostgreSQL's default" (hasKey $conf "shared_buffers") -}}
 {{- $bufferBytes := 0.0 -}}
-{{- $m := regexFindAll `^([0-9]+)\s*(B|kB|MB|GB|TB)?$` $buffers 1 -}}
-{{- if $m -}}
+{{- if regexMatch `^[0-9]+\s*(B|kB|MB|GB|TB)?$` $buffers -}}
 {{- $n := float64 (regexReplaceAll `^([0-9]+).*$` $buffers "${1}") -}}
 {{- $unit := regexReplaceAll `^[0-9]+\s*` $buffers "" -}}
 {{- $bufferBytes = mulf $n (get (dict "" 8192.0 "B" 1.0 "kB" 1024.0 "MB" 1048576.0 "GB" 1073741824.0 "TB" 1099511627776.0) $unit) -}}
@@ -175,10 +174,9 @@ node is killed for memory (OOMKilled) once the buffers fill, over and over.
 {{- else if and $c.resources $c.resources.limits -}}
 {{- $limit = toString ($c.resources.limits.memory | default "") -}}
 {{- end -}}
-{{- if and $limit (gt $bufferBytes 0.0) (regexMatch `^[0-9.]+(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$` $limit) -}}
-{{- $suffix := regexReplaceAll `^[0-9.]+` $limit "" -}}
-{{- $limitBytes := mulf (float64 (regexReplaceAll `[A-Za-z]+$` $limit "")) (get (dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0) $suffix) -}}
-{{- if ge $bufferBytes $limitBytes -}}
+{{- $limitBytes := include "citus.validate.quantity" $limit -}}
+{{- if and $limitBytes (gt $bufferBytes 0.0) -}}
+{{- if ge $bufferBytes (float64 $limitBytes) -}}
 {{- $errors = append $errors (printf "shared_buffers = %s (%s) is not below the %s memory limit %s (%s): shared buffers count against the limit, so the node would be killed for memory (OOMKilled) once they fill. Lower shared_buffers in postgresql.extraConfiguration (a quarter of the limit is usual) or raise the limit" $buffers $buffersFrom $component $limit $from) -}}
 {{- end -}}
 {{- end -}}

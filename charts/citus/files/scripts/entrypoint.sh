@@ -323,7 +323,8 @@ fi
 
 # A killed server's lock file names a process that may live on as a zombie, or whose PID another program
 # now has (a pod without its own PID namespace); postgres would then refuse to start. A live postgres
-# process keeps its lock file: postgres itself refuses that case.
+# process keeps its lock file: postgres itself refuses that case. A server in another pod on the same volume
+# (ReadWriteMany, a force-deleted pod still running) is invisible here, as to postgres: NOTES warns about it.
 if [ -s "$PGDATA/postmaster.pid" ]; then
     old_pid=$(head -n 1 "$PGDATA/postmaster.pid")
     old_state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$old_pid/stat" 2>/dev/null) || old_state=
