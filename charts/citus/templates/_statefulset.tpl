@@ -44,33 +44,48 @@ spec:
         {{- end }}
     spec:
       {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.node.podSpec" (dict "ctx" $ctx "component" .component "existingClaim" $existingClaim))) }}
-  {{- if and $v.persistence.enabled (not $existingClaim) }}
+  {{- with include "citus.node.claimTemplates" . | fromYamlArray }}
   volumeClaimTemplates:
-    - apiVersion: v1
-      kind: PersistentVolumeClaim
-      metadata:
-        name: data
-        labels:
-          {{- include "citus.indent" (dict "indent" 10 "text" (include "citus.selectorLabels" .)) }}
-          {{- with $v.persistence.labels }}
-          {{- toYaml . | nindent 10 }}
-          {{- end }}
-        {{- with $v.persistence.annotations }}
-        annotations:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-      spec:
-        accessModes:
-          {{- toYaml $v.persistence.accessModes | nindent 10 }}
-        resources:
-          requests:
-            storage: {{ $v.persistence.size | quote }}
-        {{- include "citus.indent" (dict "indent" 8 "text" (include "citus.storageClass" (dict "persistence" $v.persistence "ctx" $ctx))) }}
-        {{- with $v.persistence.selector }}
-        selector:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
+    {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end -}}
+
+{{/*
+The StatefulSet's volumeClaimTemplates as a YAML list (empty without persistence, or with the coordinator's
+existingClaim): (dict "ctx" $ "component" ...). Also what the immutable-field check compares.
+*/}}
+{{- define "citus.node.claimTemplates" -}}
+{{- $ctx := .ctx -}}
+{{- $v := index $ctx.Values .component -}}
+{{- $existingClaim := and (eq .component "coordinator") $v.persistence.existingClaim -}}
+{{- if and $v.persistence.enabled (not $existingClaim) -}}
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata:
+    name: data
+    labels:
+      {{- include "citus.indent" (dict "indent" 6 "text" (include "citus.selectorLabels" .)) }}
+      {{- with $v.persistence.labels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with $v.persistence.annotations }}
+    annotations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  spec:
+    accessModes:
+      {{- toYaml $v.persistence.accessModes | nindent 6 }}
+    resources:
+      requests:
+        storage: {{ $v.persistence.size | quote }}
+    {{- include "citus.indent" (dict "indent" 4 "text" (include "citus.storageClass" (dict "persistence" $v.persistence "ctx" $ctx))) }}
+    {{- with $v.persistence.selector }}
+    selector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- else -}}
+[]
+{{- end -}}
 {{- end -}}
 
 {{/* Pod labels: commonLabels and podLabels first, selector labels last so they always win. */}}
@@ -389,45 +404,72 @@ replicaCount and the live value at most maxReplicas: above it the HPA cuts the S
 {{- end -}}
 
 {{/*
-Kubernetes refuses to change these StatefulSet fields; an upgrade would fail half-way with a raw API error.
-Compared with the live object when the render can read it (helm with cluster access).
+What an upgrade would change in the immutable fields of the live StatefulSet: (dict "ctx" $ "component" ...
+"live" <the StatefulSet as the API server returns it, or empty>), a YAML list of problems. The whole of
+volumeClaimTemplates is immutable (names, labels, annotations, access modes, size, class, selector); the API
+server stores a size in canonical form (10240Mi as 10Gi), so sizes are compared as quantities.
 */}}
-{{- define "citus.node.immutableCheck" -}}
+{{- define "citus.node.immutableErrors" -}}
 {{- $ctx := .ctx -}}
 {{- $v := index $ctx.Values .component -}}
 {{- $name := include "citus.componentName" . -}}
-{{- $live := include "citus.node.live" . | fromYaml -}}
 {{- $errors := list -}}
-{{- $how := printf "StatefulSet fields cannot be changed in place. To migrate: back up (README: backups), keep the old value for this release, or delete the StatefulSet but keep its pods and claims (kubectl delete statefulset %s --cascade=orphan -n %s), then run the upgrade again; the new StatefulSet adopts the pods and claims (for storage size: resize each PVC data-%s-<n> with kubectl edit pvc, where the storage class allows expansion, then orphan-delete the StatefulSet and upgrade)" $name $ctx.Release.Namespace $name -}}
-{{- with $live.spec -}}
+{{- with .live.spec -}}
 {{- if ne (toString .serviceName) (include "citus.headlessName" $) -}}
 {{- $errors = append $errors (printf "serviceName of StatefulSet %s would change from %s to %s (nameOverride/fullnameOverride)" $name .serviceName (include "citus.headlessName" $)) -}}
 {{- end -}}
 {{- $selector := include "citus.selectorLabels" $ | fromYaml -}}
-{{- if ne (toYaml .selector.matchLabels) (toYaml $selector) -}}
+{{- if ne (toJson .selector.matchLabels) (toJson $selector) -}}
 {{- $errors = append $errors (printf "the selector of StatefulSet %s would change (nameOverride=%q): %s -> %s" $name $ctx.Values.nameOverride (toJson .selector.matchLabels) (toJson $selector)) -}}
 {{- end -}}
 {{- if ne (toString .podManagementPolicy) (toString $v.podManagementPolicy) -}}
 {{- $errors = append $errors (printf "%s.podManagementPolicy=%s but StatefulSet %s has %s" $.component $v.podManagementPolicy $name .podManagementPolicy) -}}
 {{- end -}}
 {{- $claims := .volumeClaimTemplates | default list -}}
-{{- $wantClaim := and $v.persistence.enabled (not (and (eq $.component "coordinator") $v.persistence.existingClaim)) -}}
-{{- if ne (len $claims | toString) (ternary "1" "0" $wantClaim) -}}
-{{- $errors = append $errors (printf "%s.persistence.enabled=%v / existingClaim=%q would %s the volumeClaimTemplates of StatefulSet %s" $.component $v.persistence.enabled (toString (get $v.persistence "existingClaim")) (ternary "add" "remove" $wantClaim) $name) -}}
-{{- else if $wantClaim -}}
-{{- $c := (index $claims 0).spec -}}
-{{- if ne (toString $c.resources.requests.storage) (toString $v.persistence.size) -}}
-{{- $errors = append $errors (printf "%s.persistence.size=%s but StatefulSet %s was created with %s" $.component $v.persistence.size $name $c.resources.requests.storage) -}}
+{{- $want := include "citus.node.claimTemplates" $ | fromYamlArray -}}
+{{- if ne (len $claims) (len $want) -}}
+{{- $errors = append $errors (printf "%s.persistence.enabled=%v / existingClaim=%q would %s the volumeClaimTemplates of StatefulSet %s" $.component $v.persistence.enabled (toString (get $v.persistence "existingClaim")) (ternary "add" "remove" (gt (len $want) (len $claims))) $name) -}}
+{{- else if $want -}}
+{{- $c := index $claims 0 -}}
+{{- $w := index $want 0 -}}
+{{- $p := printf "%s.persistence" $.component -}}
+{{- $wantSize := include "citus.validate.quantity" $w.spec.resources.requests.storage -}}
+{{- $liveSize := include "citus.validate.quantity" $c.spec.resources.requests.storage -}}
+{{- if or (not $wantSize) (not $liveSize) (ne (float64 $wantSize) (float64 $liveSize)) -}}
+{{- $errors = append $errors (printf "%s.size=%s but StatefulSet %s was created with %s" $p $v.persistence.size $name $c.spec.resources.requests.storage) -}}
 {{- end -}}
-{{- if ne (toJson $c.accessModes) (toJson $v.persistence.accessModes) -}}
-{{- $errors = append $errors (printf "%s.persistence.accessModes=%s but StatefulSet %s was created with %s" $.component (toJson $v.persistence.accessModes) $name (toJson $c.accessModes)) -}}
+{{- if ne (toJson $c.spec.accessModes) (toJson $w.spec.accessModes) -}}
+{{- $errors = append $errors (printf "%s.accessModes=%s but StatefulSet %s was created with %s" $p (toJson $w.spec.accessModes) $name (toJson $c.spec.accessModes)) -}}
 {{- end -}}
-{{- $sc := $v.persistence.storageClass | default $ctx.Values.global.storageClass -}}
-{{- if and $sc (ne $sc "-") (ne (toString $c.storageClassName) $sc) -}}
-{{- $errors = append $errors (printf "%s.persistence.storageClass=%s but StatefulSet %s was created with %q" $.component $sc $name (toString $c.storageClassName)) -}}
+{{- $class := dict "live" (ternary (printf "%q" (toString $c.spec.storageClassName)) "none (the cluster's default class)" (hasKey $c.spec "storageClassName")) "want" (ternary (printf "%q" (toString $w.spec.storageClassName)) "none (the cluster's default class)" (hasKey $w.spec "storageClassName")) -}}
+{{- if ne $class.live $class.want -}}
+{{- $errors = append $errors (printf "%s.storageClass (or global.storageClass) gives storage class %s but StatefulSet %s was created with %s" $p $class.want $name $class.live) -}}
+{{- end -}}
+{{- range $field := list "labels" "annotations" -}}
+{{- $l := get ($c.metadata | default dict) $field | default dict -}}
+{{- $n := get $w.metadata $field | default dict -}}
+{{- if ne (toJson $l) (toJson $n) -}}
+{{- $errors = append $errors (printf "%s.%s would change the claim template's %s of StatefulSet %s from %s to %s" $p $field $field $name (toJson $l) (toJson $n)) -}}
+{{- end -}}
+{{- end -}}
+{{- if ne (toJson ($c.spec.selector | default dict)) (toJson ($w.spec.selector | default dict)) -}}
+{{- $errors = append $errors (printf "%s.selector=%s but StatefulSet %s was created with %s" $p (toJson ($w.spec.selector | default dict)) $name (toJson ($c.spec.selector | default dict))) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- toYaml $errors -}}
+{{- end -}}
+
+{{/*
+Kubernetes refuses to change these StatefulSet fields; an upgrade would fail half-way with a raw API error.
+Compared with the live object when the render can read it (helm with cluster access).
+*/}}
+{{- define "citus.node.immutableCheck" -}}
+{{- $ctx := .ctx -}}
+{{- $name := include "citus.componentName" . -}}
+{{- $live := include "citus.node.live" . | fromYaml -}}
+{{- $errors := include "citus.node.immutableErrors" (dict "ctx" $ctx "component" .component "live" $live) | fromYamlArray -}}
+{{- $how := printf "StatefulSet fields cannot be changed in place. To migrate: back up (README: backups), keep the old value for this release, or delete the StatefulSet but keep its pods and claims (kubectl delete statefulset %s --cascade=orphan -n %s), then run the upgrade again; the new StatefulSet adopts the pods and claims (for storage size: resize each PVC data-%s-<n> with kubectl edit pvc, where the storage class allows expansion, then orphan-delete the StatefulSet and upgrade)" $name $ctx.Release.Namespace $name -}}
 {{- /* A new name (nameOverride/fullnameOverride) makes a new StatefulSet with new, empty claims. */ -}}
 {{- range (lookup "apps/v1" "StatefulSet" $ctx.Release.Namespace "").items | default list -}}
 {{- $l := .metadata.labels | default dict -}}

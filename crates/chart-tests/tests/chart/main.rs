@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod autoscaling;
+mod immutable;
 mod checkov;
 mod job_pods;
 mod lint;
