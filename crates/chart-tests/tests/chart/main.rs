@@ -3,8 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod autoscaling;
-mod immutable;
 mod checkov;
+mod immutable;
 mod job_pods;
 mod lint;
 mod matrix;

@@ -72,12 +72,16 @@ fn checksum(cluster: &Cluster) -> anyhow::Result<String> {
 
 /// Placements of `items` on worker `n`.
 fn placements_on(cluster: &Cluster, n: u32) -> anyhow::Result<u32> {
+    Ok(copies_on(cluster, "items", n)?.parse()?)
+}
+
+/// Placements of `table` on worker `n`.
+fn copies_on(cluster: &Cluster, table: &str, n: u32) -> anyhow::Result<String> {
     let w = util::worker_fqdn(n);
-    Ok(sql(
+    sql(
         cluster,
-        &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'items'::regclass AND nodename = '{w}'"),
-    )?
-    .parse()?)
+        &format!("SELECT count(*) FROM citus_shards WHERE table_name = '{table}'::regclass AND nodename = '{w}'"),
+    )
 }
 
 /// `nodename=shouldhaveshards` of every worker, by name.
@@ -194,7 +198,11 @@ fn a_drain_whose_hook_pod_dies_leaves_no_worker_closed_once_a_revision_keeps_it(
     // The leaving workers were marked before the first shard moved, so no round of the registration loop can
     // find one removed and unmarked (D18).
     for n in 2..4 {
-        ensure!(retired_mark(&cluster, n)? == "removed", "worker-{n}'s mark during the drain: {}", retired_mark(&cluster, n)?);
+        ensure!(
+            retired_mark(&cluster, n)? == "removed",
+            "worker-{n}'s mark during the drain: {}",
+            retired_mark(&cluster, n)?
+        );
     }
 
     // The user keeps the 4 workers. Every worker takes shards again, no record of the abandoned drain is
@@ -235,11 +243,7 @@ fn a_reference_table_without_primary_key_does_not_stop_a_scale_out(env: &Env) ->
     let log = cluster.logs(&last_pod(&cluster, "my-citus-register-workers")?)?;
     ensure!(log.contains("WARNING: reference table(s) without primary key") && log.contains("countries"), "{log}");
     util::wait_rebalance(&cluster, Duration::from_secs(300))?;
-    let w2 = util::worker_fqdn(2);
-    let copies = sql(
-        &cluster,
-        &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'countries'::regclass AND nodename = '{w2}'"),
-    )?;
+    let copies = copies_on(&cluster, "countries", 2)?;
     ensure!(copies == "1", "countries on worker-2: {copies}");
     ensure!(placements_on(&cluster, 2)? > 0, "worker-2 holds no shard of items");
     ensure!(checksum(&cluster)? == sums, "rows changed");
@@ -278,14 +282,15 @@ fn last_pod(cluster: &Cluster, job: &str) -> anyhow::Result<String> {
 /// `holder`). Shard sizes can still be read (the rebalancer plans with them), but an online copy cannot start:
 /// its publication needs a SHARE UPDATE EXCLUSIVE lock.
 fn hold_shard(cluster: &Cluster, pod: &str, shard: &str) -> anyhow::Result<()> {
-    let script = format!(
-        "{{ echo 'BEGIN;'; echo 'SET LOCAL citus.enable_manual_changes_to_shards TO on;'; \
-         echo 'LOCK TABLE public.{shard} IN EXCLUSIVE MODE;'; echo 'SELECT pg_sleep(900);'; }} \
-         | PGAPPNAME=holder psql -X -q -h /var/run/postgresql -U postgres -d citus >/dev/null 2>&1"
-    );
-    let start = ["sh", "-c", &format!("nohup sh -c \"{script}\" </dev/null >/dev/null 2>&1 &")];
-    let out = cluster.exec(pod, &start, &[], None)?;
-    ensure!(out.status.success(), "starting the lock holder in {pod}: {}", out.stderr);
+    background_session(
+        cluster,
+        pod,
+        "holder",
+        &format!(
+            "echo 'BEGIN;'; echo 'SET LOCAL citus.enable_manual_changes_to_shards TO on;'; \
+             echo 'LOCK TABLE public.{shard} IN EXCLUSIVE MODE;'; echo 'SELECT pg_sleep(900);'"
+        ),
+    )?;
     let held = format!("SELECT count(*) FROM pg_locks WHERE relation = to_regclass('public.{shard}') AND mode = 'ExclusiveLock' AND granted");
     for _ in 0..100 {
         if util::psql(cluster, pod, &SOCKET, &held)? == "1" {
@@ -294,6 +299,18 @@ fn hold_shard(cluster: &Cluster, pod: &str, shard: &str) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("the lock on {shard} in {pod} was not taken")
+}
+
+/// Starts, in `pod` and in the background, a local psql session as postgres (application name `app`) fed by
+/// the output of the shell commands `feed` (no double quotes in them).
+fn background_session(cluster: &Cluster, pod: &str, app: &str, feed: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "{{ {feed}; }} | PGAPPNAME={app} psql -X -q -h /var/run/postgresql -U postgres -d citus >/dev/null 2>&1"
+    );
+    let start = ["sh", "-c", &format!("nohup sh -c \"{script}\" </dev/null >/dev/null 2>&1 &")];
+    let out = cluster.exec(pod, &start, &[], None)?;
+    ensure!(out.status.success(), "starting session {app} in {pod}: {}", out.stderr);
+    Ok(())
 }
 
 /// Ends the sessions of [`hold_shard`] in `pod`.
@@ -357,11 +374,7 @@ fn a_reference_table_that_cannot_be_copied_now_does_not_hold_the_scale_out(env: 
         release_shards(&cluster, pod)?;
     }
     util::wait_rebalance(&cluster, Duration::from_secs(300))?;
-    let w2 = util::worker_fqdn(2);
-    let copies = sql(
-        &cluster,
-        &format!("SELECT count(*) FROM citus_shards WHERE table_name = 'kinds'::regclass AND nodename = '{w2}'"),
-    )?;
+    let copies = copies_on(&cluster, "kinds", 2)?;
     ensure!(copies == "1", "kinds on worker-2: {copies}");
     ensure!(placements_on(&cluster, 2)? > 0, "worker-2 holds no shard of items");
     ensure!(checksum(&cluster)? == sums, "rows changed");
@@ -452,14 +465,14 @@ fn a_drain_held_up_by_an_open_transaction_names_it_and_goes_on_once_it_ends(env:
              WHERE s.shardid = get_shard_id_for_distribution_column('items', i.id)) = '{w2}'"
         ),
     )?;
-    let script = format!(
-        "{{ echo 'BEGIN;'; echo 'UPDATE items SET payload = payload WHERE id = {id};'; sleep 45; echo 'COMMIT;'; }} \
-         | PGAPPNAME=forgotten psql -X -q -h /var/run/postgresql -U postgres -d citus >/dev/null 2>&1"
-    );
-    let start = ["sh", "-c", &format!("nohup sh -c \"{script}\" </dev/null >/dev/null 2>&1 &")];
-    let out = cluster.exec(COORDINATOR, &start, &[], None)?;
-    ensure!(out.status.success(), "starting the open transaction: {}", out.stderr);
-    let open = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'forgotten' AND state = 'idle in transaction'";
+    background_session(
+        &cluster,
+        COORDINATOR,
+        "forgotten",
+        &format!("echo 'BEGIN;'; echo 'UPDATE items SET payload = payload WHERE id = {id};'; sleep 45; echo 'COMMIT;'"),
+    )?;
+    let open =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'forgotten' AND state = 'idle in transaction'";
     let mut waited = 0;
     while sql(&cluster, open)? != "1" {
         waited += 1;
@@ -472,8 +485,10 @@ fn a_drain_held_up_by_an_open_transaction_names_it_and_goes_on_once_it_ends(env:
     ensure!(started.elapsed() > Duration::from_secs(20), "the drain did not wait for the open transaction");
     let log = cluster.logs(&last_pod(&cluster, "my-citus-drain-workers-r2")?)?;
     ensure!(
-        log.contains("the drain waits for a lock held by") && log.contains("application forgotten")
-            && log.contains("idle in transaction") && log.contains("pg_terminate_backend"),
+        log.contains("the drain waits for a lock held by")
+            && log.contains("application forgotten")
+            && log.contains("idle in transaction")
+            && log.contains("pg_terminate_backend"),
         "the drain's log does not name the session that holds it up:\n{log}"
     );
     assert_registered(&cluster, 2)?;

@@ -28,9 +28,7 @@ fn checksum(cluster: &Cluster) -> anyhow::Result<String> {
     )
 }
 
-fn global_timeouts_cancel_the_applications_statements_but_not_a_scale_out_or_scale_in(
-    env: &Env,
-) -> anyhow::Result<()> {
+fn global_timeouts_cancel_the_applications_statements_but_not_a_scale_out_or_scale_in(env: &Env) -> anyhow::Result<()> {
     let values = |workers: u32| {
         util::values(json!({
             "worker": {"replicaCount": workers},
