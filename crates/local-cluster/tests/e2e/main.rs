@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod api_server;
 mod auth;
 mod autoscaling;
 mod backup;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         node_stop::SCENARIOS,
         settings::SCENARIOS,
         day2::SCENARIOS,
+        api_server::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();
@@ -73,5 +75,7 @@ fn main() -> ExitCode {
     for (label, why) in &reasons {
         eprintln!("scenarios marked [{label}] are ignored: {why}");
     }
-    libtest_mimic::run(&args, trials).exit_code()
+    let conclusion = libtest_mimic::run(&args, trials);
+    util::stop_control_plane();
+    conclusion.exit_code()
 }

@@ -3,10 +3,11 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use control_plane::ControlPlane;
 use local_cluster::{host, Cluster, Manifest, Postgres, Settings};
 use serde_json::{json, Value};
 
@@ -36,6 +37,8 @@ pub enum Needs {
     Citus,
     /// Also a second Citus build mapped to a `citusdata/citus` tag by `LOCAL_CLUSTER_IMAGES`.
     TwoCitus,
+    /// Helm and a real control plane (`KUBE_CONTROL_PLANE_BIN`), shared by the run; no node yet.
+    ControlPlane,
 }
 
 impl Needs {
@@ -45,6 +48,7 @@ impl Needs {
             Needs::Postgres => "postgres",
             Needs::Citus => "citus",
             Needs::TwoCitus => "two citus versions",
+            Needs::ControlPlane => "control plane",
         }
     }
 }
@@ -91,12 +95,46 @@ pub fn available(needs: Needs) -> Result<Env, String> {
             helm_engine::Helm::discover().map_err(|e| e.to_string())?;
             return Ok(Env { postgres: None, upgrade_tag: None });
         }
+        Needs::ControlPlane => {
+            helm_engine::Helm::discover().map_err(|e| e.to_string())?;
+            control_plane::Binaries::discover()?;
+            return Ok(Env { postgres: None, upgrade_tag: None });
+        }
         Needs::Postgres => host::Needs::Postgres,
         Needs::Citus => host::Needs::Citus,
         Needs::TwoCitus => host::Needs::TwoCitus,
     };
     let host = host::check(host_needs)?;
     Ok(Env { postgres: Some(host.postgres), upgrade_tag: host.upgrade_tag })
+}
+
+/// The run's control plane, started by the first scenario that needs it and stopped by [`stop_control_plane`].
+static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+pub fn control_plane() -> anyhow::Result<&'static ControlPlane> {
+    let started = CONTROL_PLANE.get_or_init(|| {
+        let bins = control_plane::Binaries::discover()?;
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("control-plane-{}", std::process::id()));
+        let plane = ControlPlane::start(&bins, &dir).map_err(|e| e.to_string())?;
+        eprintln!(
+            "control plane at {} started in {:.1} s ({})",
+            plane.server(),
+            plane.started_in.as_secs_f64(),
+            dir.display()
+        );
+        Ok(plane)
+    });
+    started.as_ref().map_err(|e| anyhow::anyhow!("the control plane did not start: {e}"))
+}
+
+/// Stops the run's control plane, if one was started, and removes its files unless `LOCAL_CLUSTER_KEEP` is set.
+pub fn stop_control_plane() {
+    if let Some(Ok(plane)) = CONTROL_PLANE.get() {
+        plane.stop();
+        if std::env::var_os("LOCAL_CLUSTER_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(plane.dir());
+        }
+    }
 }
 
 static SLOTS: Mutex<u32> = Mutex::new(2);
