@@ -218,12 +218,15 @@ if [ "$HOOK" = true ]; then
         || die "CALL citus_finish_citus_upgrade() failed on the coordinator (the error above); the workers stay as they are: fix the cause and run the upgrade again"
 fi
 
-# citus_add_node does not copy reference tables to a new worker (Citus >= 11 defers that): the background
-# rebalance copies them as its first task, outside this Job's deadline, however big they are (review D12); with
-# no rebalance, Citus copies them at the next shard move or distributed table creation. In auto mode Citus
-# refuses to copy a reference table without replica identity, and one lookup table without a primary key would
-# fail every scale-out (D1): while one is missing on a node, this Job copies them with block_writes (writes to
-# reference tables wait during the copy), bounded by its deadline, and the log says which tables to fix.
+# citus_add_node does not copy reference tables to a new worker (Citus >= 11 defers that), and until they are
+# there no shard can move onto it, not even by hand (citus_move_shard_placement refuses). A background
+# rebalance copies them as its first task, outside this Job's deadline, however big they are (review D12):
+# when this Job starts one, it leaves the copy to it; when it starts none, it copies them itself, within what
+# is left of its deadline. So after registration every worker has the reference tables, or a background job
+# that copies them first runs. In auto mode Citus refuses to copy a reference table without replica identity
+# online, and one lookup table without a primary key would fail every scale-out and its rebalance (D1): those
+# are copied here with block_writes (writes to reference tables wait during the copy), whatever follows.
+no_identity=
 if [ "$MODE" = auto ]; then
     no_identity=$(coord <<'SQL'
 SELECT string_agg(t.logicalrelid::regclass::text, ', ' ORDER BY t.logicalrelid::regclass::text)
@@ -237,14 +240,29 @@ SELECT string_agg(t.logicalrelid::regclass::text, ', ' ORDER BY t.logicalrelid::
                                    WHERE s.logicalrelid = t.logicalrelid AND p.groupid = n.groupid))
 SQL
     ) || die "cannot check the replica identity of the reference tables"
-    if [ -n "$no_identity" ]; then
-        log "WARNING: reference table(s) without primary key or replica identity: $no_identity. They cannot be copied online: new workers get them now with block_writes (writes to reference tables wait during the copy). Add a primary key (or REPLICA IDENTITY FULL) so that the background rebalance copies them online"
-        left=$(( DEADLINE - $(date +%s) ))
-        [ "$left" -gt 0 ] || left=1
-        echo "SET statement_timeout = :'timeout'; SELECT replicate_reference_tables(shard_transfer_mode => 'block_writes')" \
-            | coord -v timeout="${left}s" >/dev/null \
-            || die "copying the reference tables with block_writes failed or did not end within the Job's deadline (workerRegistration.activeDeadlineSeconds=$WAIT_SECONDS; the error above). Add a primary key or REPLICA IDENTITY FULL to $no_identity so that the background rebalance copies every reference table online, or raise workerRegistration.activeDeadlineSeconds; then run the upgrade again"
-    fi
+fi
+
+# copy_reference_tables: replicate_reference_tables (a no-op when every node has them), under a
+# statement_timeout that ends before the Job's deadline.
+copy_reference_tables() {
+    crt_mode=$MODE
+    [ -z "$no_identity" ] || crt_mode=block_writes
+    crt_left=$(( DEADLINE - $(date +%s) ))
+    [ "$crt_left" -gt 0 ] || crt_left=1
+    echo "SET statement_timeout = :'timeout'; SELECT replicate_reference_tables(shard_transfer_mode => :'mode')" \
+        | coord -v timeout="${crt_left}s" -v mode="$crt_mode" >/dev/null \
+        || die "copying the reference tables to the new worker(s) ($crt_mode) failed or did not end within the Job's deadline (workerRegistration.activeDeadlineSeconds=$WAIT_SECONDS; the error above)${no_identity:+. Tables without primary key or replica identity: $no_identity: with a primary key (or REPLICA IDENTITY FULL) the background rebalance copies them online, outside the deadline}. Raise workerRegistration.activeDeadlineSeconds, or keep workerRegistration.rebalance=true so that a background rebalance copies them; then run the upgrade again"
+}
+
+# done_without_rebalance: this Job starts no background job: it copies the reference tables itself, then ends.
+done_without_rebalance() {
+    copy_reference_tables
+    exit 0
+}
+
+if [ -n "$no_identity" ]; then
+    log "WARNING: reference table(s) without primary key or replica identity: $no_identity. They cannot be copied online: new workers get them now with block_writes (writes to reference tables wait during the copy). Add a primary key (or REPLICA IDENTITY FULL) so that the background rebalance copies them online"
+    copy_reference_tables
 fi
 
 # An abandoned drain (its hook pod killed, or Helm gave up and the user rolled back or kept the workers) left
@@ -292,7 +310,7 @@ log "done: $active active worker(s) registered, $expected expected from this rel
 
 # A background rebalance when some worker that should hold shards holds none (a new one, or one whose
 # rebalance never ran), and none is running already. It runs inside the coordinator, not in this Job.
-[ "$REBALANCE" = true ] || exit 0
+[ "$REBALANCE" = true ] || done_without_rebalance
 state=$(coord <<'SQL'
 SELECT (SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing'))
        || ' ' || (SELECT count(*) FROM pg_dist_node n
@@ -308,11 +326,11 @@ $state
 EOF
 if [ "$tables" = 0 ] || { [ "$empty" = 0 ] && [ "$recovered" = 0 ]; }; then
     [ "$running" = 0 ] || log "a rebalance is running: SELECT * FROM citus_rebalance_status()"
-    exit 0
+    done_without_rebalance
 fi
 if [ "$running" != 0 ] && [ "$HOOK" != true ]; then
     log "a rebalance is running; the worker(s) that hold nothing get a rebalance of their own when it ended (next round)"
-    exit 0
+    done_without_rebalance
 fi
 if [ "$MODE" = auto ]; then
     missing=$(coord <<'SQL'
@@ -325,7 +343,7 @@ SQL
     ) || die "cannot check the replica identity of the tables"
     if [ -n "$missing" ]; then
         log "WARNING: no rebalance started: table(s) without primary key or replica identity cannot move online: $missing. Add a primary key or REPLICA IDENTITY FULL, or set workerRegistration.shardTransferMode=block_writes, then SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')"
-        exit 0
+        done_without_rebalance
     fi
 fi
 # parallel_transfer_colocated_shards exists from Citus 13.2 on: colocated shard groups move in parallel.
@@ -354,4 +372,5 @@ if [ -n "$job" ]; then
     log "background rebalance started (job $job, $MODE); watch it with SELECT * FROM citus_rebalance_status();"
 else
     log "no rebalance needed: the shards are spread evenly already"
+    copy_reference_tables
 fi
