@@ -28,6 +28,9 @@ pub enum Error {
     /// The helm binary exited with an error.
     #[error("`{command}` failed ({status}): {stderr}")]
     Cli { command: String, status: String, stderr: String },
+    /// The backend in use cannot do this (the helm binary backend only renders and lints).
+    #[error("{what} need the libhelm_c backend; this Helm is the {backend}")]
+    Unsupported { what: &'static str, backend: String },
     /// Helm's output could not be understood.
     #[error("cannot parse {what}: {message}")]
     Parse { what: String, message: String },

@@ -22,6 +22,22 @@ type ChartFree = unsafe extern "C" fn(u64, *mut *mut c_char) -> i32;
 type Render = unsafe extern "C" fn(u64, *const c_char, *const c_char, *mut *mut c_char, *mut *mut c_char) -> i32;
 type LintRunOpts =
     unsafe extern "C" fn(*const c_char, *const c_char, *const c_char, *mut *mut c_char, *mut *mut c_char) -> i32;
+type ConfigNew = unsafe extern "C" fn(*const c_char, *mut u64, *mut *mut c_char) -> i32;
+type ConfigFree = unsafe extern "C" fn(u64, *mut *mut c_char) -> i32;
+/// helm_install and helm_upgrade: config, context, chart handle, chart reference, release name, values JSON,
+/// options JSON, out, err.
+type Release = unsafe extern "C" fn(
+    u64,
+    u64,
+    u64,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    *mut *mut c_char,
+    *mut *mut c_char,
+) -> i32;
+type Uninstall = unsafe extern "C" fn(u64, *const c_char, *const c_char, *mut *mut c_char, *mut *mut c_char) -> i32;
 
 /// The loaded library. It holds a Go runtime, which cannot be unloaded: it lives for the process.
 #[derive(Debug)]
@@ -33,6 +49,11 @@ pub(crate) struct Library {
     chart_free: ChartFree,
     render: Render,
     lint_run_opts: LintRunOpts,
+    config_new: ConfigNew,
+    config_free: ConfigFree,
+    install: Release,
+    upgrade: Release,
+    uninstall: Uninstall,
     _library: libloading::Library,
 }
 
@@ -59,6 +80,11 @@ impl Library {
                 chart_free: *library.get::<ChartFree>(b"helm_chart_free\0").map_err(wrap)?,
                 render: *library.get::<Render>(b"helm_render\0").map_err(wrap)?,
                 lint_run_opts: *library.get::<LintRunOpts>(b"helm_lint_run_opts\0").map_err(wrap)?,
+                config_new: *library.get::<ConfigNew>(b"helm_config_new\0").map_err(wrap)?,
+                config_free: *library.get::<ConfigFree>(b"helm_config_free\0").map_err(wrap)?,
+                install: *library.get::<Release>(b"helm_install\0").map_err(wrap)?,
+                upgrade: *library.get::<Release>(b"helm_upgrade\0").map_err(wrap)?,
+                uninstall: *library.get::<Uninstall>(b"helm_uninstall\0").map_err(wrap)?,
                 _library: library,
             }
         };
@@ -117,6 +143,75 @@ impl Library {
             return Err(status_error("helm_lint_run_opts", status, err));
         }
         parse_lint(&out)
+    }
+
+    /// A connection to a cluster (`helm_config_new`): `options` as helm-c's JSON (kubeconfig_path, namespace...).
+    pub(crate) fn config(&self, options: &serde_json::Value) -> Result<u64, Error> {
+        let opts = json_cstring(options, "cluster options")?;
+        let mut handle = 0u64;
+        let mut err = ptr::null_mut();
+        // SAFETY: NUL-terminated input borrowed for the call, out-pointers to fill.
+        let status = unsafe { (self.config_new)(opts.as_ptr(), &mut handle, &mut err) };
+        let err = self.take(err);
+        if status != 0 || handle == 0 {
+            return Err(status_error("helm_config_new", status, err));
+        }
+        Ok(handle)
+    }
+
+    pub(crate) fn config_free(&self, handle: u64) {
+        let mut err = ptr::null_mut();
+        // SAFETY: the handle came from helm_config_new and is freed once.
+        unsafe { (self.config_free)(handle, &mut err) };
+        self.take(err);
+    }
+
+    /// `helm install` (`upgrade` false) or `helm upgrade` of the chart in `chart_dir`; the release as JSON.
+    pub(crate) fn release(
+        &self,
+        config: u64,
+        upgrade: bool,
+        chart_dir: &Path,
+        name: &str,
+        values: &serde_json::Value,
+        options: &serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        let (call, function) = if upgrade { ("helm_upgrade", self.upgrade) } else { ("helm_install", self.install) };
+        let chart = path_cstring(chart_dir)?;
+        let name =
+            CString::new(name).map_err(|e| Error::Parse { what: "release name".into(), message: e.to_string() })?;
+        let values = json_cstring(values, "values")?;
+        let opts = json_cstring(options, "release options")?;
+        let mut out = ptr::null_mut();
+        let mut err = ptr::null_mut();
+        // SAFETY: a live config handle, no context or chart handle (0: the chart is read from the path),
+        // NUL-terminated inputs borrowed for the call, out-pointers to fill.
+        let status = unsafe {
+            function(config, 0, 0, chart.as_ptr(), name.as_ptr(), values.as_ptr(), opts.as_ptr(), &mut out, &mut err)
+        };
+        let out = self.take(out);
+        let err = self.take(err);
+        if status != 0 {
+            return Err(status_error(call, status, err));
+        }
+        serde_json::from_str(&out).map_err(|e| Error::Parse { what: format!("{call} output"), message: e.to_string() })
+    }
+
+    /// `helm uninstall`.
+    pub(crate) fn uninstall(&self, config: u64, name: &str, options: &serde_json::Value) -> Result<(), Error> {
+        let name =
+            CString::new(name).map_err(|e| Error::Parse { what: "release name".into(), message: e.to_string() })?;
+        let opts = json_cstring(options, "uninstall options")?;
+        let mut out = ptr::null_mut();
+        let mut err = ptr::null_mut();
+        // SAFETY: a live config handle, NUL-terminated inputs borrowed for the call, out-pointers to fill.
+        let status = unsafe { (self.uninstall)(config, name.as_ptr(), opts.as_ptr(), &mut out, &mut err) };
+        self.take(out);
+        let err = self.take(err);
+        if status != 0 {
+            return Err(status_error("helm_uninstall", status, err));
+        }
+        Ok(())
     }
 
     /// Copies a string returned by the library and frees it.

@@ -2,7 +2,8 @@
 //!
 //! Two backends with one API: the Helm engine compiled as a C library (`libhelm_c.so` from the PyPI
 //! package helm-python-sdk, found through `CITUS_HELM_LIB` or `.tools/helm/`), or a `helm` binary on
-//! PATH. Both are the same Go template engine, so renders and lint results are Helm's own.
+//! PATH. Both are the same Go template engine, so renders and lint results are Helm's own. The library
+//! also runs Helm's release actions against a cluster ([`Helm::releases`]).
 
 mod cli;
 mod documents;
@@ -20,7 +21,7 @@ pub use options::{LintMessage, LintOptions, LintReport, RenderOptions, Severity}
 /// Environment variable naming the libhelm_c shared library.
 pub const LIBRARY_ENV: &str = "CITUS_HELM_LIB";
 
-/// A Helm engine, ready to render and lint.
+/// A Helm engine, ready to render and lint (and, with the library, to act on a cluster).
 #[derive(Debug, Clone)]
 pub struct Helm {
     backend: Backend,
@@ -79,12 +80,84 @@ impl Helm {
         }
     }
 
+    /// Helm's release actions against the cluster of `kubeconfig`, releases in `namespace` (library backend).
+    pub fn releases(&self, kubeconfig: &Path, namespace: &str) -> Result<Releases, Error> {
+        let Backend::Library(lib) = &self.backend else {
+            return Err(Error::Unsupported { what: "release actions", backend: self.describe() });
+        };
+        let options = serde_json::json!({"kubeconfig_path": kubeconfig, "namespace": namespace});
+        Ok(Releases { lib, config: lib.config(&options)?, namespace: namespace.to_owned() })
+    }
+
     /// Handles the library holds open (charts not yet freed); 0 for the CLI backend.
     pub fn open_handles(&self) -> i64 {
         match &self.backend {
             Backend::Library(lib) => lib.open_handles(),
             Backend::Cli(_) => 0,
         }
+    }
+}
+
+/// What an install or upgrade is told beyond the values.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseOptions {
+    /// `server`: render with the cluster (`lookup` answers) and validate on the API server, change nothing,
+    /// run no hook; `client`: render only.
+    pub dry_run: Option<&'static str>,
+    /// Seconds Helm waits for hooks.
+    pub timeout_seconds: Option<u64>,
+}
+
+/// Helm's release actions on one cluster and namespace (`helm install/upgrade/uninstall`).
+pub struct Releases {
+    lib: &'static ffi::Library,
+    config: u64,
+    namespace: String,
+}
+
+impl Releases {
+    /// `helm install <name> <chart_dir>`; the release (name, version, manifest...) as JSON.
+    pub fn install(
+        &self,
+        chart_dir: &Path,
+        name: &str,
+        values: &serde_json::Value,
+        options: &ReleaseOptions,
+    ) -> Result<serde_json::Value, Error> {
+        self.lib.release(self.config, false, chart_dir, name, values, &self.options(options))
+    }
+
+    /// `helm upgrade <name> <chart_dir>`; the new revision as JSON.
+    pub fn upgrade(
+        &self,
+        chart_dir: &Path,
+        name: &str,
+        values: &serde_json::Value,
+        options: &ReleaseOptions,
+    ) -> Result<serde_json::Value, Error> {
+        self.lib.release(self.config, true, chart_dir, name, values, &self.options(options))
+    }
+
+    /// `helm uninstall <name>`.
+    pub fn uninstall(&self, name: &str) -> Result<(), Error> {
+        self.lib.uninstall(self.config, name, &serde_json::json!({}))
+    }
+
+    fn options(&self, options: &ReleaseOptions) -> serde_json::Value {
+        let mut json = serde_json::json!({"namespace": self.namespace});
+        if let Some(dry_run) = options.dry_run {
+            json["dry_run"] = dry_run.into();
+        }
+        if let Some(timeout) = options.timeout_seconds {
+            json["timeout_seconds"] = timeout.into();
+        }
+        json
+    }
+}
+
+impl Drop for Releases {
+    fn drop(&mut self) {
+        self.lib.config_free(self.config);
     }
 }
 

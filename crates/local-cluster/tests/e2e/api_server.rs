@@ -1,15 +1,17 @@
 //! The chart on a real Kubernetes API server (issue 16, first step: the control plane without a node). Each
-//! scenario works in a namespace of its own on the run's shared control plane.
+//! scenario works in a namespace of its own on the run's shared control plane. Without a node no Job ends, so
+//! Helm runs here only what needs no hook: an install without the registration hook, and upgrades as
+//! `--dry-run=server` (rendered with `lookup` answering, validated by the API server, no hook run).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use helm_engine::{Helm, RenderOptions};
-use serde_json::Value;
+use helm_engine::{Helm, ReleaseOptions, RenderOptions};
+use serde_json::{json, Value};
 
 use crate::util::{self, Env};
 
-crate::scenarios!(ControlPlane: every_object_of_the_default_render_is_admitted_under_pod_security_restricted_and_a_second_apply_changes_nothing);
+crate::scenarios!(ControlPlane: every_object_of_the_default_render_is_admitted_under_pod_security_restricted_and_a_second_apply_changes_nothing, an_upgrade_that_changes_a_claim_template_is_refused_by_lookup_and_one_that_repeats_a_stored_size_is_not);
 
 const NAMESPACE: &str = "restricted";
 
@@ -91,5 +93,51 @@ fn every_object_of_the_default_render_is_admitted_under_pod_security_restricted_
     let after = generations(plane, NAMESPACE)?;
     ensure!(before == after, "a second apply changed generations:\nbefore:\n{before}\nafter:\n{after}");
     plane.kubectl(&["delete", "namespace", NAMESPACE, "--wait=false"], None)?;
+    Ok(())
+}
+
+fn an_upgrade_that_changes_a_claim_template_is_refused_by_lookup_and_one_that_repeats_a_stored_size_is_not(
+    _env: &Env,
+) -> anyhow::Result<()> {
+    let plane = util::control_plane()?;
+    let namespace = "immutable";
+    plane.kubectl(&["create", "namespace", namespace], None)?;
+    let releases = Helm::discover()?.releases(&plane.kubeconfig(), namespace)?;
+    let chart = util::chart_dir();
+    let values = |persistence: Value| {
+        util::values(json!({"workerRegistration": {"enabled": false}, "worker": {"persistence": persistence}}))
+    };
+    releases.install(&chart, "my-citus", &values(json!({"size": "10240Mi"})), &ReleaseOptions::default())?;
+    // The API server keeps the size in canonical form.
+    let (stored, _) = plane.kubectl(
+        &[
+            "get",
+            "statefulset",
+            "my-citus-worker",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.spec.volumeClaimTemplates[0].spec.resources.requests.storage}",
+        ],
+        None,
+    )?;
+    ensure!(stored == "10Gi", "stored size {stored}");
+
+    let dry = ReleaseOptions { dry_run: Some("server"), ..ReleaseOptions::default() };
+    // The same values again: nothing changes, so nothing is refused.
+    releases
+        .upgrade(&chart, "my-citus", &values(json!({"size": "10240Mi"})), &dry)
+        .context("the same values refused")?;
+    // A label on the claim template: Kubernetes would refuse the StatefulSet after the drain hook ran.
+    match releases.upgrade(&chart, "my-citus", &values(json!({"size": "10240Mi", "labels": {"tier": "db"}})), &dry) {
+        Ok(_) => bail!("an upgrade that changes the claim template's labels was not refused"),
+        Err(e) => ensure!(
+            e.to_string().contains("IMMUTABLE FIELD")
+                && e.to_string().contains("worker.persistence.labels would change the claim template's labels"),
+            "the refusal does not name the field: {e}"
+        ),
+    }
+    releases.uninstall("my-citus")?;
+    plane.kubectl(&["delete", "namespace", namespace, "--wait=false"], None)?;
     Ok(())
 }
