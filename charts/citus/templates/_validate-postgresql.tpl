@@ -139,17 +139,19 @@ query when a worker refuses one of them, and waits instead when its own pool lim
 {{- end -}}
 
 {{- /*
-TLS written into extraConfiguration (the chart has no TLS values yet): without certificate paths PostgreSQL
-looks for server.crt and server.key in the data directory, which nothing creates, and does not start; a
-node_conninfo that requires TLS makes every node's connections to the other nodes fail unless they offer it.
+TLS written into extraConfiguration (the chart has no TLS values yet). Between the nodes TLS is on already:
+CREATE EXTENSION citus turns ssl on (ALTER SYSTEM) with a self-signed certificate in the data directory, since
+Citus's default node_conninfo is sslmode=require. But ssl = on in the configuration file is read before that,
+on a new node's first start, and PostgreSQL does not start without server.crt; and node_conninfo modes that
+verify the server need certificates signed by a CA the nodes are given (sslrootcert), which Citus's are not.
 */ -}}
 {{- $ssl := has (lower (toString (get $conf "ssl"))) (list "on" "true" "yes" "1") -}}
 {{- if and $ssl (or (not (get $conf "ssl_cert_file")) (not (get $conf "ssl_key_file"))) -}}
-{{- $errors = append $errors "postgresql.extraConfiguration sets ssl = on without both ssl_cert_file and ssl_key_file: PostgreSQL then reads server.crt and server.key from the data directory, which nothing creates, and does not start. Mount a certificate and its key (coordinator.extraVolumes/extraVolumeMounts and the same for worker) and set ssl_cert_file and ssl_key_file to their paths" -}}
+{{- $errors = append $errors "postgresql.extraConfiguration sets ssl = on without both ssl_cert_file and ssl_key_file: a new node reads server.crt and server.key from its data directory before anything created them, and does not start. Remove the line (the nodes already speak TLS among themselves: Citus turns ssl on with a self-signed certificate), or mount a certificate and its key (coordinator.extraVolumes/extraVolumeMounts and the same for worker) and set ssl_cert_file and ssl_key_file to their paths" -}}
 {{- end -}}
 {{- $conninfo := toString (get $conf "citus.node_conninfo") -}}
-{{- if and (not $ssl) (regexMatch `sslmode\s*=\s*'?(require|verify-ca|verify-full)` $conninfo) -}}
-{{- $errors = append $errors (printf "postgresql.extraConfiguration sets citus.node_conninfo = '%s', which requires TLS between the nodes, but not ssl = on: every node's connections to the other nodes would be refused. Turn ssl on (with ssl_cert_file and ssl_key_file) or use sslmode=prefer" $conninfo) -}}
+{{- if and (regexMatch `sslmode\s*=\s*'?verify-(ca|full)` $conninfo) (or (not (get $conf "ssl_cert_file")) (not (contains "sslrootcert" $conninfo))) -}}
+{{- $errors = append $errors (printf "postgresql.extraConfiguration sets citus.node_conninfo = '%s', which verifies the other nodes' certificates, without both ssl_cert_file (certificates of your CA on the nodes) and sslrootcert in node_conninfo (that CA): the nodes' own certificates are Citus's self-signed ones, so every connection between nodes would fail verification. Give the nodes certificates of a CA and name it in sslrootcert, or keep sslmode=require" $conninfo) -}}
 {{- end -}}
 
 {{- /*

@@ -55,9 +55,14 @@ psql_strict() {
 # does not register a worker whose mark says "removed"; the mark is written before the worker leaves
 # pg_dist_node, so no round of the loop can find it unregistered and unmarked (review D18).
 #
-# mark_worker HOST PORT VALUE: VALUE ("removed" or "kept") becomes the mark of that worker.
+# mark_command VALUE: the SQL that makes VALUE ("removed" or "kept") the mark of the worker it runs on.
+mark_command() {
+    printf "COPY (SELECT '%s') TO '/tmp/citus/retired'" "$1"
+}
+
+# mark_worker HOST PORT VALUE: VALUE becomes the mark of that worker.
 mark_worker() {
-    echo "COPY (SELECT :'value') TO '/tmp/citus/retired'" | psql_strict -h "$1" -p "$2" -v value="$3" >/dev/null
+    mark_command "$3" | psql_strict -h "$1" -p "$2" >/dev/null
 }
 
 # worker_retired HOST PORT: prints t when that worker's mark says "removed", f otherwise.

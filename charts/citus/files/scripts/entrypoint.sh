@@ -253,6 +253,7 @@ wait_for_coordinator_update() {
 # so a bounded wait that kills it would start the replay over at every restart); the probes count the node
 # as alive while it does.
 setup_database() {
+    : > "$STATE_DIR/setup-server.log"
     pg_ctl -D "$PGDATA" -w -t 86400 start -l "$STATE_DIR/setup-server.log" \
         -o "-c config_file=$CONF_FILE -c listen_addresses= -c unix_socket_directories=$SOCKET_DIR -c log_statement=none $(setup_options)" \
         || { cat "$STATE_DIR/setup-server.log" >&2; setup_start_failed "$STATE_DIR/setup-server.log"; }

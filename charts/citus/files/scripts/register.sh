@@ -251,7 +251,7 @@ copy_reference_tables() {
     [ "$crt_left" -gt 0 ] || crt_left=1
     echo "SET statement_timeout = :'timeout'; SELECT replicate_reference_tables(shard_transfer_mode => :'mode')" \
         | coord -v timeout="${crt_left}s" -v mode="$crt_mode" >/dev/null \
-        || die "copying the reference tables to the new worker(s) ($crt_mode) failed or did not end within the Job's deadline (workerRegistration.activeDeadlineSeconds=$WAIT_SECONDS; the error above)${no_identity:+. Tables without primary key or replica identity: $no_identity: with a primary key (or REPLICA IDENTITY FULL) the background rebalance copies them online, outside the deadline}. Raise workerRegistration.activeDeadlineSeconds, or keep workerRegistration.rebalance=true so that a background rebalance copies them; then run the upgrade again"
+        || die "copying the reference tables to the new worker(s) ($crt_mode) failed or did not end within ${crt_left}s, what was left of this run's ${WAIT_SECONDS}s (the error above)${no_identity:+. Tables without primary key or replica identity: $no_identity: with a primary key (or REPLICA IDENTITY FULL) a background rebalance copies them online, outside any deadline}. Until they are copied no shard can move onto the new worker(s). Copy them in a session of your own, without a deadline: SELECT replicate_reference_tables('$crt_mode'); or raise workerRegistration.activeDeadlineSeconds and run the release change again"
 }
 
 # done_without_rebalance: this Job starts no background job: it copies the reference tables itself, then ends.

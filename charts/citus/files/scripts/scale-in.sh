@@ -149,36 +149,59 @@ for line in $leaving; do
     pairs="$pairs${pairs:+,}('$(printf '%s' "$host" | sed "s/'/''/g")', $port)"
 done
 
-# mark_leaving VALUE: VALUE ("removed" or "kept") becomes the mark of every leaving worker.
+# mark_leaving VALUE: psql lines, for the session that holds the scale-in lock, that make VALUE ("removed" or
+# "kept") the mark of every leaving worker (master_run_on_worker: from the coordinator, one command per worker);
+# psql variable mark_failed names the workers it could not mark. Written only under the lock, so that a failed
+# run's "kept" can never land after another run's "removed".
 mark_leaving() {
+    ml_hosts='' ml_ports='' ml_commands=''
     for line in $leaving; do
         host=${line%%|*}
         rest=${line#*|}
         port=${rest%%|*}
-        mark_worker "$host" "$port" "$1" || return 1
+        ml_hosts="$ml_hosts${ml_hosts:+,}'$(printf '%s' "$host" | sed "s/'/''/g")'"
+        ml_ports="$ml_ports${ml_ports:+,}$port"
+        ml_commands="$ml_commands${ml_commands:+,}'$(mark_command "$1" | sed "s/'/''/g")'"
     done
+    cat <<SQL
+SELECT string_agg(node_name || ': ' || result, '; ') AS mark_failed
+  FROM master_run_on_worker(ARRAY[$ml_hosts]::text[], ARRAY[$ml_ports]::int[], ARRAY[$ml_commands]::text[], false)
+ WHERE NOT success \gset
+SQL
 }
 
+# The drain failed: unless another run holds or waits for the lock (it drains these workers now, and their
+# state is its own), the leaving workers get shouldhaveshards=true and the mark "kept" back.
 restore() {
     log "the drain failed: the leaving workers get shouldhaveshards=true back, nothing else changes"
-    mark_leaving kept || log "could not take back the removal mark of $names (the registration hook of the next release change does)"
-    coord <<SQL >/dev/null || log "could not restore shouldhaveshards=true; run: SELECT citus_set_node_property(nodename, nodeport, 'shouldhaveshards', true) FROM pg_dist_node WHERE nodename IN ($names)"
+    { cat <<SQL
+SELECT pg_try_advisory_lock(hashtext('citus-chart-scale-in'))
+       AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                          AND objid = hashtext('citus-chart-scale-in')::oid) AS scale_in_alone \gset
+\if :scale_in_alone
 SELECT citus_set_node_property(n.nodename, n.nodeport, 'shouldhaveshards', true)
   FROM pg_dist_node n JOIN (VALUES $pairs) AS l(host, port) ON n.nodename = l.host AND n.nodeport = l.port
- WHERE NOT n.shouldhaveshards;
+ WHERE NOT n.shouldhaveshards \g /dev/null
 DELETE FROM citus_chart.draining d USING (VALUES $pairs) AS l(host, port) WHERE d.nodename = l.host AND d.nodeport = l.port;
 SQL
+      mark_leaving kept
+      cat <<SQL
+\if :{?mark_failed}
+\warn '$CITUS_LOG_TAG: could not take back the removal mark of' :mark_failed '(the registration hook of the next release change does)'
+\endif
+\else
+\warn '$CITUS_LOG_TAG: another scale-in run drains these workers now: their state is left to it'
+\endif
+SQL
+    } | coord >/dev/null || log "could not restore shouldhaveshards=true; run: SELECT citus_set_node_property(nodename, nodeport, 'shouldhaveshards', true) FROM pg_dist_node WHERE nodename IN ($names)"
     die "draining $names failed (see the error above); the upgrade is aborted, every worker stays registered"
 }
 
-# Marked before anything moves: the registration loop (the coordinator's, under autoscaling; also on the old pod
-# spec until the coordinator restarts) must never add back a worker this run removes.
-mark_leaving removed || die "cannot mark $names as leaving (the error above); nothing was moved"
 log "draining $names"
 # A transaction of the application that holds a lock a move needs (one left open, idle) holds up the drain for
 # as long as it stays open. Every CITUS_LOCK_REPORT_SECONDS while the drain runs, the sessions it waits for
 # are named in the log (not their statements, which may carry secrets), with how to end them; nothing ends them
-# for the user.
+# for the user. Another scale-in run is not such a session: waiting for it is said once, above.
 report_lock_waits() {
     while sleep "${CITUS_LOCK_REPORT_SECONDS:-15}"; do
         coord 2>/dev/null <<'SQL' | while IFS= read -r line; do log "$line"; done
@@ -191,11 +214,12 @@ SELECT DISTINCT ON (w.blocking_gpid)
   JOIN citus_stat_activity a ON a.global_pid = w.blocking_gpid
   JOIN pg_dist_node n ON n.nodeid = a.nodeid
  WHERE w.waiting_gpid IN (SELECT global_pid FROM citus_stat_activity WHERE application_name = 'citus-chart-scale-in')
+   AND w.blocking_gpid NOT IN (SELECT global_pid FROM citus_stat_activity WHERE application_name = 'citus-chart-scale-in')
  ORDER BY w.blocking_gpid, a.is_worker_query, a.nodeid
 SQL
     done
 }
-report_lock_waits &
+PGAPPNAME=citus-chart-scale-in-report report_lock_waits &
 reporter=$!
 trap 'kill "$reporter" 2>/dev/null || true' EXIT
 # A run that finds the lock taken says so (e.g. a retried helm upgrade whose first drain outlived Helm's
@@ -215,6 +239,13 @@ SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"
 \\else
 \\warn :scale_in_at '$CITUS_LOG_TAG: the other run ended: draining what it left'
 \\endif
+\\endif
+-- Marked before anything moves, under the lock: the registration loop (the coordinator's, under autoscaling;
+-- also on the old pod spec until the coordinator restarts) must never add back a worker this run removes.
+$(mark_leaving removed)
+\\if :{?mark_failed}
+\\warn '$CITUS_LOG_TAG: cannot mark the leaving workers as removed:' :mark_failed
+DO \$\$ BEGIN RAISE EXCEPTION 'the leaving workers could not be marked (above): nothing was moved'; END \$\$;
 \\endif
 -- The record says which workers the chart (not a user) set to shouldhaveshards=false: the registration hook
 -- gives those back shouldhaveshards=true when a later revision keeps them (an abandoned drain).

@@ -364,6 +364,15 @@ fn a_helm_retry_during_a_drain_waits_for_it_instead_of_interrupting_it(env: &Env
     ensure!(waited <= first_done, "the retry waited at {waited}, after the first run was done at {first_done}");
     logged_at(&retry_log, &format!("the other run ended and removed {leaving}: nothing left to drain"))?;
     ensure!(!retry_log.contains("ERROR"), "{retry_log}");
+    // Waiting for the other run is said once; neither run names the other as a session to end (the first
+    // run does name the scenario's lock holder, an application session).
+    ensure!(
+        first_log.contains("the drain waits for a lock held by") && first_log.contains("application psql"),
+        "{first_log}"
+    );
+    for log in [&first_log, &retry_log] {
+        ensure!(!log.contains("application citus-chart-scale-in"), "a scale-in run named as a blocker:\n{log}");
+    }
 
     assert_three_workers_with_every_row(&cluster, &sums)?;
     Ok(())
