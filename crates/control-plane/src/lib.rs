@@ -24,6 +24,9 @@ const BINARIES: [&str; 5] = ["etcd", "kube-apiserver", "kube-controller-manager"
 /// The Service network; its first address is the `kubernetes` Service's.
 const SERVICE_CIDR: &str = "10.96.0.0/16";
 const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
+/// The one node of the cluster; its kubeconfig ([`ControlPlane::node_kubeconfig`]) carries the identity
+/// `system:node:<name>` that the Node authorizer and NodeRestriction scope to it.
+pub const NODE_NAME: &str = "local-node";
 
 /// Where the binaries are.
 #[derive(Debug, Clone)]
@@ -74,6 +77,7 @@ impl ControlPlane {
                 ("admin", "kubernetes-admin", Some("system:masters")),
                 ("controller-manager", "system:kube-controller-manager", None),
                 ("scheduler", "system:kube-scheduler", None),
+                ("node", &format!("system:node:{NODE_NAME}"), Some("system:nodes")),
             ],
         )?;
         let (etcd_client, etcd_peer, api_port) = (free_port()?, free_port()?, free_port()?);
@@ -86,6 +90,7 @@ impl ControlPlane {
         let admin = kubeconfig("admin")?;
         let controller_manager = kubeconfig("controller-manager")?;
         let scheduler = kubeconfig("scheduler")?;
+        kubeconfig("node")?;
 
         let mut plane = ControlPlane {
             dir: dir.to_owned(),
@@ -177,6 +182,11 @@ impl ControlPlane {
     /// The admin kubeconfig (system:masters).
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("admin.kubeconfig")
+    }
+
+    /// The node's kubeconfig (`system:node:<NODE_NAME>`, group `system:nodes`), for a node agent.
+    pub fn node_kubeconfig(&self) -> PathBuf {
+        self.dir.join("node.kubeconfig")
     }
 
     /// The API server's URL.

@@ -43,6 +43,13 @@ pub enum Error {
     /// A Job (or a hook Pod) did not succeed.
     #[error("job {job} failed after {attempts} attempt(s): {reason}{log_tail}")]
     JobFailed { job: String, attempts: u32, reason: String, log_tail: String },
+    /// A call to the Kubernetes API server failed (node agent).
+    #[error("API server: {what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
     /// A Helm hook failed; Helm stops the release operation there.
     #[error("{phase} hook {kind}/{name} failed")]
     Hook {

@@ -7,7 +7,8 @@
 //! - [`store`]: the API server's storage (objects by release);
 //! - [`kubelet`]: pods (containers, images, env, volumes, probes, restarts) and the node's name service;
 //! - [`controllers`]: StatefulSet and Job controllers;
-//! - `helm` (rendering, hooks) and [`Cluster`], the facade with Helm and kubectl verbs and faults.
+//! - `helm` (rendering, hooks) and [`Cluster`], the facade with Helm and kubectl verbs and faults;
+//! - [`agent`]: the same kubelet as a node of a real control plane (issue 16), beside the simulation.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), local_cluster::Error> {
@@ -20,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agent;
 mod cluster;
 pub mod controllers;
 mod error;

@@ -143,6 +143,7 @@ impl JobRun {
                 labels: template_labels(&self.template),
                 subdomain: None,
                 claim_templates: Default::default(),
+                bound_claims: Default::default(),
                 command_override: None,
                 owner: Owner::Job(self.name.clone()),
             };
@@ -216,6 +217,7 @@ pub fn run_hook_pod(node: &mut Node, store: &Store, timeout: Duration, pod: &Val
         labels: template_labels(pod),
         subdomain: None,
         claim_templates: Default::default(),
+        bound_claims: Default::default(),
         command_override: None,
         owner: Owner::HookPod,
     };

@@ -83,6 +83,7 @@ impl StatefulSet {
                 .iter()
                 .map(|t| (t.clone(), format!("{t}-{name}")))
                 .collect::<BTreeMap<_, _>>(),
+            bound_claims: BTreeMap::new(),
             name,
             namespace: namespace.to_owned(),
             spec: self.spec.clone(),

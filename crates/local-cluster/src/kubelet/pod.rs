@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
@@ -37,6 +37,9 @@ pub struct PodConfig {
     pub subdomain: Option<String>,
     /// volume name -> claim name (volumeClaimTemplates).
     pub claim_templates: BTreeMap<String, String>,
+    /// claim name -> host directory of the volume bound to it (a node agent's provisioned volumes); a claim
+    /// not listed lives in the cluster's claims directory under its own name.
+    pub bound_claims: BTreeMap<String, PathBuf>,
     /// `kubectl debug --copy-to`-style replacement of the first container's command and args.
     pub command_override: Option<Vec<String>>,
     /// Who created the pod.
@@ -53,6 +56,10 @@ pub enum Owner {
     },
     Job(String),
     HookPod,
+    /// A pod of the API server, run by the node agent; its uid tells it from a later pod of the same name.
+    ApiServer {
+        uid: String,
+    },
 }
 
 /// Output of a command run in a pod.
@@ -86,6 +93,34 @@ struct ProbeState {
     last: Option<String>,
 }
 
+/// What a kubelet reports of one container (`containerStatuses`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerReport {
+    pub name: String,
+    pub image: String,
+    /// When its current run started; None while it waits for a restart or ended for good.
+    pub running_since: Option<SystemTime>,
+    /// Passed its startup probe (or has none).
+    pub started: bool,
+    pub ready: bool,
+    pub restarts: u32,
+    /// Exit code of its last run (128 + signal when killed).
+    pub last_exit_code: Option<i32>,
+}
+
+/// A running container as a command run in it needs it: usable without holding the pod, so that a long
+/// `kubectl exec` does not stop the kubelet's loop.
+#[derive(Debug, Clone)]
+pub struct ExecTarget {
+    pod: String,
+    pid: u32,
+    user: User,
+    env: Vec<(String, String)>,
+    working_dir: String,
+    /// Where the command's stdin/stdout/stderr files go (the pod's directory).
+    base: PathBuf,
+}
+
 struct ContainerState {
     spec: Container,
     runtime: ImageRuntime,
@@ -94,6 +129,7 @@ struct ContainerState {
     argv: Vec<String>,
     child: Option<Child>,
     started: Instant,
+    started_at: SystemTime,
     restarts: u32,
     last_exit: Option<ExitStatus>,
     restart_at: Option<Instant>,
@@ -147,6 +183,60 @@ pub struct StartContext<'a> {
     pub init_timeout: Duration,
 }
 
+impl ExecTarget {
+    /// Runs `argv` in the container with its env plus `extra_env`; its stdin/stdout/stderr go through files
+    /// in the pod's directory.
+    pub fn run(
+        &self,
+        argv: &[String],
+        extra_env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        let path = |ext: &str| self.base.with_extension(ext);
+        let stdin = match stdin {
+            Some(bytes) => {
+                fs::write(path("in"), bytes).context(|| format!("writing {}", path("in").display()))?;
+                Stdio::from(File::open(path("in")).context(|| format!("opening {}", path("in").display()))?)
+            }
+            None => Stdio::null(),
+        };
+        let out = File::create(path("out")).context(|| format!("creating {}", path("out").display()))?;
+        let err = File::create(path("err")).context(|| format!("creating {}", path("err").display()))?;
+        let mut env = self.env.clone();
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let launch = Launch {
+            argv,
+            env: &env,
+            user: &self.user,
+            working_dir: &self.working_dir,
+            stdin,
+            stdout: Stdio::from(out),
+            stderr: Stdio::from(err),
+        };
+        let mut child = spawn::spawn(launch, Enter::Join { pid: self.pid })?;
+        let status = match spawn::wait_until(&mut child, Instant::now() + timeout)? {
+            Some(status) => status,
+            None => {
+                // The command leads its own session: take down everything it started.
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+                return Err(Error::Timeout {
+                    what: format!("`{}` in pod {}", argv.join(" "), self.pod),
+                    waited: timeout,
+                    log_tail: log_tail(&path("err")),
+                });
+            }
+        };
+        let read = |p: PathBuf| fs::read_to_string(&p).context(|| format!("reading {}", p.display()));
+        let output = ExecOutput { status, stdout: read(path("out"))?, stderr: read(path("err"))? };
+        for ext in ["in", "out", "err"] {
+            let _ = fs::remove_file(path(ext)); // missing "in" is fine
+        }
+        Ok(output)
+    }
+}
+
 impl Pod {
     /// Creates the pod's volumes, runs its init containers to completion and starts its containers in `net`.
     pub fn start(config: PodConfig, net: PodNet, ctx: &StartContext) -> Result<Pod> {
@@ -155,7 +245,12 @@ impl Pod {
         let fields = PodFields { name: &config.name, namespace: &config.namespace, ip: &ip };
         let dir = ctx.dirs.pods.join(format!("{}-{}", config.name, net.netns.name()));
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-        let volume_dirs = VolumeDirs { pod: &dir, claims: ctx.dirs.claims, claim_templates: &config.claim_templates };
+        let volume_dirs = VolumeDirs {
+            pod: &dir,
+            claims: ctx.dirs.claims,
+            claim_templates: &config.claim_templates,
+            bound_claims: &config.bound_claims,
+        };
         let volumes = volumes::prepare(&owner, &config.spec, ctx.store, &volume_dirs)?;
         let log = ctx.dirs.logs.join(format!("{}.log", config.name));
         let state = |c: &Container, first: bool| -> Result<ContainerState> {
@@ -186,6 +281,7 @@ impl Pod {
                 argv,
                 child: None,
                 started: Instant::now(),
+                started_at: SystemTime::now(),
                 restarts: 0,
                 last_exit: None,
                 restart_at: None,
@@ -290,6 +386,7 @@ impl Pod {
         let c = &mut self.containers[i];
         c.child = Some(child);
         c.started = Instant::now();
+        c.started_at = SystemTime::now();
         c.ready = false;
         c.startup_done = c.spec.startup_probe.is_none();
         c.startup = ProbeState::default();
@@ -327,6 +424,25 @@ impl Pod {
     /// The process ids of everything running in the pod (for inspecting arguments, environment, uid).
     pub fn processes(&self) -> Vec<Pid> {
         self.net.netns.processes()
+    }
+
+    /// Every regular container's state, as the kubelet reports it.
+    pub fn container_reports(&self) -> Vec<ContainerReport> {
+        self.containers
+            .iter()
+            .map(|c| ContainerReport {
+                name: c.spec.name.clone(),
+                image: c.spec.image.clone(),
+                running_since: c.child.as_ref().map(|_| c.started_at),
+                started: c.child.is_some() && c.startup_done,
+                ready: c.child.is_some() && c.startup_done && c.ready,
+                restarts: c.restarts,
+                last_exit_code: c.last_exit.map(|s| {
+                    use std::os::unix::process::ExitStatusExt as _;
+                    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+                }),
+            })
+            .collect()
     }
 
     /// The first container's exit status, once it has ended (and was not restarted since).
@@ -598,53 +714,36 @@ impl Pod {
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<ExecOutput> {
+        self.exec_target_at(i)?.run(argv, extra_env, stdin, timeout)
+    }
+
+    /// The container named `container` (else the first) for running commands in it later.
+    pub fn exec_target(&self, container: Option<&str>) -> Result<ExecTarget> {
+        let i = match container {
+            None => 0,
+            Some(name) => self
+                .containers
+                .iter()
+                .position(|c| c.spec.name == name)
+                .ok_or_else(|| Error::Manifest(format!("pod {} has no container {name}", self.config.name)))?,
+        };
+        self.exec_target_at(i)
+    }
+
+    fn exec_target_at(&self, i: usize) -> Result<ExecTarget> {
         let c = &self.containers[i];
         let pid = c.child.as_ref().map(Child::id).ok_or_else(|| {
             Error::Manifest(format!("container {} of pod {} is not running", c.spec.name, self.config.name))
         })?;
         let n = self.execs.fetch_add(1, Ordering::Relaxed);
-        let base = self.dir.join(format!("exec-{n}"));
-        let path = |ext: &str| base.with_extension(ext);
-        let stdin = match stdin {
-            Some(bytes) => {
-                fs::write(path("in"), bytes).context(|| format!("writing {}", path("in").display()))?;
-                Stdio::from(File::open(path("in")).context(|| format!("opening {}", path("in").display()))?)
-            }
-            None => Stdio::null(),
-        };
-        let out = File::create(path("out")).context(|| format!("creating {}", path("out").display()))?;
-        let err = File::create(path("err")).context(|| format!("creating {}", path("err").display()))?;
-        let mut env = c.env.clone();
-        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let launch = Launch {
-            argv,
-            env: &env,
-            user: &c.user,
-            working_dir: c.spec.working_dir.as_deref().unwrap_or("/"),
-            stdin,
-            stdout: Stdio::from(out),
-            stderr: Stdio::from(err),
-        };
-        let mut child = spawn::spawn(launch, Enter::Join { pid })?;
-        let status = match spawn::wait_until(&mut child, Instant::now() + timeout)? {
-            Some(status) => status,
-            None => {
-                // The command leads its own session: take down everything it started.
-                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                let _ = child.wait();
-                return Err(Error::Timeout {
-                    what: format!("`{}` in pod {}", argv.join(" "), self.config.name),
-                    waited: timeout,
-                    log_tail: log_tail(&path("err")),
-                });
-            }
-        };
-        let read = |p: PathBuf| fs::read_to_string(&p).context(|| format!("reading {}", p.display()));
-        let output = ExecOutput { status, stdout: read(path("out"))?, stderr: read(path("err"))? };
-        for ext in ["in", "out", "err"] {
-            let _ = fs::remove_file(path(ext)); // missing "in" is fine
-        }
-        Ok(output)
+        Ok(ExecTarget {
+            pod: self.config.name.clone(),
+            pid,
+            user: c.user.clone(),
+            env: c.env.clone(),
+            working_dir: c.spec.working_dir.clone().unwrap_or_else(|| "/".to_owned()),
+            base: self.dir.join(format!("exec-{n}")),
+        })
     }
 
     /// Writes the pod's ConfigMap and Secret volumes again (the kubelet's periodic volume sync).

@@ -31,6 +31,8 @@ pub struct VolumeDirs<'a> {
     pub claims: &'a Path,
     /// volume name -> claim name, from the StatefulSet's volumeClaimTemplates.
     pub claim_templates: &'a BTreeMap<String, String>,
+    /// claim name -> the host directory of its bound volume, where it has one of its own.
+    pub bound_claims: &'a BTreeMap<String, PathBuf>,
 }
 
 /// The host directory of every volume of a pod, made once per pod and shared by its containers.
@@ -51,7 +53,7 @@ pub fn prepare(owner: &str, spec: &PodSpec, store: &Store, dirs: &VolumeDirs) ->
         let dir = match spec.volumes.iter().find(|v| v.name == m.name) {
             Some(volume) => volume_dir(owner, volume, spec, store, dirs)?,
             None => match dirs.claim_templates.get(&m.name) {
-                Some(claim) => claim_dir(dirs.claims, claim, spec)?,
+                Some(claim) => claim_dir(claim_path(dirs, claim), spec)?,
                 None => {
                     return Err(Error::Manifest(format!("{owner} mounts volume {} that it does not define", m.name)))
                 }
@@ -127,7 +129,7 @@ fn volume_dir(owner: &str, v: &Volume, spec: &PodSpec, store: &Store, dirs: &Vol
             Ok(dir)
         }
         (None, None, Some(e), None) => Err(Error::Unsupported(format!("{owner}: emptyDir medium {}", e.medium))),
-        (None, None, None, Some(c)) => claim_dir(dirs.claims, &c.claim_name, spec),
+        (None, None, None, Some(c)) => claim_dir(claim_path(dirs, &c.claim_name), spec),
         _ => Err(Error::Unsupported(format!(
             "{owner}: volume {} is not exactly one of configMap, secret, emptyDir, persistentVolumeClaim",
             v.name
@@ -215,9 +217,12 @@ fn project(
 }
 
 /// A persistent volume: created on first use, then the fsGroup ownership change of the mount.
-fn claim_dir(root: &Path, claim: &str, spec: &PodSpec) -> Result<PathBuf> {
+fn claim_path(dirs: &VolumeDirs, claim: &str) -> PathBuf {
+    dirs.bound_claims.get(claim).cloned().unwrap_or_else(|| dirs.claims.join(claim))
+}
+
+fn claim_dir(dir: PathBuf, spec: &PodSpec) -> Result<PathBuf> {
     let fs_group = spec.security_context.fs_group;
-    let dir = root.join(claim);
     if !dir.exists() {
         create_dir(&dir)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).context(|| format!("chmod {}", dir.display()))?;

@@ -15,6 +15,7 @@ mod faults;
 mod gitops;
 mod harness;
 mod lifecycle;
+mod node_agent;
 mod node_stop;
 mod postgres_only;
 mod rendered;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         settings::SCENARIOS,
         day2::SCENARIOS,
         api_server::SCENARIOS,
+        node_agent::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();

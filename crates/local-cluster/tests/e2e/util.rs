@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use control_plane::ControlPlane;
-use local_cluster::{host, Cluster, Manifest, Postgres, Settings};
+use local_cluster::agent::{AgentSettings, Capacity, NodeAgent};
+use local_cluster::kubelet::pod::KubeletConfig;
+use local_cluster::{host, Cluster, Images, Manifest, Postgres, Settings};
 use serde_json::{json, Value};
 
 pub const POSTGRES_PASSWORD: &str = "pg-super:secret\\1";
@@ -37,8 +39,10 @@ pub enum Needs {
     Citus,
     /// Also a second Citus build mapped to a `citusdata/citus` tag by `LOCAL_CLUSTER_IMAGES`.
     TwoCitus,
-    /// Helm and a real control plane (`KUBE_CONTROL_PLANE_BIN`), shared by the run; no node yet.
+    /// Helm and a real control plane (`KUBE_CONTROL_PLANE_BIN`), shared by the run; no node.
     ControlPlane,
+    /// The control plane with this machine as its node (the node agent), running Citus.
+    Node,
 }
 
 impl Needs {
@@ -49,6 +53,7 @@ impl Needs {
             Needs::Citus => "citus",
             Needs::TwoCitus => "two citus versions",
             Needs::ControlPlane => "control plane",
+            Needs::Node => "control plane node",
         }
     }
 }
@@ -100,6 +105,11 @@ pub fn available(needs: Needs) -> Result<Env, String> {
             control_plane::Binaries::discover()?;
             return Ok(Env { postgres: None, upgrade_tag: None });
         }
+        Needs::Node => {
+            helm_engine::Helm::discover().map_err(|e| e.to_string())?;
+            control_plane::Binaries::discover()?;
+            host::Needs::Citus
+        }
         Needs::Postgres => host::Needs::Postgres,
         Needs::Citus => host::Needs::Citus,
         Needs::TwoCitus => host::Needs::TwoCitus,
@@ -129,12 +139,40 @@ pub fn control_plane() -> anyhow::Result<&'static ControlPlane> {
 
 /// Stops the run's control plane, if one was started, and removes its files unless `LOCAL_CLUSTER_KEEP` is set.
 pub fn stop_control_plane() {
+    if let Some(Ok(agent)) = NODE_AGENT.get() {
+        agent.stop();
+    }
     if let Some(Ok(plane)) = CONTROL_PLANE.get() {
         plane.stop();
         if std::env::var_os("LOCAL_CLUSTER_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(plane.dir());
         }
     }
+}
+
+/// The run's node agent: this machine as the control plane's node, started by the first scenario that
+/// needs it and stopped by [`stop_control_plane`].
+static NODE_AGENT: OnceLock<Result<NodeAgent, String>> = OnceLock::new();
+
+pub fn node_agent(env: &Env) -> anyhow::Result<&'static NodeAgent> {
+    let plane = control_plane()?;
+    let postgres = env.postgres()?.clone();
+    let started = NODE_AGENT.get_or_init(|| {
+        let settings = AgentSettings {
+            node_name: control_plane::NODE_NAME.to_owned(),
+            node_kubeconfig: plane.node_kubeconfig(),
+            provisioner_kubeconfig: plane.kubeconfig(),
+            dir: plane.dir().join("node"),
+            images: Images::from_env(postgres).map_err(|e| e.to_string())?,
+            kubelet: KubeletConfig { restart_backoff: Duration::from_secs(10) },
+            init_timeout: Duration::from_secs(300),
+            // The scenarios test behaviour, not sizing: the chart's default requests (2.1 CPUs with the
+            // registration Job) exceed this 2-core machine, so the node offers more than it has.
+            capacity: Capacity { cpu: "16".into(), memory: "64Gi".into() },
+        };
+        NodeAgent::start(settings).map_err(|e| e.to_string())
+    });
+    started.as_ref().map_err(|e| anyhow::anyhow!("the node agent did not start: {e}"))
 }
 
 static SLOTS: Mutex<u32> = Mutex::new(2);

@@ -1,0 +1,179 @@
+//! The agent's calls to the API server, blocking, on a runtime of its own: as the node (`system:node:<name>`,
+//! scoped by the Node authorizer to what its pods use) and, for the volume provisioner, as an identity that
+//! may create PersistentVolumes.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// A client and the runtime that drives it; `block_on` works from any thread.
+pub struct Clients {
+    rt: tokio::runtime::Runtime,
+    /// The node's identity: pods, their Secrets/ConfigMaps/claims, its Node and Lease.
+    pub node: Client,
+    /// The provisioner's identity: PersistentVolumes and the StorageClass.
+    pub provisioner: Client,
+}
+
+fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Api { what, source }
+}
+
+impl Clients {
+    pub fn new(node_kubeconfig: &Path, provisioner_kubeconfig: &Path) -> Result<Clients> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io { context: "starting the agent's runtime".into(), source })?;
+        let client = |path: &Path| -> Result<Client> {
+            let what = format!("reading kubeconfig {}", path.display());
+            let kc = Kubeconfig::read_from(path).map_err(|e| Error::Manifest(format!("{what}: {e}")))?;
+            rt.block_on(async {
+                let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| Error::Manifest(format!("{what}: {e}")))?;
+                Client::try_from(config).map_err(api_error(what.clone()))
+            })
+        };
+        let node = client(node_kubeconfig)?;
+        let provisioner = client(provisioner_kubeconfig)?;
+        Ok(Clients { rt, node, provisioner })
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Every pod bound to `node`, in every namespace.
+    pub fn pods_on(&self, node: &str) -> Result<Vec<Pod>> {
+        let api: Api<Pod> = Api::all(self.node.clone());
+        let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        Ok(self.block_on(api.list(&params)).map_err(api_error(format!("listing the pods of node {node}")))?.items)
+    }
+
+    pub fn services(&self, namespace: &str) -> Result<Vec<Service>> {
+        let api: Api<Service> = Api::namespaced(self.node.clone(), namespace);
+        Ok(self
+            .block_on(api.list(&ListParams::default()))
+            .map_err(api_error(format!("listing the Services of {namespace}")))?
+            .items)
+    }
+
+    /// A namespaced object read as the node, None when it does not exist.
+    pub fn get_opt<K>(&self, namespace: &str, name: &str) -> Result<Option<K>>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.node.clone(), namespace);
+        self.block_on(api.get_opt(name))
+            .map_err(api_error(format!("reading {} {namespace}/{name}", K::kind(&K::DynamicType::default()))))
+    }
+
+    pub fn get_volume(&self, name: &str) -> Result<Option<PersistentVolume>> {
+        let api: Api<PersistentVolume> = Api::all(self.node.clone());
+        self.block_on(api.get_opt(name)).map_err(api_error(format!("reading PersistentVolume {name}")))
+    }
+
+    /// Merge-patches a pod's status.
+    pub fn patch_pod_status(&self, namespace: &str, name: &str, status: &Value) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.node.clone(), namespace);
+        let patch = serde_json::json!({ "status": status });
+        self.block_on(api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .map(drop)
+            .map_err(api_error(format!("updating the status of pod {namespace}/{name}")))
+    }
+
+    /// The kubelet's last word on a pod: deleted for good, only if it is still the pod of that uid.
+    pub fn delete_pod_now(&self, namespace: &str, name: &str, uid: &str) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.node.clone(), namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(uid.to_owned()), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match self.block_on(api.delete(name, &params)) {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(api_error(format!("deleting pod {namespace}/{name}"))(e)),
+        }
+    }
+
+    /// Creates the node's Node object, or leaves the one that exists.
+    pub fn register_node(&self, node: &Node) -> Result<()> {
+        let api: Api<Node> = Api::all(self.node.clone());
+        match self.block_on(api.create(&PostParams::default(), node)) {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(api_error("registering the node")(e)),
+        }
+    }
+
+    pub fn patch_node_status(&self, name: &str, status: &Value) -> Result<()> {
+        let api: Api<Node> = Api::all(self.node.clone());
+        let patch = serde_json::json!({ "status": status });
+        self.block_on(api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .map(drop)
+            .map_err(api_error(format!("updating the status of node {name}")))
+    }
+
+    /// Server-side apply of a namespaced object of the node's.
+    pub fn apply_namespaced<K>(&self, client: &Client, namespace: &str, name: &str, object: &Value) -> Result<()>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        self.block_on(api.patch(name, &PatchParams::apply("local-cluster-agent").force(), &Patch::Apply(object)))
+            .map(drop)
+            .map_err(api_error(format!("applying {} {namespace}/{name}", K::kind(&K::DynamicType::default()))))
+    }
+
+    /// Server-side apply of a cluster-scoped object, as the provisioner.
+    pub fn apply_cluster<K>(&self, name: &str, object: &Value) -> Result<()>
+    where
+        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::all(self.provisioner.clone());
+        self.block_on(api.patch(name, &PatchParams::apply("local-cluster-agent").force(), &Patch::Apply(object)))
+            .map(drop)
+            .map_err(api_error(format!("applying {} {name}", K::kind(&K::DynamicType::default()))))
+    }
+
+    pub fn claims(&self) -> Result<Vec<PersistentVolumeClaim>> {
+        let api: Api<PersistentVolumeClaim> = Api::all(self.provisioner.clone());
+        Ok(self.block_on(api.list(&ListParams::default())).map_err(api_error("listing claims"))?.items)
+    }
+
+    pub fn volumes(&self) -> Result<Vec<PersistentVolume>> {
+        let api: Api<PersistentVolume> = Api::all(self.provisioner.clone());
+        Ok(self.block_on(api.list(&ListParams::default())).map_err(api_error("listing volumes"))?.items)
+    }
+
+    pub fn delete_volume(&self, name: &str) -> Result<()> {
+        let api: Api<PersistentVolume> = Api::all(self.provisioner.clone());
+        match self.block_on(api.delete(name, &DeleteParams::default())) {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_error(format!("deleting PersistentVolume {name}"))(e)),
+        }
+    }
+}

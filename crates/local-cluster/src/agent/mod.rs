@@ -1,0 +1,175 @@
+//! The node agent: this machine as a node of a real Kubernetes control plane. It registers a Node and
+//! renews its Lease, provisions volumes for claims of its StorageClass, and runs the pods the scheduler
+//! binds to it with the sandbox and the kubelet of this crate, reporting their status back. What the
+//! simulated cluster ([`crate::Cluster`]) does itself (objects, controllers, Helm) is the control plane's
+//! part here.
+//!
+//! It polls rather than watches: a list of the node's pods every [`PERIOD`], which on a local API server
+//! costs a few milliseconds and never misses an event.
+
+mod api;
+mod pod_status;
+mod pods;
+mod provisioner;
+mod registration;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use provisioner::{PROVISIONER, STORAGE_CLASS};
+pub use registration::Capacity;
+
+use crate::error::{Error, Result};
+use crate::kubelet::image::Images;
+use crate::kubelet::pod::{ExecOutput, KubeletConfig};
+
+/// How often the agent looks at its pods.
+pub const PERIOD: Duration = Duration::from_millis(250);
+
+/// What the agent needs to start.
+pub struct AgentSettings {
+    pub node_name: String,
+    /// Credentials of `system:node:<node_name>` (group `system:nodes`).
+    pub node_kubeconfig: PathBuf,
+    /// Credentials that may create PersistentVolumes and StorageClasses.
+    pub provisioner_kubeconfig: PathBuf,
+    /// Pods, logs and volumes live here.
+    pub dir: PathBuf,
+    pub images: Images,
+    pub kubelet: KubeletConfig,
+    pub init_timeout: Duration,
+    /// What the node offers the scheduler ([`Capacity::of_machine`] for this machine's own).
+    pub capacity: Capacity,
+}
+
+struct Shared {
+    kubelet: Mutex<pods::Kubelet>,
+    stop: AtomicBool,
+    /// The last error of the loop, and how often one happened; a scenario that waits in vain shows it.
+    last_error: Mutex<Option<String>>,
+}
+
+/// A running node agent; stops its pods when dropped.
+pub struct NodeAgent {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl NodeAgent {
+    /// Registers the node and its StorageClass, then runs the agent's loop on a thread of its own.
+    pub fn start(settings: AgentSettings) -> Result<NodeAgent> {
+        let api = Arc::new(api::Clients::new(&settings.node_kubeconfig, &settings.provisioner_kubeconfig)?);
+        let since = SystemTime::now();
+        registration::register(&api, &settings.node_name, &settings.capacity, since)?;
+        provisioner::install(&api)?;
+        let volumes = settings.dir.join("volumes");
+        std::fs::create_dir_all(&volumes)
+            .map_err(|source| Error::Io { context: format!("creating {}", volumes.display()), source })?;
+        let kubelet = pods::Kubelet::new(
+            settings.node_name.clone(),
+            settings.dir.clone(),
+            settings.images,
+            settings.kubelet,
+            settings.init_timeout,
+        );
+        let shared = Arc::new(Shared {
+            kubelet: Mutex::new(kubelet),
+            stop: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+        });
+        let loop_shared = Arc::clone(&shared);
+        let (node, capacity) = (settings.node_name, settings.capacity);
+        let thread = std::thread::Builder::new()
+            .name("node-agent".into())
+            .spawn(move || run(&loop_shared, &api, &node, &capacity, &volumes, since))
+            .map_err(|source| Error::Io { context: "starting the node agent".into(), source })?;
+        Ok(NodeAgent { shared, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Runs `argv` in a container of a pod (the first without `container`), like `kubectl exec`.
+    pub fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        let target = self.kubelet().exec_target(namespace, pod, container)?;
+        let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
+        target.run(&argv, &[], stdin, timeout)
+    }
+
+    /// The pod's log (every container's output, with the agent's notes of starts and kills).
+    pub fn log(&self, namespace: &str, pod: &str) -> Result<String> {
+        let path = self.kubelet().log_path(namespace, pod)?;
+        std::fs::read_to_string(&path)
+            .map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })
+    }
+
+    /// Fault: SIGKILL to every process of the pod.
+    pub fn kill(&self, namespace: &str, pod: &str) -> Result<()> {
+        self.kubelet().kill(namespace, pod)
+    }
+
+    /// The loop's last error, if any (it goes on after one, as a kubelet does).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn kubelet(&self) -> std::sync::MutexGuard<'_, pods::Kubelet> {
+        self.shared.kubelet.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops the loop and every pod; the API objects stay, as when a kubelet dies.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = thread.join(); // a panic of the loop was already reported on stderr
+        }
+        self.kubelet().stop_all();
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(
+    shared: &Shared,
+    api: &Arc<api::Clients>,
+    node: &str,
+    capacity: &Capacity,
+    volumes: &std::path::Path,
+    since: SystemTime,
+) {
+    let mut heartbeat = Instant::now();
+    let report = |what: &str, e: Error| {
+        let text = format!("{what}: {e}");
+        eprintln!("node agent: {text}");
+        *shared.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+    };
+    while !shared.stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        if heartbeat.elapsed() >= Duration::from_secs(registration::LEASE_SECONDS / 4) {
+            if let Err(e) = registration::heartbeat(api, node, capacity, since) {
+                report("heartbeat", e);
+            }
+            heartbeat = Instant::now();
+        }
+        if let Err(e) = provisioner::sync(api, volumes) {
+            report("provisioning", e);
+        }
+        let result = shared.kubelet.lock().unwrap_or_else(PoisonError::into_inner).sync(api);
+        if let Err(e) = result {
+            report("pods", e);
+        }
+        std::thread::sleep(PERIOD.saturating_sub(started.elapsed()));
+    }
+}

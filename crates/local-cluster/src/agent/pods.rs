@@ -1,0 +1,432 @@
+//! The kubelet's loop against the API server: the pods bound to the node are started with the sandbox
+//! (one [`kubelet::node::Node`] per namespace: its own pod network and name service), their status is
+//! reported, and a pod the API server marks for deletion gets its stop signal and grace period before the
+//! agent removes it for good. Secrets, ConfigMaps and Services are read as the node, so the Node authorizer
+//! decides what a pod can mount.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod as ApiPod, Secret};
+use serde_json::{json, Value};
+
+use super::api::Clients;
+use super::pod_status::{self, Observed};
+use crate::error::{Error, Result};
+use crate::kubelet::image::Images;
+use crate::kubelet::node::Node;
+use crate::kubelet::pod::{ExecTarget, KubeletConfig, Owner, PodConfig};
+use crate::kubelet::podspec::{PodSpec, RestartPolicy};
+use crate::store::Store;
+
+/// How often the Secrets, ConfigMaps and Services of a namespace are read again (the kubelet's cache TTL),
+/// so that a changed ConfigMap reaches the files of running pods.
+const REFRESH: Duration = Duration::from_secs(2);
+
+pub struct Kubelet {
+    node_name: String,
+    dir: PathBuf,
+    images: Images,
+    config: KubeletConfig,
+    init_timeout: Duration,
+    spaces: BTreeMap<String, Space>,
+    /// uids of pods whose stop runs on a thread of its own.
+    stopping: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// The pods of one namespace on this node.
+struct Space {
+    node: Node,
+    store: Store,
+    refreshed: Option<Instant>,
+    services: Vec<String>,
+    running: BTreeMap<String, Running>,
+    retries: BTreeMap<String, Retry>,
+}
+
+struct Running {
+    uid: String,
+    started: SystemTime,
+    ready: (bool, SystemTime),
+    restart_policy: RestartPolicy,
+    init_containers: Vec<(String, String)>,
+    reported: Option<Value>,
+}
+
+/// A pod that could not be started: when to try again, and why it failed.
+struct Retry {
+    uid: String,
+    at: Instant,
+    attempts: u32,
+    reported: Option<Value>,
+}
+
+fn meta(pod: &ApiPod) -> Option<(&str, &str, &str)> {
+    let m = &pod.metadata;
+    Some((m.namespace.as_deref()?, m.name.as_deref()?, m.uid.as_deref()?))
+}
+
+/// The Secrets and ConfigMaps a pod spec refers to (volumes, env, envFrom).
+fn references(spec: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut secrets, mut maps) = (BTreeSet::new(), BTreeSet::new());
+    let mut add = |kind: &str, name: Option<&str>| {
+        if let Some(name) = name {
+            if kind == "secret" {
+                secrets.insert(name.to_owned())
+            } else {
+                maps.insert(name.to_owned())
+            };
+        }
+    };
+    let str_at = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    for v in spec.get("volumes").and_then(Value::as_array).into_iter().flatten() {
+        add("secret", str_at(v, "/secret/secretName").as_deref());
+        add("configMap", str_at(v, "/configMap/name").as_deref());
+    }
+    let containers = ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(|k| spec.get(k).and_then(Value::as_array).into_iter().flatten());
+    for c in containers {
+        for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+            add("secret", str_at(e, "/valueFrom/secretKeyRef/name").as_deref());
+            add("configMap", str_at(e, "/valueFrom/configMapKeyRef/name").as_deref());
+        }
+        for e in c.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
+            add("secret", str_at(e, "/secretRef/name").as_deref());
+            add("configMap", str_at(e, "/configMapRef/name").as_deref());
+        }
+    }
+    (secrets, maps)
+}
+
+impl Kubelet {
+    pub fn new(node_name: String, dir: PathBuf, images: Images, config: KubeletConfig, init_timeout: Duration) -> Self {
+        Kubelet { node_name, dir, images, config, init_timeout, spaces: BTreeMap::new(), stopping: Arc::default() }
+    }
+
+    /// The container of a running pod, to run a command in.
+    pub fn exec_target(&self, namespace: &str, pod: &str, container: Option<&str>) -> Result<ExecTarget> {
+        self.space_pod(namespace, pod)?.exec_target(container)
+    }
+
+    pub fn log_path(&self, namespace: &str, pod: &str) -> Result<PathBuf> {
+        Ok(self.space_pod(namespace, pod)?.log_path().to_owned())
+    }
+
+    /// SIGKILL to every process of the pod (the kubelet restarts what its policy says).
+    pub fn kill(&mut self, namespace: &str, pod: &str) -> Result<()> {
+        let space = self.spaces.get_mut(namespace).ok_or_else(|| no_pod(namespace, pod))?;
+        space.node.pod_mut(pod).map_err(|_| no_pod(namespace, pod))?.kill_everything();
+        Ok(())
+    }
+
+    fn space_pod(&self, namespace: &str, pod: &str) -> Result<&crate::kubelet::pod::Pod> {
+        self.spaces.get(namespace).and_then(|s| s.node.pod(pod).ok()).ok_or_else(|| no_pod(namespace, pod))
+    }
+
+    /// One pass over every pod bound to the node.
+    pub fn sync(&mut self, api: &Arc<Clients>) -> Result<()> {
+        let pods = api.pods_on(&self.node_name)?;
+        let mut by_space: BTreeMap<String, Vec<ApiPod>> = BTreeMap::new();
+        for pod in pods {
+            if let Some((ns, _, _)) = meta(&pod) {
+                by_space.entry(ns.to_owned()).or_default().push(pod);
+            }
+        }
+        let mut errors = Vec::new();
+        for (ns, pods) in &by_space {
+            if !self.spaces.contains_key(ns) {
+                let node = Node::new(
+                    self.dir.join("namespaces").join(ns),
+                    self.images.clone(),
+                    self.config,
+                    ns.clone(),
+                    self.init_timeout,
+                )?;
+                self.spaces.insert(
+                    ns.clone(),
+                    Space {
+                        node,
+                        store: Store::default(),
+                        refreshed: None,
+                        services: Vec::new(),
+                        running: BTreeMap::new(),
+                        retries: BTreeMap::new(),
+                    },
+                );
+            }
+            if let Err(e) = self.sync_space(api, ns, pods) {
+                errors.push(format!("namespace {ns}: {e}"));
+            }
+        }
+        // Pods the API server no longer has (force-deleted, or the namespace is gone): stopped, nothing to report.
+        for (ns, space) in &mut self.spaces {
+            let names: BTreeSet<&str> =
+                by_space.get(ns).into_iter().flatten().filter_map(|p| p.metadata.name.as_deref()).collect();
+            let gone: Vec<String> = space.running.keys().filter(|n| !names.contains(n.as_str())).cloned().collect();
+            for name in gone {
+                space.stop(&name, None, api, &self.stopping);
+            }
+            space.retries.retain(|n, _| names.contains(n.as_str()));
+        }
+        self.spaces.retain(|ns, s| by_space.contains_key(ns) || !s.running.is_empty());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Manifest(errors.join("\n")))
+        }
+    }
+
+    fn sync_space(&mut self, api: &Arc<Clients>, ns: &str, pods: &[ApiPod]) -> Result<()> {
+        let space = self.spaces.get_mut(ns).ok_or_else(|| Error::Manifest(format!("namespace {ns}")))?;
+        let to_start = pods.iter().any(|p| {
+            let name = p.metadata.name.as_deref().unwrap_or_default();
+            !space.running.contains_key(name) && p.metadata.deletion_timestamp.is_none()
+        });
+        if to_start || space.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            space.refresh(api, ns, pods)?;
+        }
+        let mut errors = Vec::new();
+        for pod in pods {
+            let Some((_, name, uid)) = meta(pod) else { continue };
+            let stale = space.running.get(name).is_some_and(|r| r.uid != uid);
+            if stale {
+                space.stop(name, None, api, &self.stopping);
+            }
+            if pod.metadata.deletion_timestamp.is_some() {
+                if space.running.contains_key(name) {
+                    space.stop(name, Some(uid.to_owned()), api, &self.stopping);
+                } else if !self.stopping.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(uid) {
+                    api.delete_pod_now(ns, name, uid)?;
+                }
+                continue;
+            }
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+            if !space.running.contains_key(name) && phase != "Succeeded" && phase != "Failed" {
+                if let Err(e) = space.start(api, pod, ns, name, uid, self.config) {
+                    errors.push(format!("pod {name}: {e}"));
+                }
+            }
+        }
+        if let Err(e) = space.node.sync() {
+            errors.push(e.to_string());
+        }
+        for (name, running) in &mut space.running {
+            let Ok(pod) = space.node.pod(name) else { continue };
+            let containers = pod.container_reports();
+            let ready = containers.iter().all(|c| c.ready);
+            if ready != running.ready.0 {
+                running.ready = (ready, SystemTime::now());
+            }
+            let status = pod_status::status(&Observed {
+                containers: &containers,
+                init_containers: &running.init_containers,
+                restart_policy: running.restart_policy,
+                ip: pod.ip(),
+                host_ip: "127.0.0.1",
+                started: running.started,
+                ready_since: running.ready,
+            });
+            if running.reported.as_ref() != Some(&status) {
+                api.patch_pod_status(ns, name, &status)?;
+                running.reported = Some(status);
+            }
+        }
+        let services: Vec<String> = space.store.of_kind("Service").map(|s| s.to_string()).collect();
+        if services != space.services {
+            space.node.write_hosts(&space.store)?;
+            space.services = services;
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Manifest(errors.join("\n")))
+        }
+    }
+
+    /// Stops every pod (the agent stops; the API objects stay, as when a kubelet dies).
+    pub fn stop_all(&mut self) {
+        for space in self.spaces.values_mut() {
+            space.node.stop_all();
+        }
+        self.spaces.clear();
+    }
+}
+
+fn no_pod(namespace: &str, pod: &str) -> Error {
+    Error::Manifest(format!("no pod {pod} runs in namespace {namespace} on this node"))
+}
+
+impl Space {
+    /// Reads the namespace's Services and what its pods refer to, as the node.
+    fn refresh(&mut self, api: &Clients, ns: &str, pods: &[ApiPod]) -> Result<()> {
+        let mut store = Store::default();
+        for svc in api.services(ns)? {
+            store.put_extra(&to_value(&svc)?)?;
+        }
+        let (mut secrets, mut maps) = (BTreeSet::new(), BTreeSet::new());
+        for pod in pods {
+            let (s, m) = references(&to_value(&pod.spec)?);
+            secrets.extend(s);
+            maps.extend(m);
+        }
+        for name in secrets {
+            if let Some(secret) = api.get_opt::<Secret>(ns, &name)? {
+                store.put_extra(&to_value(&secret)?)?;
+            }
+        }
+        for name in maps {
+            if let Some(map) = api.get_opt::<ConfigMap>(ns, &name)? {
+                store.put_extra(&to_value(&map)?)?;
+            }
+        }
+        self.store = store;
+        self.refreshed = Some(Instant::now());
+        for pod in self.node.pods.values() {
+            pod.refresh_volumes(&self.store)?;
+        }
+        Ok(())
+    }
+
+    fn start(
+        &mut self,
+        api: &Clients,
+        pod: &ApiPod,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        config: KubeletConfig,
+    ) -> Result<()> {
+        if let Some(retry) = self.retries.get(name).filter(|r| r.uid == uid) {
+            if Instant::now() < retry.at {
+                return Ok(());
+            }
+        }
+        let spec_value = to_value(&pod.spec)?;
+        let spec = PodSpec::from_value(&format!("pod {ns}/{name}"), &spec_value)?;
+        let restart_policy = spec.restart_policy;
+        let init_containers = spec.init_containers.iter().map(|c| (c.name.clone(), c.image.clone())).collect();
+        let pod_config = PodConfig {
+            name: name.to_owned(),
+            namespace: ns.to_owned(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            subdomain: pod.spec.as_ref().and_then(|s| s.subdomain.clone()),
+            claim_templates: BTreeMap::new(),
+            bound_claims: bound_claims(api, ns, &spec)?,
+            command_override: None,
+            owner: Owner::ApiServer { uid: uid.to_owned() },
+            spec,
+        };
+        match self.node.create_pod(pod_config, &self.store) {
+            Ok(()) if self.node.pod(name).is_err() => Ok(()), // held Pending
+            Ok(()) => {
+                self.retries.remove(name);
+                let now = SystemTime::now();
+                self.running.insert(
+                    name.to_owned(),
+                    Running {
+                        uid: uid.to_owned(),
+                        started: now,
+                        ready: (false, now),
+                        restart_policy,
+                        init_containers,
+                        reported: None,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                // As the kubelet: the pod stays Pending and is tried again after a back-off; an init container
+                // that failed ends a pod that is never restarted.
+                let attempts = self.retries.get(name).filter(|r| r.uid == uid).map_or(0, |r| r.attempts) + 1;
+                let failed = matches!(e, Error::PodExited { .. }) && restart_policy == RestartPolicy::Never;
+                let message = e.to_string();
+                let status = if failed {
+                    json!({"phase": "Failed", "reason": "InitContainerFailed", "message": message})
+                } else {
+                    json!({"phase": "Pending", "reason": "CreateContainerError", "message": message})
+                };
+                let backoff = config.restart_backoff.saturating_mul(1 << attempts.min(5)).min(Duration::from_secs(300));
+                let retry = self.retries.entry(name.to_owned()).or_insert(Retry {
+                    uid: uid.to_owned(),
+                    at: Instant::now(),
+                    attempts: 0,
+                    reported: None,
+                });
+                *retry = Retry {
+                    uid: uid.to_owned(),
+                    at: Instant::now() + backoff,
+                    attempts,
+                    reported: retry.reported.take(),
+                };
+                if retry.reported.as_ref() != Some(&status) {
+                    api.patch_pod_status(ns, name, &status)?;
+                    retry.reported = Some(status);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the pod off the node and stops it on a thread of its own (stop signal, grace period, SIGKILL);
+    /// with `delete_uid`, then deletes it from the API server, as the kubelet ends a graceful deletion.
+    fn stop(
+        &mut self,
+        name: &str,
+        delete_uid: Option<String>,
+        api: &Arc<Clients>,
+        stopping: &Arc<Mutex<BTreeSet<String>>>,
+    ) {
+        let Some(running) = self.running.remove(name) else { return };
+        let Some(pod) = self.node.pods.remove(name) else { return };
+        if let Err(e) = self.node.write_hosts(&self.store) {
+            eprintln!("node agent: rewriting the hosts file: {e}");
+        }
+        let (api, stopping, ns, name) = (Arc::clone(api), Arc::clone(stopping), pod_namespace(&pod), name.to_owned());
+        stopping.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(running.uid.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = pod.stop() {
+                eprintln!("node agent: stopping pod {ns}/{name}: {e}");
+            }
+            if let Some(uid) = delete_uid {
+                if let Err(e) = api.delete_pod_now(&ns, &name, &uid) {
+                    eprintln!("node agent: {e}");
+                }
+            }
+            stopping.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&running.uid);
+        });
+    }
+}
+
+fn pod_namespace(pod: &crate::kubelet::pod::Pod) -> String {
+    pod.config.namespace.clone()
+}
+
+/// The host directory of the volume bound to each claim the pod mounts.
+fn bound_claims(api: &Clients, ns: &str, spec: &PodSpec) -> Result<BTreeMap<String, PathBuf>> {
+    let mut bound = BTreeMap::new();
+    for claim in spec.volumes.iter().filter_map(|v| v.persistent_volume_claim.as_ref()) {
+        let name = &claim.claim_name;
+        let pvc = api
+            .get_opt::<PersistentVolumeClaim>(ns, name)?
+            .ok_or_else(|| Error::Manifest(format!("claim {ns}/{name} does not exist")))?;
+        let volume = pvc
+            .spec
+            .and_then(|s| s.volume_name)
+            .ok_or_else(|| Error::Manifest(format!("claim {ns}/{name} is not bound to a volume")))?;
+        let pv = api
+            .get_volume(&volume)?
+            .ok_or_else(|| Error::Manifest(format!("volume {volume} of claim {ns}/{name} does not exist")))?;
+        let path = pv.spec.and_then(|s| s.host_path).map(|h| h.path).ok_or_else(|| {
+            Error::Unsupported(format!("volume {volume} of claim {ns}/{name}: only hostPath volumes are mounted"))
+        })?;
+        bound.insert(name.clone(), Path::new(&path).to_owned());
+    }
+    Ok(bound)
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::Manifest(format!("encoding an API object: {e}")))
+}

@@ -1,0 +1,103 @@
+//! The node in the API server: its Node object (capacity, addresses, the Ready condition) and its Lease in
+//! `kube-node-lease`, renewed as the kubelet does so that the node lifecycle controller keeps it Ready.
+
+use std::time::SystemTime;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use serde_json::{json, Value};
+
+use super::api::Clients;
+use super::pod_status::time;
+use crate::error::{Error, Result};
+
+/// How long the lease holds; renewed every quarter of it, as the kubelet does.
+pub const LEASE_SECONDS: u64 = 40;
+
+/// What the node offers the scheduler.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    /// CPUs, as a quantity (`"2"`, `"1500m"`).
+    pub cpu: String,
+    /// Memory, as a quantity (`"8Gi"`).
+    pub memory: String,
+}
+
+impl Capacity {
+    /// This machine's CPUs and memory.
+    pub fn of_machine() -> Capacity {
+        let (cpu, memory) = machine();
+        Capacity { cpu, memory }
+    }
+}
+
+fn machine() -> (String, String) {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().to_owned()))
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    (cpus.to_string(), format!("{mem_kib}Ki"))
+}
+
+pub fn register(api: &Clients, name: &str, capacity: &Capacity, since: SystemTime) -> Result<()> {
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+            },
+        },
+    }))
+    .map_err(|e| Error::Manifest(format!("the Node object: {e}")))?;
+    api.register_node(&node)?;
+    heartbeat(api, name, capacity, since)
+}
+
+/// Renews the lease and reports the node Ready, as it has been `since` the agent started.
+pub fn heartbeat(api: &Clients, name: &str, capacity: &Capacity, since: SystemTime) -> Result<()> {
+    let now = SystemTime::now();
+    let resources =
+        json!({"cpu": capacity.cpu, "memory": capacity.memory, "pods": "110", "ephemeral-storage": "100Gi"});
+    let condition = |kind: &str, status: &str, reason: &str| {
+        json!({"type": kind, "status": status, "reason": reason, "message": reason,
+               "lastHeartbeatTime": time(now), "lastTransitionTime": time(since)})
+    };
+    let status: Value = json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
+        "conditions": [
+            condition("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+            condition("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+            condition("PIDPressure", "False", "KubeletHasSufficientPID"),
+            condition("Ready", "True", "KubeletReady"),
+        ],
+        "nodeInfo": {
+            "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "local-cluster",
+            "containerRuntimeVersion": "local-cluster://sandbox", "kubeletVersion": "v1.36.2",
+            "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": std::env::consts::ARCH,
+        },
+    });
+    api.patch_node_status(name, &status)?;
+    let micro = jiff::Timestamp::try_from(now).map_err(|e| Error::Manifest(format!("clock: {e}")))?;
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "spec": {
+            "holderIdentity": name,
+            "leaseDurationSeconds": LEASE_SECONDS,
+            "renewTime": micro.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
+        },
+    });
+    api.apply_namespaced::<Lease>(&api.node, "kube-node-lease", name, &lease)
+}
