@@ -37,7 +37,10 @@ type Release = unsafe extern "C" fn(
     *mut *mut c_char,
     *mut *mut c_char,
 ) -> i32;
-type Uninstall = unsafe extern "C" fn(u64, *const c_char, *const c_char, *mut *mut c_char, *mut *mut c_char) -> i32;
+/// helm_uninstall, helm_test_run, helm_history: config, release name, options JSON, out, err.
+type NamedAction = unsafe extern "C" fn(u64, *const c_char, *const c_char, *mut *mut c_char, *mut *mut c_char) -> i32;
+/// helm_rollback: config, release name, options JSON, err.
+type Rollback = unsafe extern "C" fn(u64, *const c_char, *const c_char, *mut *mut c_char) -> i32;
 
 /// The loaded library. It holds a Go runtime, which cannot be unloaded: it lives for the process.
 #[derive(Debug)]
@@ -53,8 +56,19 @@ pub(crate) struct Library {
     config_free: ConfigFree,
     install: Release,
     upgrade: Release,
-    uninstall: Uninstall,
+    uninstall: NamedAction,
+    test_run: NamedAction,
+    history: NamedAction,
+    rollback: Rollback,
     _library: libloading::Library,
+}
+
+/// The release actions that take a release name and options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NamedCall {
+    Uninstall,
+    Test,
+    History,
 }
 
 static LOADED: Mutex<Option<&'static Library>> = Mutex::new(None);
@@ -84,7 +98,10 @@ impl Library {
                 config_free: *library.get::<ConfigFree>(b"helm_config_free\0").map_err(wrap)?,
                 install: *library.get::<Release>(b"helm_install\0").map_err(wrap)?,
                 upgrade: *library.get::<Release>(b"helm_upgrade\0").map_err(wrap)?,
-                uninstall: *library.get::<Uninstall>(b"helm_uninstall\0").map_err(wrap)?,
+                uninstall: *library.get::<NamedAction>(b"helm_uninstall\0").map_err(wrap)?,
+                test_run: *library.get::<NamedAction>(b"helm_test_run\0").map_err(wrap)?,
+                history: *library.get::<NamedAction>(b"helm_history\0").map_err(wrap)?,
+                rollback: *library.get::<Rollback>(b"helm_rollback\0").map_err(wrap)?,
                 _library: library,
             }
         };
@@ -197,19 +214,45 @@ impl Library {
         serde_json::from_str(&out).map_err(|e| Error::Parse { what: format!("{call} output"), message: e.to_string() })
     }
 
-    /// `helm uninstall`.
-    pub(crate) fn uninstall(&self, config: u64, name: &str, options: &serde_json::Value) -> Result<(), Error> {
+    /// `helm uninstall`, `helm test`, `helm history`: what the call printed.
+    pub(crate) fn named(
+        &self,
+        action: NamedCall,
+        config: u64,
+        name: &str,
+        options: &serde_json::Value,
+    ) -> Result<String, Error> {
+        let (call, function) = match action {
+            NamedCall::Uninstall => ("helm_uninstall", self.uninstall),
+            NamedCall::Test => ("helm_test_run", self.test_run),
+            NamedCall::History => ("helm_history", self.history),
+        };
         let name =
             CString::new(name).map_err(|e| Error::Parse { what: "release name".into(), message: e.to_string() })?;
-        let opts = json_cstring(options, "uninstall options")?;
+        let opts = json_cstring(options, "release options")?;
         let mut out = ptr::null_mut();
         let mut err = ptr::null_mut();
         // SAFETY: a live config handle, NUL-terminated inputs borrowed for the call, out-pointers to fill.
-        let status = unsafe { (self.uninstall)(config, name.as_ptr(), opts.as_ptr(), &mut out, &mut err) };
-        self.take(out);
+        let status = unsafe { function(config, name.as_ptr(), opts.as_ptr(), &mut out, &mut err) };
+        let out = self.take(out);
         let err = self.take(err);
         if status != 0 {
-            return Err(status_error("helm_uninstall", status, err));
+            return Err(status_error(call, status, err));
+        }
+        Ok(out)
+    }
+
+    /// `helm rollback`.
+    pub(crate) fn rollback(&self, config: u64, name: &str, options: &serde_json::Value) -> Result<(), Error> {
+        let name =
+            CString::new(name).map_err(|e| Error::Parse { what: "release name".into(), message: e.to_string() })?;
+        let opts = json_cstring(options, "rollback options")?;
+        let mut err = ptr::null_mut();
+        // SAFETY: a live config handle, NUL-terminated inputs borrowed for the call, an out-pointer to fill.
+        let status = unsafe { (self.rollback)(config, name.as_ptr(), opts.as_ptr(), &mut err) };
+        let err = self.take(err);
+        if status != 0 {
+            return Err(status_error("helm_rollback", status, err));
         }
         Ok(())
     }

@@ -108,7 +108,7 @@ pub struct ReleaseOptions {
     pub timeout_seconds: Option<u64>,
 }
 
-/// Helm's release actions on one cluster and namespace (`helm install/upgrade/uninstall`).
+/// Helm's release actions on one cluster and namespace (`helm install/upgrade/rollback/test/history/uninstall`).
 pub struct Releases {
     lib: &'static ffi::Library,
     config: u64,
@@ -140,11 +140,42 @@ impl Releases {
 
     /// `helm uninstall <name>`.
     pub fn uninstall(&self, name: &str) -> Result<(), Error> {
-        self.lib.uninstall(self.config, name, &serde_json::json!({}))
+        self.lib.named(ffi::NamedCall::Uninstall, self.config, name, &serde_json::json!({})).map(drop)
+    }
+
+    /// `helm rollback <name> [revision]` (the previous revision without one).
+    pub fn rollback(&self, name: &str, revision: Option<u32>, options: &ReleaseOptions) -> Result<(), Error> {
+        // Rollback and test take no namespace (the config's): helm-c refuses unknown fields.
+        let mut opts = Self::action_options(options);
+        if let Some(revision) = revision {
+            opts["version"] = revision.into();
+        }
+        self.lib.rollback(self.config, name, &opts)
+    }
+
+    /// `helm test <name>`: runs the test hooks and removes their pods; the release summary as JSON.
+    pub fn test(&self, name: &str, timeout_seconds: Option<u64>) -> Result<serde_json::Value, Error> {
+        let opts = serde_json::json!({ "timeout_seconds": timeout_seconds });
+        let out = self.lib.named(ffi::NamedCall::Test, self.config, name, &opts)?;
+        serde_json::from_str(&out)
+            .map_err(|e| Error::Parse { what: "helm_test_run output".into(), message: e.to_string() })
+    }
+
+    /// `helm history <name>`: every revision with its status, oldest first.
+    pub fn history(&self, name: &str) -> Result<serde_json::Value, Error> {
+        let out = self.lib.named(ffi::NamedCall::History, self.config, name, &serde_json::json!({}))?;
+        serde_json::from_str(&out)
+            .map_err(|e| Error::Parse { what: "helm_history output".into(), message: e.to_string() })
     }
 
     fn options(&self, options: &ReleaseOptions) -> serde_json::Value {
-        let mut json = serde_json::json!({"namespace": self.namespace});
+        let mut json = Self::action_options(options);
+        json["namespace"] = self.namespace.clone().into();
+        json
+    }
+
+    fn action_options(options: &ReleaseOptions) -> serde_json::Value {
+        let mut json = serde_json::json!({});
         if let Some(dry_run) = options.dry_run {
             json["dry_run"] = dry_run.into();
         }

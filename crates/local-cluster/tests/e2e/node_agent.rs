@@ -1,91 +1,208 @@
-//! The chart on a real control plane with this machine as its node (issue 16): Helm installs through the API
-//! server, the StatefulSet and Job controllers, the scheduler and the PV controller do their part, and the node
-//! agent runs the pods with real PostgreSQL and Citus and reports them back. Each scenario has a namespace.
+//! The chart on a real control plane with this machine as its node (issue 16): Helm installs, tests, upgrades
+//! and rolls back through the API server; the StatefulSet, Job, disruption and PV controllers and the scheduler
+//! do their part; the node agent runs the pods with real PostgreSQL and Citus and reports them back. Each
+//! scenario has a namespace of its own, deleted at its end.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 use control_plane::ControlPlane;
-use helm_engine::{Helm, ReleaseOptions};
+use helm_engine::{Helm, ReleaseOptions, Releases, RenderOptions};
 use local_cluster::agent::{NodeAgent, STORAGE_CLASS};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::util::{self, Env};
 
-crate::scenarios!(Node: helm_install_on_a_real_control_plane_registers_every_worker_and_uninstall_stops_every_pod);
+crate::scenarios!(Node:
+    helm_install_under_pod_security_restricted_registers_every_worker_passes_helm_test_and_uninstall_stops_every_pod,
+    a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row,
+    kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_allow,
+    the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing);
 
-/// SQL as postgres over the coordinator's socket; stdout, or the error naming stderr.
-fn sql(agent: &NodeAgent, ns: &str, sql: &str) -> anyhow::Result<String> {
-    let argv = [
-        "psql",
-        "-X",
-        "-w",
-        "-q",
-        "-t",
-        "-A",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        "/var/run/postgresql",
-        "-U",
-        "postgres",
-        "-d",
-        "citus",
-        "-f",
-        "-",
-    ];
-    let out = agent.exec(ns, util::COORDINATOR, None, &argv, Some(sql.as_bytes()), Duration::from_secs(120))?;
-    ensure!(out.status.success(), "psql in {ns}/{} failed: {}\nSQL: {sql}", util::COORDINATOR, out.stderr);
-    Ok(out.stdout.trim().to_owned())
+const NODES: [&str; 4] = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
+
+/// Scenarios share the node; one that cordons or drains it has it alone.
+static NODE: RwLock<()> = RwLock::new(());
+
+/// A scenario's hold on the node, released when its namespace is gone.
+struct NodeUse {
+    _shared: Option<RwLockReadGuard<'static, ()>>,
+    _alone: Option<RwLockWriteGuard<'static, ()>>,
 }
 
-/// What the API server and the agent say of a namespace, for a failure's message.
-fn diagnose(plane: &ControlPlane, agent: &NodeAgent, ns: &str) -> String {
-    let get = |args: &[&str]| match plane.kubectl(args, None) {
-        Ok((out, _)) => out,
-        Err(e) => e.to_string(),
-    };
-    let mut text = format!(
-        "objects:\n{}\nevents:\n{}\nlast agent error: {}\n",
-        get(&["get", "pods,pvc,jobs,statefulsets", "-n", ns, "-o", "wide"]),
-        get(&["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]),
-        agent.last_error().unwrap_or_else(|| "none".into())
-    );
-    for pod in get(&["get", "pods", "-n", ns, "-o", "jsonpath={.items[*].metadata.name}"]).split_whitespace() {
-        if let Ok(log) = agent.log(ns, pod) {
-            let lines: Vec<&str> = log.lines().collect();
-            text.push_str(&format!("--- {pod} ---\n{}\n", lines[lines.len().saturating_sub(15)..].join("\n")));
+/// A namespace on the run's control plane, with Helm pointed at it; deleted (and its pods gone) on drop.
+struct Space {
+    _node: NodeUse,
+    plane: &'static ControlPlane,
+    agent: &'static NodeAgent,
+    ns: String,
+    helm: Releases,
+}
+
+impl Space {
+    /// The namespace, enforcing Pod Security `level` when given.
+    fn create(env: &Env, ns: &str, level: Option<&str>) -> anyhow::Result<Space> {
+        let node = NodeUse { _shared: Some(NODE.read().unwrap_or_else(PoisonError::into_inner)), _alone: None };
+        Self::create_using(env, ns, level, node)
+    }
+
+    /// The namespace, on a node no other scenario uses meanwhile.
+    fn create_alone(env: &Env, ns: &str) -> anyhow::Result<Space> {
+        let node = NodeUse { _shared: None, _alone: Some(NODE.write().unwrap_or_else(PoisonError::into_inner)) };
+        Self::create_using(env, ns, None, node)
+    }
+
+    fn create_using(env: &Env, ns: &str, level: Option<&str>, node: NodeUse) -> anyhow::Result<Space> {
+        let plane = util::control_plane()?;
+        let agent = util::node_agent(env)?;
+        plane.kubectl(&["create", "namespace", ns], None)?;
+        let helm = Helm::discover()?.releases(&plane.kubeconfig(), ns)?;
+        let space = Space { _node: node, plane, agent, ns: ns.to_owned(), helm };
+        if let Some(level) = level {
+            space.kubectl(&["label", "namespace", ns, &format!("pod-security.kubernetes.io/enforce={level}")])?;
+        }
+        Ok(space)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let args: Vec<&str> = args.iter().copied().chain(["-n", &self.ns]).collect();
+        Ok(self.plane.kubectl(&args, None)?.0)
+    }
+
+    fn jsonpath(&self, what: &str, path: &str) -> anyhow::Result<String> {
+        self.kubectl(&["get", what, "-o", &format!("jsonpath={path}")])
+    }
+
+    /// `helm install my-citus` with the scenario's passwords plus `extra`; Helm returns once the post-install
+    /// registration Job has completed on the node.
+    fn install(&self, extra: Value) -> anyhow::Result<()> {
+        let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
+        self.helm
+            .install(&util::chart_dir(), "my-citus", &util::values(extra), &options)
+            .with_context(|| self.diagnose())?;
+        Ok(())
+    }
+
+    /// SQL as postgres over the coordinator's socket: Ok(stdout) or Err(stderr).
+    fn try_sql(&self, sql: &str) -> anyhow::Result<Result<String, String>> {
+        let argv = [
+            "psql",
+            "-X",
+            "-w",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "/var/run/postgresql",
+            "-U",
+            "postgres",
+            "-d",
+            "citus",
+            "-f",
+            "-",
+        ];
+        let out = self.agent.exec(
+            &self.ns,
+            util::COORDINATOR,
+            None,
+            &argv,
+            Some(sql.as_bytes()),
+            Duration::from_secs(120),
+        )?;
+        Ok(if out.status.success() { Ok(out.stdout.trim().to_owned()) } else { Err(out.stderr) })
+    }
+
+    fn sql(&self, sql: &str) -> anyhow::Result<String> {
+        match self.try_sql(sql)? {
+            Ok(out) => Ok(out),
+            Err(stderr) => bail!("psql in {}/{} failed: {stderr}\nSQL: {sql}", self.ns, util::COORDINATOR),
         }
     }
-    text
+
+    /// Waits until the pods report Ready to the API server.
+    fn wait_ready(&self, pods: &[&str], timeout: Duration) -> anyhow::Result<()> {
+        let mut args =
+            vec!["wait".to_owned(), "--for=condition=Ready".to_owned(), format!("--timeout={}s", timeout.as_secs())];
+        args.extend(pods.iter().map(|p| format!("pod/{p}")));
+        self.kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>()).with_context(|| self.diagnose())?;
+        Ok(())
+    }
+
+    /// `name=uid,restarts` of the coordinator and worker pods, to tell a restart.
+    fn identities(&self) -> anyhow::Result<String> {
+        let all = self.jsonpath(
+            "pods",
+            "{range .items[*]}{.metadata.name}={.metadata.uid},{.status.containerStatuses[0].restartCount}{\"\\n\"}{end}",
+        )?;
+        Ok(all
+            .lines()
+            .filter(|l| NODES.iter().any(|p| l.starts_with(&format!("{p}="))))
+            .map(|l| format!("{l}\n"))
+            .collect())
+    }
+
+    /// What the API server and the agent say of the namespace, for a failure's message.
+    fn diagnose(&self) -> String {
+        let get = |args: &[&str]| self.kubectl(args).unwrap_or_else(|e| e.to_string());
+        let mut text = format!(
+            "objects:\n{}\nevents:\n{}\nlast agent error: {}\n",
+            get(&["get", "pods,pvc,jobs,statefulsets", "-o", "wide"]),
+            get(&["get", "events", "--sort-by=.lastTimestamp"]),
+            self.agent.last_error().unwrap_or_else(|| "none".into())
+        );
+        for pod in get(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]).split_whitespace() {
+            if let Ok(log) = self.agent.log(&self.ns, pod) {
+                let lines: Vec<&str> = log.lines().collect();
+                text.push_str(&format!("--- {pod} ---\n{}\n", lines[lines.len().saturating_sub(15)..].join("\n")));
+            }
+        }
+        text
+    }
 }
 
-fn jsonpath(plane: &ControlPlane, ns: &str, what: &str, path: &str) -> anyhow::Result<String> {
-    Ok(plane.kubectl(&["get", what, "-n", ns, "-o", &format!("jsonpath={path}")], None)?.0)
+impl Drop for Space {
+    fn drop(&mut self) {
+        // The next scenario should not share the node's two cores with this one's pods.
+        let _ = self.plane.kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            match self.jsonpath("pods", "{.items[*].metadata.name}") {
+                Ok(left) if left.trim().is_empty() => return,
+                Err(_) => return,
+                Ok(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+        eprintln!("namespace {}: pods still there 120 s after its deletion", self.ns);
+    }
 }
 
-fn helm_install_on_a_real_control_plane_registers_every_worker_and_uninstall_stops_every_pod(
+/// The three default workers as `pg_dist_node` names them in namespace `ns`.
+fn worker_names(ns: &str) -> Vec<String> {
+    (0..3).map(|n| format!("my-citus-worker-{n}.my-citus-worker-headless.{ns}.svc.cluster.local")).collect()
+}
+
+/// Pods of hooks, which Helm leaves behind: the registration Job's and the test's.
+fn is_hook_pod(name: &str) -> bool {
+    name.starts_with("my-citus-register-workers-") || name == "my-citus-test"
+}
+
+fn registered_workers(space: &Space) -> anyhow::Result<String> {
+    space.sql("SELECT nodename FROM pg_dist_node WHERE groupid > 0 AND isactive ORDER BY 1")
+}
+
+fn helm_install_under_pod_security_restricted_registers_every_worker_passes_helm_test_and_uninstall_stops_every_pod(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let plane = util::control_plane()?;
-    let agent = util::node_agent(env)?;
-    let ns = "node-install";
-    plane.kubectl(&["create", "namespace", ns], None)?;
-    let releases = Helm::discover()?.releases(&plane.kubeconfig(), ns)?;
-    let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
-    // Helm returns once the post-install registration Job has completed on the node.
-    releases
-        .install(&util::chart_dir(), "my-citus", &util::values(json!({})), &options)
-        .with_context(|| diagnose(plane, agent, ns))?;
-
-    let fqdn = |pod: &str, svc: &str| format!("{pod}.{svc}.{ns}.svc.cluster.local");
-    let workers = sql(agent, ns, "SELECT nodename FROM pg_dist_node WHERE groupid > 0 AND isactive ORDER BY 1")?;
-    // The chart's default: three workers.
-    let want: Vec<String> = (0..3).map(|n| fqdn(&format!("my-citus-worker-{n}"), "my-citus-worker-headless")).collect();
-    ensure!(workers == want.join("\n"), "registered workers:\n{workers}\nwanted:\n{}", want.join("\n"));
-    let spread = sql(
-        agent,
-        ns,
+    let space = Space::create(env, "node-install", Some("restricted"))?;
+    space.install(json!({}))?;
+    let ns = space.ns.as_str();
+    let workers = registered_workers(&space)?;
+    ensure!(workers == worker_names(ns).join("\n"), "registered workers:\n{workers}");
+    let spread = space.sql(
         "CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id');
          INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 1000) g;
          SELECT (SELECT count(*) FROM items) || ' ' ||
@@ -95,66 +212,207 @@ fn helm_install_on_a_real_control_plane_registers_every_worker_and_uninstall_sto
 
     // The API server's view, as the agent reported it: every pod Running and Ready (once its readiness probe's
     // initial delay has passed), with its address; every claim Bound to a volume of the agent's StorageClass.
-    let nodes = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
-    let wait: Vec<String> = ["wait", "-n", ns, "--for=condition=Ready", "--timeout=60s"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(nodes.iter().map(|p| format!("pod/{p}")))
-        .collect();
-    plane
-        .kubectl(&wait.iter().map(String::as_str).collect::<Vec<_>>(), None)
-        .with_context(|| diagnose(plane, agent, ns))?;
-    let pods = jsonpath(
-        plane,
-        ns,
+    space.wait_ready(&NODES, Duration::from_secs(60))?;
+    let pods = space.jsonpath(
         "pods",
         "{range .items[*]}{.metadata.name}={.status.phase},{.status.conditions[?(@.type==\"Ready\")].status},{.status.podIP}{\"\\n\"}{end}",
     )?;
-    for pod in nodes {
+    for pod in NODES {
         let line = pods
             .lines()
             .find(|l| l.starts_with(&format!("{pod}=")))
             .with_context(|| format!("no pod {pod}:\n{pods}"))?;
         ensure!(line.contains("=Running,True,10."), "pod {pod} as reported: {line}");
     }
-    let claims = jsonpath(
-        plane,
-        ns,
-        "pvc",
-        "{range .items[*]}{.metadata.name}={.status.phase},{.spec.storageClassName}{\"\\n\"}{end}",
-    )?;
+    let claims = space
+        .jsonpath("pvc", "{range .items[*]}{.metadata.name}={.status.phase},{.spec.storageClassName}{\"\\n\"}{end}")?;
     ensure!(
         claims.lines().count() == 4 && claims.lines().all(|l| l.ends_with(&format!("=Bound,{STORAGE_CLASS}"))),
         "claims:\n{claims}"
     );
 
+    // `helm test`: the chart's test pod runs to success on the node (admitted under `restricted` too).
+    space.helm.test("my-citus", Some(300)).with_context(|| space.diagnose())?;
+
     // Uninstall: every pod of the release gets its stop signal and grace period on the node, then leaves the
-    // API server. Helm leaves hook objects: the registration Job stays for its TTL, and the README's command
-    // removes it and its pod.
-    releases.uninstall("my-citus")?;
+    // API server. Helm leaves hook objects: the registration Job stays for its TTL, the test pod until the next
+    // test, and the README's command removes them.
+    space.helm.uninstall("my-citus")?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let left = jsonpath(plane, ns, "pods", "{.items[*].metadata.name}")?;
+        let left = space.jsonpath("pods", "{.items[*].metadata.name}")?;
         let left: Vec<&str> =
-            left.split_whitespace().filter(|p| !p.starts_with("my-citus-register-workers-")).collect();
+            left.split_whitespace().filter(|p| !is_hook_pod(p)).collect();
         if left.is_empty() {
             break;
         }
         if Instant::now() > deadline {
-            bail!("pods left 120 s after uninstall: {left:?}\n{}", diagnose(plane, agent, ns));
+            bail!("pods left 120 s after uninstall: {left:?}\n{}", space.diagnose());
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let jobs = jsonpath(plane, ns, "jobs", "{.items[*].metadata.name}")?;
+    let jobs = space.jsonpath("jobs", "{.items[*].metadata.name}")?;
     ensure!(jobs == "my-citus-register-workers", "jobs after uninstall: {jobs}");
-    plane.kubectl(
-        &["delete", "jobs,pods", "-l", "app.kubernetes.io/instance=my-citus", "-n", ns, "--wait=true"],
-        None,
-    )?;
-    let left = jsonpath(plane, ns, "jobs,pods", "{.items[*].metadata.name}")?;
+    space.kubectl(&["delete", "jobs,pods", "-l", "app.kubernetes.io/instance=my-citus", "--wait=true"])?;
+    let left = space.jsonpath("jobs,pods", "{.items[*].metadata.name}")?;
     ensure!(left.trim().is_empty(), "left after the README's delete: {left}");
-    let kept = jsonpath(plane, ns, "pvc", "{.items[*].status.phase}")?;
+    // The claims stay (the chart's documented behaviour), bound to the agent's volumes.
+    let kept = space.jsonpath("pvc", "{.items[*].status.phase}")?;
     ensure!(kept == "Bound Bound Bound Bound", "claims after uninstall: {kept}");
-    plane.kubectl(&["delete", "namespace", ns, "--wait=false"], None)?;
+    Ok(())
+}
+
+/// Inserts 1, 2, ... into `items`, one statement per psql run on the coordinator, until `stop`; returns the
+/// ids psql reported committed and how many statements failed.
+fn write_until(agent: &NodeAgent, ns: &str, stop: &AtomicBool) -> anyhow::Result<(Vec<u64>, u32)> {
+    let (mut acked, mut failed) = (Vec::new(), 0);
+    let mut id = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        id += 1;
+        let sql = format!("INSERT INTO items VALUES ({id}, 'w')");
+        let argv = [
+            "psql",
+            "-X",
+            "-w",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "/var/run/postgresql",
+            "-U",
+            "postgres",
+            "-d",
+            "citus",
+            "-c",
+            &sql,
+        ];
+        let out = agent.exec(ns, util::COORDINATOR, None, &argv, None, Duration::from_secs(60))?;
+        if out.status.success() {
+            acked.push(id);
+        } else {
+            failed += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok((acked, failed))
+}
+
+fn a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row(env: &Env) -> anyhow::Result<()> {
+    let space = Space::create(env, "node-restart", None)?;
+    space.install(json!({}))?;
+    space.sql("CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id')")?;
+    space.wait_ready(&NODES, Duration::from_secs(60))?;
+    let before = space.identities()?;
+
+    let stop = AtomicBool::new(false);
+    let (acked, failed) = std::thread::scope(|s| -> anyhow::Result<(Vec<u64>, u32)> {
+        let writer = s.spawn(|| write_until(space.agent, &space.ns, &stop));
+        std::thread::sleep(Duration::from_secs(2));
+        let restarted = space
+            .kubectl(&["rollout", "restart", "statefulset/my-citus-worker"])
+            .and_then(|_| space.kubectl(&["rollout", "status", "statefulset/my-citus-worker", "--timeout=300s"]));
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::SeqCst);
+        let written = writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+        restarted.with_context(|| space.diagnose())?;
+        written
+    })?;
+
+    // Every worker pod was replaced (new uid), none of them restarted in place, the coordinator untouched.
+    let after = space.identities()?;
+    for line in before.lines() {
+        let (pod, _) = line.split_once('=').context("identity line")?;
+        let now = after
+            .lines()
+            .find(|l| l.starts_with(&format!("{pod}=")))
+            .with_context(|| format!("{pod} is gone:\n{after}"))?;
+        let replaced = now != line;
+        ensure!(replaced == pod.starts_with("my-citus-worker-"), "{pod}: before {line}, after {now}");
+        ensure!(now.ends_with(",0"), "{pod} restarted in place: {now}");
+    }
+    // Writes to a restarting worker's shards fail and are not acknowledged; every acknowledged one is there.
+    let rows = space.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM items")?;
+    let present: std::collections::BTreeSet<u64> =
+        rows.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+    let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
+    ensure!(lost.is_empty(), "acknowledged rows lost in the restart: {lost:?}");
+    ensure!(acked.len() > 20, "the writer got only {} writes through ({failed} failed)", acked.len());
+    eprintln!(
+        "rollout restart under a writer: {} writes acknowledged, {failed} refused while workers restarted",
+        acked.len()
+    );
+    let workers = registered_workers(&space)?;
+    ensure!(workers == worker_names(&space.ns).join("\n"), "registered workers after the restart:\n{workers}");
+    Ok(())
+}
+
+fn kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_allow(env: &Env) -> anyhow::Result<()> {
+    let space = Space::create_alone(env, "node-drain")?;
+    space.install(json!({}))?;
+    space.sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id');
+         INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 1000) g",
+    )?;
+    space.wait_ready(&NODES, Duration::from_secs(60))?;
+    // The disruption controller has counted the healthy pods once the budgets allow a disruption.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while space.jsonpath("pdb", "{.items[*].status.disruptionsAllowed}")? != "0 1" {
+        ensure!(Instant::now() < deadline, "budgets never settled: {}", space.jsonpath("pdb", "{.items[*].status}")?);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // One node: what is evicted cannot come back until the node is uncordoned, so the budgets stop the drain
+    // after one worker, and never let the coordinator go.
+    let node = control_plane::NODE_NAME;
+    let drain = space.plane.kubectl(
+        &[
+            "drain",
+            node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--pod-selector=app.kubernetes.io/instance=my-citus",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    let refused = match drain {
+        Ok(out) => bail!("the drain went through the budgets: {out:?}"),
+        Err(e) => e.to_string(),
+    };
+    ensure!(refused.contains("disruption budget"), "the drain failed for another reason: {refused}");
+    let phases = space.jsonpath("pods", "{range .items[?(@.metadata.labels.app\\.kubernetes\\.io/component)]}{.metadata.name}={.status.phase}{\"\\n\"}{end}")?;
+    let pending: Vec<&str> = phases.lines().filter(|l| l.ends_with("=Pending")).collect();
+    ensure!(pending.len() == 1 && pending[0].starts_with("my-citus-worker-"), "after the drain:\n{phases}");
+    ensure!(phases.contains(&format!("{}=Running", util::COORDINATOR)), "after the drain:\n{phases}");
+
+    space.plane.kubectl(&["uncordon", node], None)?;
+    space.wait_ready(&NODES, Duration::from_secs(120))?;
+    let count = space.sql("SELECT count(*) FROM items")?;
+    ensure!(count == "1000", "rows after the drain and uncordon: {count}");
+    Ok(())
+}
+
+fn the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing(env: &Env) -> anyhow::Result<()> {
+    let space = Space::create(env, "node-gitops", Some("restricted"))?;
+    let options =
+        RenderOptions { namespace: space.ns.clone(), kube_version: Some("v1.36.2".into()), ..RenderOptions::default() };
+    let stream = Helm::discover()?.render(&util::chart_dir(), &util::values(json!({})), &options)?.to_yaml_stream();
+    let apply = ["apply", "--server-side", "--field-manager=gitops", "-f", "-"];
+    let args: Vec<&str> = apply.iter().copied().chain(["-n", &space.ns]).collect();
+    space.plane.kubectl(&args, Some(stream.as_bytes()))?;
+    // The hooks are plain objects here: the registration Job runs once the nodes answer.
+    space
+        .kubectl(&["wait", "--for=condition=Complete", "job/my-citus-register-workers", "--timeout=300s"])
+        .with_context(|| space.diagnose())?;
+    space.wait_ready(&NODES, Duration::from_secs(60))?;
+    let workers = registered_workers(&space)?;
+    ensure!(workers == worker_names(&space.ns).join("\n"), "registered workers:\n{workers}");
+
+    let before = space.identities()?;
+    space.plane.kubectl(&args, Some(stream.as_bytes()))?;
+    // Long enough for a controller to act on a changed template and for the agent to report a restart.
+    std::thread::sleep(Duration::from_secs(10));
+    let after = space.identities()?;
+    ensure!(before == after, "the second apply restarted pods:\nbefore:\n{before}\nafter:\n{after}");
     Ok(())
 }
