@@ -19,7 +19,8 @@ crate::scenarios!(Node:
     helm_install_under_pod_security_restricted_registers_every_worker_passes_helm_test_and_uninstall_stops_every_pod,
     a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row,
     kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_allow,
-    the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing);
+    the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing,
+    a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down);
 
 const NODES: [&str; 4] = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
 
@@ -241,8 +242,7 @@ fn helm_install_under_pod_security_restricted_registers_every_worker_passes_helm
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let left = space.jsonpath("pods", "{.items[*].metadata.name}")?;
-        let left: Vec<&str> =
-            left.split_whitespace().filter(|p| !is_hook_pod(p)).collect();
+        let left: Vec<&str> = left.split_whitespace().filter(|p| !is_hook_pod(p)).collect();
         if left.is_empty() {
             break;
         }
@@ -414,5 +414,86 @@ fn the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothin
     std::thread::sleep(Duration::from_secs(10));
     let after = space.identities()?;
     ensure!(before == after, "the second apply restarted pods:\nbefore:\n{before}\nafter:\n{after}");
+    Ok(())
+}
+
+/// Review D2 on a real API server, where `lookup` answers at every render and a rollback replays a revision
+/// rendered back then: revision 2 (three workers) is rendered while two run, revision 3 moves shards onto a
+/// fourth, revision 4 breaks the coordinator. Rolling back to 2 must not stop worker 3 with its shards; the
+/// drain hook cannot ask the broken coordinator what it holds, so the rollback is refused. Rolling back to 3
+/// then mends the coordinator with every shard where it was.
+fn a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let space = Space::create(env, "node-rollback", None)?;
+    let chart = util::chart_dir();
+    let values = |workers: u32, conf: &str| {
+        util::values(json!({
+            "worker": {"replicaCount": workers},
+            "workerRegistration": {"activeDeadlineSeconds": 30},
+            "postgresql": {"extraConfiguration": conf},
+        }))
+    };
+    let options = ReleaseOptions { timeout_seconds: Some(240), ..ReleaseOptions::default() };
+    space.helm.install(&chart, "my-citus", &values(2, ""), &options).with_context(|| space.diagnose())?;
+    space.sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id');
+         INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 1000) g",
+    )?;
+    for workers in [3, 4] {
+        space.helm.upgrade(&chart, "my-citus", &values(workers, ""), &options).with_context(|| space.diagnose())?;
+        space.sql("SELECT citus_rebalance_wait()")?;
+    }
+    let placements = "SELECT string_agg(nodename || ' ' || n, E'\\n' ORDER BY nodename)
+                      FROM (SELECT nodename, count(*) AS n FROM citus_shards GROUP BY nodename) s";
+    let before = space.sql(placements)?;
+    ensure!(before.contains("my-citus-worker-3."), "the rebalance moved nothing onto worker 3:\n{before}");
+
+    // Revision 4: the coordinator no longer starts; its post-upgrade hook gives up after its deadline.
+    let broken = space.helm.upgrade(&chart, "my-citus", &values(4, "work_mem = 'not a size'"), &options);
+    ensure!(broken.is_err(), "an upgrade that breaks the coordinator succeeded");
+
+    // Helm waits for the drain hook, which waits for the coordinator to ask it what worker 3 holds.
+    let impatient = ReleaseOptions { timeout_seconds: Some(45), ..ReleaseOptions::default() };
+    let refused = space.helm.rollback("my-citus", Some(2), &impatient);
+    let why = match refused {
+        Ok(()) => bail!("the rollback to three workers went through with the coordinator down\n{}", space.diagnose()),
+        Err(e) => e.to_string(),
+    };
+    ensure!(why.contains("my-citus-drain-workers-r2"), "the rollback failed elsewhere than in its drain hook: {why}");
+    let replicas = space.jsonpath("statefulset/my-citus-worker", "{.spec.replicas}")?;
+    ensure!(replicas == "4", "the worker StatefulSet has {replicas} replicas after the refused rollback");
+    let drain_pods = space.jsonpath("pods", "{.items[*].metadata.name}")?;
+    let drain_log: String = drain_pods
+        .split_whitespace()
+        .filter(|p| p.starts_with("my-citus-drain-workers-r2"))
+        .filter_map(|p| space.agent.log(&space.ns, p).ok())
+        .collect();
+    ensure!(
+        drain_log.contains("worker pod(s) my-citus-worker-3 would be deleted"),
+        "the drain hook's log does not name worker 3:\n{drain_log}"
+    );
+
+    // The README's procedure: delete the refused drain's Job, roll back to the last good revision, and once the
+    // good configuration is applied delete the crash-looping coordinator, which an OrderedReady StatefulSet
+    // does not replace by itself.
+    space.kubectl(&["delete", "job", "my-citus-drain-workers-r2"])?;
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let rollback = s.spawn(|| space.helm.rollback("my-citus", Some(3), &options));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while space.jsonpath("configmap/my-citus-config", "{.data.postgresql\\.conf}")?.contains("not a size") {
+            ensure!(Instant::now() < deadline, "the rollback did not restore the configuration in 60 s");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        space.kubectl(&["delete", "pod", util::COORDINATOR])?;
+        let done = rollback.join().map_err(|_| anyhow::anyhow!("the rollback panicked"))?;
+        done.with_context(|| space.diagnose())
+    })?;
+    let nodes = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2", "my-citus-worker-3"];
+    space.wait_ready(&nodes, Duration::from_secs(180))?;
+    let after = space.sql(placements)?;
+    ensure!(after == before, "placements moved:\nbefore:\n{before}\nafter:\n{after}");
+    let count = space.sql("SELECT count(*) FROM items")?;
+    ensure!(count == "1000", "rows after the rollbacks: {count}");
     Ok(())
 }
