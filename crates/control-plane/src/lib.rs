@@ -128,6 +128,8 @@ impl ControlPlane {
                 format!("--service-account-signing-key-file={}", pki.service_account_key().display()),
                 "--authorization-mode=Node,RBAC".into(),
                 "--enable-admission-plugins=NodeRestriction".into(),
+                // The node's Hostname address does not resolve here; its InternalIP is 127.0.0.1.
+                "--kubelet-preferred-address-types=InternalIP".into(),
             ],
             &logs,
         )?);

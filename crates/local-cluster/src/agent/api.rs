@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -51,6 +52,11 @@ impl Clients {
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
+    }
+
+    /// Runs `f` on the runtime in the background (a server).
+    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
+        drop(self.rt.spawn(f));
     }
 
     /// Every pod bound to `node`, in every namespace.
@@ -126,20 +132,10 @@ impl Clients {
             .map_err(api_error(format!("updating the status of node {name}")))
     }
 
-    /// Server-side apply of a namespaced object of the node's.
-    pub fn apply_namespaced<K>(&self, client: &Client, namespace: &str, name: &str, object: &Value) -> Result<()>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let api: Api<K> = Api::namespaced(client.clone(), namespace);
-        self.block_on(api.patch(name, &PatchParams::apply("local-cluster-agent").force(), &Patch::Apply(object)))
-            .map(drop)
-            .map_err(api_error(format!("applying {} {namespace}/{name}", K::kind(&K::DynamicType::default()))))
+    /// Server-side apply of the node's Lease.
+    pub fn apply_lease(&self, name: &str, lease: &Value) -> Result<()> {
+        let api: Api<Lease> = Api::namespaced(self.node.clone(), "kube-node-lease");
+        self.apply(&api, &format!("Lease kube-node-lease/{name}"), name, lease)
     }
 
     /// Server-side apply of a cluster-scoped object, as the provisioner.
@@ -153,9 +149,16 @@ impl Clients {
         K::DynamicType: Default,
     {
         let api: Api<K> = Api::all(self.provisioner.clone());
+        self.apply(&api, &format!("{} {name}", K::kind(&K::DynamicType::default())), name, object)
+    }
+
+    fn apply<K>(&self, api: &Api<K>, what: &str, name: &str, object: &Value) -> Result<()>
+    where
+        K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    {
         self.block_on(api.patch(name, &PatchParams::apply("local-cluster-agent").force(), &Patch::Apply(object)))
             .map(drop)
-            .map_err(api_error(format!("applying {} {name}", K::kind(&K::DynamicType::default()))))
+            .map_err(api_error(format!("applying {what}")))
     }
 
     pub fn claims(&self) -> Result<Vec<PersistentVolumeClaim>> {

@@ -8,6 +8,7 @@
 //! costs a few milliseconds and never misses an event.
 
 mod api;
+mod kubelet_api;
 mod pod_status;
 mod pods;
 mod provisioner;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use provisioner::{PROVISIONER, STORAGE_CLASS};
 pub use registration::Capacity;
+use registration::Registration;
 
 use crate::error::{Error, Result};
 use crate::kubelet::image::Images;
@@ -62,12 +64,6 @@ impl NodeAgent {
     /// Registers the node and its StorageClass, then runs the agent's loop on a thread of its own.
     pub fn start(settings: AgentSettings) -> Result<NodeAgent> {
         let api = Arc::new(api::Clients::new(&settings.node_kubeconfig, &settings.provisioner_kubeconfig)?);
-        let since = SystemTime::now();
-        registration::register(&api, &settings.node_name, &settings.capacity, since)?;
-        provisioner::install(&api)?;
-        let volumes = settings.dir.join("volumes");
-        std::fs::create_dir_all(&volumes)
-            .map_err(|source| Error::Io { context: format!("creating {}", volumes.display()), source })?;
         let kubelet = pods::Kubelet::new(
             settings.node_name.clone(),
             settings.dir.clone(),
@@ -80,11 +76,26 @@ impl NodeAgent {
             stop: AtomicBool::new(false),
             last_error: Mutex::new(None),
         });
+        let logs_of = {
+            let shared = Arc::clone(&shared);
+            move |ns: &str, pod: &str| shared.kubelet.lock().unwrap_or_else(PoisonError::into_inner).log_path(ns, pod)
+        };
+        let kubelet_port = kubelet_api::serve(&api, logs_of)?;
+        let node = Registration {
+            name: settings.node_name,
+            capacity: settings.capacity,
+            kubelet_port,
+            since: SystemTime::now(),
+        };
+        node.register(&api)?;
+        provisioner::install(&api)?;
+        let volumes = settings.dir.join("volumes");
+        std::fs::create_dir_all(&volumes)
+            .map_err(|source| Error::Io { context: format!("creating {}", volumes.display()), source })?;
         let loop_shared = Arc::clone(&shared);
-        let (node, capacity) = (settings.node_name, settings.capacity);
         let thread = std::thread::Builder::new()
             .name("node-agent".into())
-            .spawn(move || run(&loop_shared, &api, &node, &capacity, &volumes, since))
+            .spawn(move || run(&loop_shared, &api, &node, &volumes))
             .map_err(|source| Error::Io { context: "starting the node agent".into(), source })?;
         Ok(NodeAgent { shared, thread: Mutex::new(Some(thread)) })
     }
@@ -141,14 +152,7 @@ impl Drop for NodeAgent {
     }
 }
 
-fn run(
-    shared: &Shared,
-    api: &Arc<api::Clients>,
-    node: &str,
-    capacity: &Capacity,
-    volumes: &std::path::Path,
-    since: SystemTime,
-) {
+fn run(shared: &Shared, api: &Arc<api::Clients>, node: &Registration, volumes: &std::path::Path) {
     let mut heartbeat = Instant::now();
     let report = |what: &str, e: Error| {
         let text = format!("{what}: {e}");
@@ -158,7 +162,7 @@ fn run(
     while !shared.stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         if heartbeat.elapsed() >= Duration::from_secs(registration::LEASE_SECONDS / 4) {
-            if let Err(e) = registration::heartbeat(api, node, capacity, since) {
+            if let Err(e) = node.heartbeat(api) {
                 report("heartbeat", e);
             }
             heartbeat = Instant::now();

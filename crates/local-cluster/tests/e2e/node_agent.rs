@@ -68,7 +68,8 @@ impl Space {
     }
 
     fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let args: Vec<&str> = args.iter().copied().chain(["-n", &self.ns]).collect();
+        // The namespace first: after `--` it would be the command's.
+        let args: Vec<&str> = ["-n", self.ns.as_str()].into_iter().chain(args.iter().copied()).collect();
         Ok(self.plane.kubectl(&args, None)?.0)
     }
 
@@ -88,33 +89,7 @@ impl Space {
 
     /// SQL as postgres over the coordinator's socket: Ok(stdout) or Err(stderr).
     fn try_sql(&self, sql: &str) -> anyhow::Result<Result<String, String>> {
-        let argv = [
-            "psql",
-            "-X",
-            "-w",
-            "-q",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "/var/run/postgresql",
-            "-U",
-            "postgres",
-            "-d",
-            "citus",
-            "-f",
-            "-",
-        ];
-        let out = self.agent.exec(
-            &self.ns,
-            util::COORDINATOR,
-            None,
-            &argv,
-            Some(sql.as_bytes()),
-            Duration::from_secs(120),
-        )?;
-        Ok(if out.status.success() { Ok(out.stdout.trim().to_owned()) } else { Err(out.stderr) })
+        try_sql(self.agent, &self.ns, sql)
     }
 
     fn sql(&self, sql: &str) -> anyhow::Result<String> {
@@ -181,6 +156,13 @@ impl Drop for Space {
     }
 }
 
+/// SQL as postgres over the socket of the coordinator in `ns`: Ok(stdout) or Err(stderr).
+fn try_sql(agent: &NodeAgent, ns: &str, sql: &str) -> anyhow::Result<Result<String, String>> {
+    let argv = util::psql_argv(&util::SOCKET);
+    let out = agent.exec(ns, util::COORDINATOR, None, &argv, Some(sql.as_bytes()), Duration::from_secs(120))?;
+    Ok(if out.status.success() { Ok(out.stdout.trim().to_owned()) } else { Err(out.stderr) })
+}
+
 /// The three default workers as `pg_dist_node` names them in namespace `ns`.
 fn worker_names(ns: &str) -> Vec<String> {
     (0..3).map(|n| format!("my-citus-worker-{n}.my-citus-worker-headless.{ns}.svc.cluster.local")).collect()
@@ -232,6 +214,16 @@ fn helm_install_under_pod_security_restricted_registers_every_worker_passes_helm
         "claims:\n{claims}"
     );
 
+    // `kubectl logs` through the API server and the agent's kubelet API; `kubectl exec` is refused, naming why.
+    let log = space.kubectl(&["logs", util::COORDINATOR, "--tail=200"])?;
+    ensure!(log.contains("citus-coordinator: starting PostgreSQL"), "kubectl logs of the coordinator:\n{log}");
+    let log = space.kubectl(&["logs", "job/my-citus-register-workers"])?;
+    ensure!(log.contains("done: 3 active worker(s) registered"), "kubectl logs of the registration Job:\n{log}");
+    match space.kubectl(&["exec", util::COORDINATOR, "--", "true"]) {
+        Ok(out) => bail!("kubectl exec worked without a kubelet exec endpoint: {out}"),
+        Err(e) => ensure!(e.to_string().contains("does not serve exec"), "kubectl exec failed otherwise: {e}"),
+    }
+
     // `helm test`: the chart's test pod runs to success on the node (admitted under `restricted` too).
     space.helm.test("my-citus", Some(300)).with_context(|| space.diagnose())?;
 
@@ -269,25 +261,7 @@ fn write_until(agent: &NodeAgent, ns: &str, stop: &AtomicBool) -> anyhow::Result
     let mut id = 0u64;
     while !stop.load(Ordering::SeqCst) {
         id += 1;
-        let sql = format!("INSERT INTO items VALUES ({id}, 'w')");
-        let argv = [
-            "psql",
-            "-X",
-            "-w",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "/var/run/postgresql",
-            "-U",
-            "postgres",
-            "-d",
-            "citus",
-            "-c",
-            &sql,
-        ];
-        let out = agent.exec(ns, util::COORDINATOR, None, &argv, None, Duration::from_secs(60))?;
-        if out.status.success() {
+        if try_sql(agent, ns, &format!("INSERT INTO items VALUES ({id}, 'w')"))?.is_ok() {
             acked.push(id);
         } else {
             failed += 1;
@@ -430,7 +404,7 @@ fn a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_
     let values = |workers: u32, conf: &str| {
         util::values(json!({
             "worker": {"replicaCount": workers},
-            "workerRegistration": {"activeDeadlineSeconds": 30},
+            "workerRegistration": {"activeDeadlineSeconds": 45},
             "postgresql": {"extraConfiguration": conf},
         }))
     };
@@ -454,7 +428,7 @@ fn a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_
     ensure!(broken.is_err(), "an upgrade that breaks the coordinator succeeded");
 
     // Helm waits for the drain hook, which waits for the coordinator to ask it what worker 3 holds.
-    let impatient = ReleaseOptions { timeout_seconds: Some(45), ..ReleaseOptions::default() };
+    let impatient = ReleaseOptions { timeout_seconds: Some(60), ..ReleaseOptions::default() };
     let refused = space.helm.rollback("my-citus", Some(2), &impatient);
     let why = match refused {
         Ok(()) => bail!("the rollback to three workers went through with the coordinator down\n{}", space.diagnose()),

@@ -253,26 +253,15 @@ pub fn tcp<'a>(host: &'a str, user: &'a str, password: &'a str) -> Login<'a> {
     Login { host, user, password: Some(password), database: "citus" }
 }
 
+/// psql reading SQL from stdin, never prompting for a password, stopping at the first error, rows unaligned.
+pub fn psql_argv<'a>(login: &Login<'a>) -> [&'a str; 16] {
+    let Login { host, user, database, .. } = *login;
+    ["psql", "-X", "-w", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", host, "-U", user, "-d", database, "-f", "-"]
+}
+
 /// Runs SQL with psql in `pod` (never prompting for a password); Ok(stdout) or Err(stderr) by exit status.
 pub fn try_psql(cluster: &Cluster, pod: &str, login: &Login, sql: &str) -> anyhow::Result<Result<String, String>> {
-    let argv = [
-        "psql",
-        "-X",
-        "-w",
-        "-q",
-        "-t",
-        "-A",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        login.host,
-        "-U",
-        login.user,
-        "-d",
-        login.database,
-        "-f",
-        "-",
-    ];
+    let argv = psql_argv(login);
     let mut env = vec![("PGCONNECT_TIMEOUT", "10")];
     if let Some(p) = login.password {
         env.push(("PGPASSWORD", p));
