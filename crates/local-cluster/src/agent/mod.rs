@@ -122,9 +122,15 @@ impl NodeAgent {
             .map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })
     }
 
-    /// Fault: SIGKILL to every process of the pod.
-    pub fn kill(&self, namespace: &str, pod: &str) -> Result<()> {
-        self.kubelet().kill(namespace, pod)
+    /// Fault: pods `a` and `b` of `namespace` cannot reach each other, also after either is recreated, until
+    /// [`NodeAgent::heal`]. A blackhole route on each side: a connection attempt fails at once (EINVAL), as
+    /// behind a firewall that rejects, rather than timing out as in a silent partition.
+    pub fn cut(&self, namespace: &str, a: &str, b: &str) -> Result<()> {
+        self.kubelet().cut(namespace, a, b)
+    }
+
+    pub fn heal(&self, namespace: &str, a: &str, b: &str) -> Result<()> {
+        self.kubelet().heal(namespace, a, b)
     }
 
     /// The loop's last error, if any (it goes on after one, as a kubelet does).

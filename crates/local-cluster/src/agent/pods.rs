@@ -115,11 +115,19 @@ impl Kubelet {
         Ok(self.space_pod(namespace, pod)?.log_path().to_owned())
     }
 
-    /// SIGKILL to every process of the pod (the kubelet restarts what its policy says).
-    pub fn kill(&mut self, namespace: &str, pod: &str) -> Result<()> {
-        let space = self.spaces.get_mut(namespace).ok_or_else(|| no_pod(namespace, pod))?;
-        space.node.pod_mut(pod).map_err(|_| no_pod(namespace, pod))?.kill_everything();
-        Ok(())
+    /// Fault: no packet between pods `a` and `b` of `namespace`, both ways, also after either is recreated.
+    pub fn cut(&mut self, namespace: &str, a: &str, b: &str) -> Result<()> {
+        self.space_mut(namespace)?.node.cut(a, b)
+    }
+
+    pub fn heal(&mut self, namespace: &str, a: &str, b: &str) -> Result<()> {
+        self.space_mut(namespace)?.node.heal(a, b)
+    }
+
+    fn space_mut(&mut self, namespace: &str) -> Result<&mut Space> {
+        self.spaces
+            .get_mut(namespace)
+            .ok_or_else(|| Error::Manifest(format!("no pod of namespace {namespace} runs on this node")))
     }
 
     fn space_pod(&self, namespace: &str, pod: &str) -> Result<&crate::kubelet::pod::Pod> {

@@ -20,7 +20,8 @@ crate::scenarios!(Node:
     a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row,
     kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_allow,
     the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing,
-    a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down);
+    a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down,
+    a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it);
 
 const NODES: [&str; 4] = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
 
@@ -469,5 +470,55 @@ fn a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_
     ensure!(after == before, "placements moved:\nbefore:\n{before}\nafter:\n{after}");
     let count = space.sql("SELECT count(*) FROM items")?;
     ensure!(count == "1000", "rows after the rollbacks: {count}");
+    Ok(())
+}
+
+/// A network cut on the node: the coordinator cannot reach the worker that a scale-out adds. The registration
+/// hook fails the upgrade and its log names the worker; once the network heals, the same upgrade again
+/// registers the worker and the rebalance moves shards onto it, every row still there.
+fn a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let space = Space::create(env, "node-cut", None)?;
+    let chart = util::chart_dir();
+    let values = |workers: u32| {
+        util::values(json!({"worker": {"replicaCount": workers}, "workerRegistration": {"activeDeadlineSeconds": 60}}))
+    };
+    let options = ReleaseOptions { timeout_seconds: Some(240), ..ReleaseOptions::default() };
+    space.helm.install(&chart, "my-citus", &values(2), &options).with_context(|| space.diagnose())?;
+    space.sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id');
+         INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 1000) g",
+    )?;
+    // The cut is in place before the pod exists: it applies when the StatefulSet creates it.
+    space.agent.cut(&space.ns, util::COORDINATOR, "my-citus-worker-2")?;
+    let impatient = ReleaseOptions { timeout_seconds: Some(90), ..ReleaseOptions::default() };
+    match space.helm.upgrade(&chart, "my-citus", &values(3), &impatient) {
+        Ok(_) => bail!("the scale-out went through although the coordinator cannot reach worker 2"),
+        Err(e) => ensure!(e.to_string().contains("my-citus-register-workers"), "the upgrade failed elsewhere: {e}"),
+    }
+    let pods = space.jsonpath("pods", "{.items[*].metadata.name}")?;
+    let log: String = pods
+        .split_whitespace()
+        .filter(|p| p.starts_with("my-citus-register-workers-"))
+        .filter_map(|p| space.agent.log(&space.ns, p).ok())
+        .collect();
+    ensure!(
+        log.contains("my-citus-worker-2.my-citus-worker-headless"),
+        "the registration log does not name worker 2:\n{log}"
+    );
+    let registered = registered_workers(&space)?;
+    ensure!(!registered.contains("my-citus-worker-2."), "worker 2 registered across the cut:\n{registered}");
+
+    space.agent.heal(&space.ns, util::COORDINATOR, "my-citus-worker-2")?;
+    space.helm.upgrade(&chart, "my-citus", &values(3), &options).with_context(|| space.diagnose())?;
+    space.sql("SELECT citus_rebalance_wait()")?;
+    let registered = registered_workers(&space)?;
+    let want: Vec<String> = worker_names(&space.ns).into_iter().take(3).collect();
+    ensure!(registered == want.join("\n"), "registered after healing:\n{registered}");
+    let on_new = space.sql("SELECT count(*) FROM citus_shards WHERE nodename LIKE 'my-citus-worker-2.%'")?;
+    ensure!(on_new != "0", "the rebalance moved nothing onto worker 2");
+    let count = space.sql("SELECT count(*) FROM items")?;
+    ensure!(count == "1000", "rows after the scale-out: {count}");
     Ok(())
 }
