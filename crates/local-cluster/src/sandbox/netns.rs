@@ -56,7 +56,8 @@ impl Netns {
         &self.name
     }
 
-    /// Drops every packet to `peer` (a network cut as seen from this side; connections time out).
+    /// A blackhole route to `peer` (a network cut as seen from this side): a connection attempt from here fails
+    /// at once with EINVAL, as behind a rejecting firewall, not after a timeout as in a silent partition.
     pub fn block(&self, peer: Ipv4Addr) -> Result<()> {
         ip(&["-n", &self.name, "route", "replace", "blackhole", &format!("{peer}/32")])
     }
