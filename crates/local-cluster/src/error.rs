@@ -50,6 +50,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// What went wrong in one pass of the node agent, one line per pod or namespace.
+    #[error("{0}")]
+    Agent(String),
     /// A Helm hook failed; Helm stops the release operation there.
     #[error("{phase} hook {kind}/{name} failed")]
     Hook {

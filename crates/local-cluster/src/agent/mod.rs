@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use provisioner::{PROVISIONER, STORAGE_CLASS};
+pub use provisioner::STORAGE_CLASS;
 pub use registration::Capacity;
 use registration::Registration;
 
@@ -43,7 +43,7 @@ pub struct AgentSettings {
     pub images: Images,
     pub kubelet: KubeletConfig,
     pub init_timeout: Duration,
-    /// What the node offers the scheduler ([`Capacity::of_machine`] for this machine's own).
+    /// What the node offers the scheduler.
     pub capacity: Capacity,
 }
 

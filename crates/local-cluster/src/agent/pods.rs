@@ -183,7 +183,7 @@ impl Kubelet {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(Error::Manifest(errors.join("\n")))
+            Err(Error::Agent(errors.join("\n")))
         }
     }
 
@@ -250,7 +250,7 @@ impl Kubelet {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(Error::Manifest(errors.join("\n")))
+            Err(Error::Agent(errors.join("\n")))
         }
     }
 
@@ -307,75 +307,40 @@ impl Space {
         uid: &str,
         config: KubeletConfig,
     ) -> Result<()> {
-        if let Some(retry) = self.retries.get(name).filter(|r| r.uid == uid) {
-            if Instant::now() < retry.at {
+        let previous = self.retries.get(name).filter(|r| r.uid == uid);
+        if previous.is_some_and(|r| Instant::now() < r.at) {
+            return Ok(());
+        }
+        let started = pod_config(api, pod, ns, name, uid)
+            .and_then(|(pod_config, running)| self.node.create_pod(pod_config, &self.store).map(|()| running));
+        let e = match started {
+            Ok(running) => {
+                self.retries.remove(name);
+                self.running.insert(name.to_owned(), running);
                 return Ok(());
             }
-        }
-        let spec_value = to_value(&pod.spec)?;
-        let spec = PodSpec::from_value(&format!("pod {ns}/{name}"), &spec_value)?;
-        let restart_policy = spec.restart_policy;
-        let init_containers = spec.init_containers.iter().map(|c| (c.name.clone(), c.image.clone())).collect();
-        let pod_config = PodConfig {
-            name: name.to_owned(),
-            namespace: ns.to_owned(),
-            labels: pod.metadata.labels.clone().unwrap_or_default(),
-            subdomain: pod.spec.as_ref().and_then(|s| s.subdomain.clone()),
-            claim_templates: BTreeMap::new(),
-            bound_claims: bound_claims(api, ns, &spec)?,
-            command_override: None,
-            owner: Owner::ApiServer { uid: uid.to_owned() },
-            spec,
+            Err(e) => e,
         };
-        match self.node.create_pod(pod_config, &self.store) {
-            Ok(()) if self.node.pod(name).is_err() => Ok(()), // held Pending
-            Ok(()) => {
-                self.retries.remove(name);
-                let now = SystemTime::now();
-                self.running.insert(
-                    name.to_owned(),
-                    Running {
-                        uid: uid.to_owned(),
-                        started: now,
-                        ready: (false, now),
-                        restart_policy,
-                        init_containers,
-                        reported: None,
-                    },
-                );
-                Ok(())
-            }
-            Err(e) => {
-                // As the kubelet: the pod stays Pending and is tried again after a back-off; an init container
-                // that failed ends a pod that is never restarted.
-                let attempts = self.retries.get(name).filter(|r| r.uid == uid).map_or(0, |r| r.attempts) + 1;
-                let failed = matches!(e, Error::PodExited { .. }) && restart_policy == RestartPolicy::Never;
-                let message = e.to_string();
-                let status = if failed {
-                    json!({"phase": "Failed", "reason": "InitContainerFailed", "message": message})
-                } else {
-                    json!({"phase": "Pending", "reason": "CreateContainerError", "message": message})
-                };
-                let backoff = config.restart_backoff.saturating_mul(1 << attempts.min(5)).min(Duration::from_secs(300));
-                let retry = self.retries.entry(name.to_owned()).or_insert(Retry {
-                    uid: uid.to_owned(),
-                    at: Instant::now(),
-                    attempts: 0,
-                    reported: None,
-                });
-                *retry = Retry {
-                    uid: uid.to_owned(),
-                    at: Instant::now() + backoff,
-                    attempts,
-                    reported: retry.reported.take(),
-                };
-                if retry.reported.as_ref() != Some(&status) {
-                    api.patch_pod_status(ns, name, &status)?;
-                    retry.reported = Some(status);
-                }
-                Err(e)
-            }
+        // As the kubelet: the pod stays Pending and is tried again after a back-off; an init container that
+        // failed ends a pod that is never restarted.
+        let previous = self.retries.remove(name).filter(|r| r.uid == uid);
+        let attempts = previous.as_ref().map_or(0, |r| r.attempts) + 1;
+        let never = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never");
+        let message = e.to_string();
+        let status = if matches!(e, Error::PodExited { .. }) && never {
+            json!({"phase": "Failed", "reason": "InitContainerFailed", "message": message})
+        } else {
+            json!({"phase": "Pending", "reason": "CreateContainerError", "message": message})
+        };
+        let mut reported = previous.and_then(|r| r.reported);
+        if reported.as_ref() != Some(&status) {
+            api.patch_pod_status(ns, name, &status)?;
+            reported = Some(status);
         }
+        let backoff = config.restart_backoff.saturating_mul(1 << attempts.min(5)).min(Duration::from_secs(300));
+        self.retries
+            .insert(name.to_owned(), Retry { uid: uid.to_owned(), at: Instant::now() + backoff, attempts, reported });
+        Err(e)
     }
 
     /// Takes the pod off the node and stops it on a thread of its own (stop signal, grace period, SIGKILL);
@@ -392,7 +357,8 @@ impl Space {
         if let Err(e) = self.node.write_hosts(&self.store) {
             eprintln!("node agent: rewriting the hosts file: {e}");
         }
-        let (api, stopping, ns, name) = (Arc::clone(api), Arc::clone(stopping), pod_namespace(&pod), name.to_owned());
+        let (api, stopping, ns, name) =
+            (Arc::clone(api), Arc::clone(stopping), pod.config.namespace.clone(), name.to_owned());
         stopping.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(running.uid.clone());
         std::thread::spawn(move || {
             if let Err(e) = pod.stop() {
@@ -408,8 +374,30 @@ impl Space {
     }
 }
 
-fn pod_namespace(pod: &crate::kubelet::pod::Pod) -> String {
-    pod.config.namespace.clone()
+/// How to run an API server pod here, and what the agent keeps of it once it runs.
+fn pod_config(api: &Clients, pod: &ApiPod, ns: &str, name: &str, uid: &str) -> Result<(PodConfig, Running)> {
+    let spec = PodSpec::from_value(&format!("pod {ns}/{name}"), &to_value(&pod.spec)?)?;
+    let now = SystemTime::now();
+    let running = Running {
+        uid: uid.to_owned(),
+        started: now,
+        ready: (false, now),
+        restart_policy: spec.restart_policy,
+        init_containers: spec.init_containers.iter().map(|c| (c.name.clone(), c.image.clone())).collect(),
+        reported: None,
+    };
+    let config = PodConfig {
+        name: name.to_owned(),
+        namespace: ns.to_owned(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        subdomain: pod.spec.as_ref().and_then(|s| s.subdomain.clone()),
+        claim_templates: BTreeMap::new(),
+        bound_claims: bound_claims(api, ns, &spec)?,
+        command_override: None,
+        owner: Owner::ApiServer { uid: uid.to_owned() },
+        spec,
+    };
+    Ok((config, running))
 }
 
 /// The host directory of the volume bound to each claim the pod mounts.

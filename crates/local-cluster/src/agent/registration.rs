@@ -22,27 +22,6 @@ pub struct Capacity {
     pub memory: String,
 }
 
-impl Capacity {
-    /// This machine's CPUs and memory.
-    pub fn of_machine() -> Capacity {
-        let (cpu, memory) = machine();
-        Capacity { cpu, memory }
-    }
-}
-
-fn machine() -> (String, String) {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let mem_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().to_owned()))
-        })
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(1 << 20);
-    (cpus.to_string(), format!("{mem_kib}Ki"))
-}
-
 /// The node as the agent reports it.
 pub struct Registration {
     pub name: String,
