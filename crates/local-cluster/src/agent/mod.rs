@@ -26,7 +26,7 @@ use registration::Registration;
 
 use crate::error::{Error, Result};
 use crate::kubelet::image::Images;
-use crate::kubelet::pod::{ExecOutput, KubeletConfig};
+use crate::kubelet::pod::{ExecOutput, ExecTarget, KubeletConfig};
 
 /// How often the agent looks at its pods.
 pub const PERIOD: Duration = Duration::from_millis(250);
@@ -54,6 +54,16 @@ struct Shared {
     last_error: Mutex<Option<String>>,
 }
 
+impl kubelet_api::NodePods for Shared {
+    fn log_path(&self, namespace: &str, pod: &str) -> Result<PathBuf> {
+        self.kubelet.lock().unwrap_or_else(PoisonError::into_inner).log_path(namespace, pod)
+    }
+
+    fn exec_target(&self, namespace: &str, pod: &str, container: Option<&str>) -> Result<ExecTarget> {
+        self.kubelet.lock().unwrap_or_else(PoisonError::into_inner).exec_target(namespace, pod, container)
+    }
+}
+
 /// A running node agent; stops its pods when dropped.
 pub struct NodeAgent {
     shared: Arc<Shared>,
@@ -76,11 +86,7 @@ impl NodeAgent {
             stop: AtomicBool::new(false),
             last_error: Mutex::new(None),
         });
-        let logs_of = {
-            let shared = Arc::clone(&shared);
-            move |ns: &str, pod: &str| shared.kubelet.lock().unwrap_or_else(PoisonError::into_inner).log_path(ns, pod)
-        };
-        let kubelet_port = kubelet_api::serve(&api, logs_of)?;
+        let kubelet_port = kubelet_api::serve(&api, Arc::clone(&shared) as Arc<dyn kubelet_api::NodePods>)?;
         let node = Registration {
             name: settings.node_name,
             capacity: settings.capacity,

@@ -26,7 +26,7 @@ pub struct Capacity {
 pub struct Registration {
     pub name: String,
     pub capacity: Capacity,
-    /// Where the kubelet API listens on 127.0.0.1 (the API server proxies `kubectl logs` there).
+    /// Where the kubelet API listens on 127.0.0.1 (the API server proxies logs, exec and port-forwards there).
     pub kubelet_port: u16,
     /// When the agent started: the conditions' transition time.
     pub since: SystemTime,
@@ -68,6 +68,8 @@ impl Registration {
             "allocatable": resources,
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+            // The kubelet API speaks WebSocket itself: the API server passes kubectl's streams through.
+            "declaredFeatures": ["ExtendWebSocketsToKubelet"],
             "conditions": [
                 condition("MemoryPressure", "False", "KubeletHasSufficientMemory"),
                 condition("DiskPressure", "False", "KubeletHasNoDiskPressure"),

@@ -203,18 +203,7 @@ impl ExecTarget {
         };
         let out = File::create(path("out")).context(|| format!("creating {}", path("out").display()))?;
         let err = File::create(path("err")).context(|| format!("creating {}", path("err").display()))?;
-        let mut env = self.env.clone();
-        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let launch = Launch {
-            argv,
-            env: &env,
-            user: &self.user,
-            working_dir: &self.working_dir,
-            stdin,
-            stdout: Stdio::from(out),
-            stderr: Stdio::from(err),
-        };
-        let mut child = spawn::spawn(launch, Enter::Join { pid: self.pid })?;
+        let mut child = self.spawn(argv, extra_env, [stdin, Stdio::from(out), Stdio::from(err)])?;
         let status = match spawn::wait_until(&mut child, Instant::now() + timeout)? {
             Some(status) => status,
             None => {
@@ -234,6 +223,30 @@ impl ExecTarget {
             let _ = fs::remove_file(path(ext)); // missing "in" is fine
         }
         Ok(output)
+    }
+
+    /// Starts `argv` in the container with its env plus `extra_env` and the given stdin, stdout and stderr;
+    /// the command leads its own session (kill its process group to take down all it started).
+    pub fn spawn(
+        &self,
+        argv: &[String],
+        extra_env: &[(&str, &str)],
+        [stdin, stdout, stderr]: [Stdio; 3],
+    ) -> Result<Child> {
+        let mut env = self.env.clone();
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let launch =
+            Launch { argv, env: &env, user: &self.user, working_dir: &self.working_dir, stdin, stdout, stderr };
+        spawn::spawn(launch, Enter::Join { pid: self.pid })
+    }
+
+    /// The container's network namespace (a port-forward connects to the pod from inside it).
+    pub fn netns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.pid))
+    }
+
+    pub fn pod(&self) -> &str {
+        &self.pod
     }
 }
 

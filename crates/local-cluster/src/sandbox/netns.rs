@@ -184,9 +184,26 @@ pub fn remove_stale() {
     }
 }
 
-/// A connection from inside a network namespace (how the kubelet's probes and a port-forward reach a pod):
-/// `setns` changes only the calling thread, so a short-lived thread enters the namespace. With `path`, an
-/// HTTP/1.0 GET whose status and body are returned; without, only the TCP connect.
+/// A TCP connection opened inside a network namespace (how the kubelet's probes and a port-forward reach a
+/// pod): `setns` changes only the calling thread, so a short-lived thread enters the namespace; the socket
+/// stays in that namespace after the thread ends.
+pub fn dial_in(
+    netns: PathBuf,
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+) -> std::result::Result<std::net::TcpStream, String> {
+    std::thread::spawn(move || {
+        let ns = fs::File::open(&netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering {}: {e}", netns.display()))?;
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))
+    })
+    .join()
+    .unwrap_or_else(|_| Err("connection thread panicked".to_owned()))
+}
+
+/// [`dial_in`], then with `path` an HTTP/1.0 GET whose status and body are returned; without, only the
+/// TCP connect.
 pub fn connect_in(
     netns: PathBuf,
     addr: std::net::SocketAddr,
@@ -194,26 +211,18 @@ pub fn connect_in(
     timeout: Duration,
 ) -> std::result::Result<(u16, String), String> {
     use std::io::{Read, Write};
-    std::thread::spawn(move || {
-        let ns = fs::File::open(&netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("entering {}: {e}", netns.display()))?;
-        let mut stream =
-            std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-        let Some(path) = path else { return Ok((0, String::new())) };
-        stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("GET {path}: {e}"))?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).map_err(|e| format!("GET {path}: {e}"))?;
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("GET {path}: no HTTP status in {head:?}"))?;
-        Ok((status, body.to_owned()))
-    })
-    .join()
-    .unwrap_or_else(|_| Err("connection thread panicked".to_owned()))
+    let mut stream = dial_in(netns, addr, timeout)?;
+    let Some(path) = path else { return Ok((0, String::new())) };
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("GET {path}: {e}"))?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|e| format!("GET {path}: {e}"))?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("GET {path}: no HTTP status in {head:?}"))?;
+    Ok((status, body.to_owned()))
 }

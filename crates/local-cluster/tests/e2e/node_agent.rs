@@ -74,6 +74,11 @@ impl Space {
         Ok(self.plane.kubectl(&args, None)?.0)
     }
 
+    fn kubectl_with_input(&self, args: &[&str], input: &[u8]) -> anyhow::Result<String> {
+        let args: Vec<&str> = ["-n", self.ns.as_str()].into_iter().chain(args.iter().copied()).collect();
+        Ok(self.plane.kubectl(&args, Some(input))?.0)
+    }
+
     fn jsonpath(&self, what: &str, path: &str) -> anyhow::Result<String> {
         self.kubectl(&["get", what, "-o", &format!("jsonpath={path}")])
     }
@@ -215,15 +220,27 @@ fn helm_install_under_pod_security_restricted_registers_every_worker_passes_helm
         "claims:\n{claims}"
     );
 
-    // `kubectl logs` through the API server and the agent's kubelet API; `kubectl exec` is refused, naming why.
+    // `kubectl logs` and `kubectl exec` through the API server to the agent's kubelet API.
     let log = space.kubectl(&["logs", util::COORDINATOR, "--tail=200"])?;
     ensure!(log.contains("citus-coordinator: starting PostgreSQL"), "kubectl logs of the coordinator:\n{log}");
     let log = space.kubectl(&["logs", "job/my-citus-register-workers"])?;
     ensure!(log.contains("done: 3 active worker(s) registered"), "kubectl logs of the registration Job:\n{log}");
-    match space.kubectl(&["exec", util::COORDINATOR, "--", "true"]) {
-        Ok(out) => bail!("kubectl exec worked without a kubelet exec endpoint: {out}"),
-        Err(e) => ensure!(e.to_string().contains("does not serve exec"), "kubectl exec failed otherwise: {e}"),
+    // Stdin goes in (psql reads it to its end), stdout comes out, a failure's exit code and stderr come back.
+    let mut exec = vec!["exec", "-i", util::COORDINATOR, "--"];
+    exec.extend(util::psql_argv(&util::SOCKET));
+    let count = space.kubectl_with_input(&exec, b"SELECT count(*) FROM items;\nSELECT 'end of input';\n")?;
+    ensure!(count == "1000\nend of input\n", "SQL through kubectl exec -i: {count:?}");
+    let failing = ["exec", util::COORDINATOR, "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"];
+    match space.kubectl(&failing) {
+        Ok(out) => bail!("a command that exits 3 succeeded through kubectl exec: {out}"),
+        Err(e) => {
+            let e = e.to_string();
+            ensure!(e.contains("exit code 3") && e.contains("to-stderr"), "kubectl exec of exit 3: {e}");
+        }
     }
+    // The command runs as the container's user, in its working directory and environment.
+    let who = space.kubectl(&["exec", util::COORDINATOR, "--", "sh", "-c", "id -u; echo $PGDATA"])?;
+    ensure!(who.starts_with("1001\n/"), "user and PGDATA of an exec: {who:?}");
 
     // `helm test`: the chart's test pod runs to success on the node (admitted under `restricted` too).
     space.helm.test("my-citus", Some(300)).with_context(|| space.diagnose())?;
