@@ -196,6 +196,11 @@ impl ControlPlane {
         &self.server
     }
 
+    /// The kubectl built with the control plane, for runs that need their own environment (a plugin's PATH).
+    pub fn kubectl_path(&self) -> &Path {
+        &self.kubectl
+    }
+
     /// Runs kubectl as admin with `stdin`; Ok((stdout, stderr)) when it succeeded.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<(String, String)> {
         process::run(&self.kubectl, &self.kubeconfig(), args, stdin)

@@ -14,6 +14,7 @@ mod edge_values;
 mod faults;
 mod gitops;
 mod harness;
+mod kubectl_citus;
 mod lifecycle;
 mod node_agent;
 mod node_stop;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         day2::SCENARIOS,
         api_server::SCENARIOS,
         node_agent::SCENARIOS,
+        kubectl_citus::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();

@@ -35,17 +35,17 @@ struct NodeUse {
 }
 
 /// A namespace on the run's control plane, with Helm pointed at it; deleted (and its pods gone) on drop.
-struct Space {
+pub(crate) struct Space {
     _node: NodeUse,
-    plane: &'static ControlPlane,
-    agent: &'static NodeAgent,
-    ns: String,
-    helm: Releases,
+    pub(crate) plane: &'static ControlPlane,
+    pub(crate) agent: &'static NodeAgent,
+    pub(crate) ns: String,
+    pub(crate) helm: Releases,
 }
 
 impl Space {
     /// The namespace, enforcing Pod Security `level` when given.
-    fn create(env: &Env, ns: &str, level: Option<&str>) -> anyhow::Result<Space> {
+    pub(crate) fn create(env: &Env, ns: &str, level: Option<&str>) -> anyhow::Result<Space> {
         let node = NodeUse { _shared: Some(NODE.read().unwrap_or_else(PoisonError::into_inner)), _alone: None };
         Self::create_using(env, ns, level, node)
     }
@@ -68,24 +68,24 @@ impl Space {
         Ok(space)
     }
 
-    fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
         // The namespace first: after `--` it would be the command's.
         let args: Vec<&str> = ["-n", self.ns.as_str()].into_iter().chain(args.iter().copied()).collect();
         Ok(self.plane.kubectl(&args, None)?.0)
     }
 
-    fn kubectl_with_input(&self, args: &[&str], input: &[u8]) -> anyhow::Result<String> {
+    pub(crate) fn kubectl_with_input(&self, args: &[&str], input: &[u8]) -> anyhow::Result<String> {
         let args: Vec<&str> = ["-n", self.ns.as_str()].into_iter().chain(args.iter().copied()).collect();
         Ok(self.plane.kubectl(&args, Some(input))?.0)
     }
 
-    fn jsonpath(&self, what: &str, path: &str) -> anyhow::Result<String> {
+    pub(crate) fn jsonpath(&self, what: &str, path: &str) -> anyhow::Result<String> {
         self.kubectl(&["get", what, "-o", &format!("jsonpath={path}")])
     }
 
     /// `helm install my-citus` with the scenario's passwords plus `extra`; Helm returns once the post-install
     /// registration Job has completed on the node.
-    fn install(&self, extra: Value) -> anyhow::Result<()> {
+    pub(crate) fn install(&self, extra: Value) -> anyhow::Result<()> {
         let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
         self.helm
             .install(&util::chart_dir(), "my-citus", &util::values(extra), &options)
@@ -94,11 +94,11 @@ impl Space {
     }
 
     /// SQL as postgres over the coordinator's socket: Ok(stdout) or Err(stderr).
-    fn try_sql(&self, sql: &str) -> anyhow::Result<Result<String, String>> {
+    pub(crate) fn try_sql(&self, sql: &str) -> anyhow::Result<Result<String, String>> {
         try_sql(self.agent, &self.ns, sql)
     }
 
-    fn sql(&self, sql: &str) -> anyhow::Result<String> {
+    pub(crate) fn sql(&self, sql: &str) -> anyhow::Result<String> {
         match self.try_sql(sql)? {
             Ok(out) => Ok(out),
             Err(stderr) => bail!("psql in {}/{} failed: {stderr}\nSQL: {sql}", self.ns, util::COORDINATOR),
@@ -106,7 +106,7 @@ impl Space {
     }
 
     /// Waits until the pods report Ready to the API server.
-    fn wait_ready(&self, pods: &[&str], timeout: Duration) -> anyhow::Result<()> {
+    pub(crate) fn wait_ready(&self, pods: &[&str], timeout: Duration) -> anyhow::Result<()> {
         let mut args =
             vec!["wait".to_owned(), "--for=condition=Ready".to_owned(), format!("--timeout={}s", timeout.as_secs())];
         args.extend(pods.iter().map(|p| format!("pod/{p}")));
@@ -128,7 +128,7 @@ impl Space {
     }
 
     /// What the API server and the agent say of the namespace, for a failure's message.
-    fn diagnose(&self) -> String {
+    pub(crate) fn diagnose(&self) -> String {
         let get = |args: &[&str]| self.kubectl(args).unwrap_or_else(|e| e.to_string());
         let mut text = format!(
             "objects:\n{}\nevents:\n{}\nlast agent error: {}\n",
@@ -170,7 +170,7 @@ fn try_sql(agent: &NodeAgent, ns: &str, sql: &str) -> anyhow::Result<Result<Stri
 }
 
 /// The three default workers as `pg_dist_node` names them in namespace `ns`.
-fn worker_names(ns: &str) -> Vec<String> {
+pub(crate) fn worker_names(ns: &str) -> Vec<String> {
     (0..3).map(|n| format!("my-citus-worker-{n}.my-citus-worker-headless.{ns}.svc.cluster.local")).collect()
 }
 
