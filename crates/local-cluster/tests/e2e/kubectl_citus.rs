@@ -2,7 +2,7 @@
 //! plugin on PATH, the plugin reads the release's Secret, forwards a port to the coordinator through the API
 //! server and the node agent's kubelet API, and runs its Jobs on the node.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context as _};
@@ -34,9 +34,9 @@ struct Run {
     stderr: String,
 }
 
-fn kubectl_citus(space: &Space, plugins: &PathBuf, args: &[&str]) -> anyhow::Result<Run> {
+fn kubectl_citus(space: &Space, plugins: &Path, args: &[&str]) -> anyhow::Result<Run> {
     let path = std::env::join_paths(
-        std::iter::once(plugins.clone()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        std::iter::once(plugins.to_owned()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )?;
     let out = Command::new(space.plane.kubectl_path())
         .args(["citus", "--release", "my-citus", "-n", &space.ns])
@@ -53,7 +53,7 @@ fn kubectl_citus(space: &Space, plugins: &PathBuf, args: &[&str]) -> anyhow::Res
 }
 
 /// `kubectl citus <args> -o json`, which must succeed (or, for doctor, find hazards: exit 1).
-fn json_of(space: &Space, plugins: &PathBuf, args: &[&str], codes: &[i32]) -> anyhow::Result<Value> {
+fn json_of(space: &Space, plugins: &Path, args: &[&str], codes: &[i32]) -> anyhow::Result<Value> {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     let run = kubectl_citus(space, plugins, &all)?;
