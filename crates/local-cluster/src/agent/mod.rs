@@ -128,6 +128,33 @@ impl NodeAgent {
             .map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })
     }
 
+    /// Fault: the pod stays Pending whenever it is (re)created: no process, no address. A running pod is not
+    /// affected until it is deleted.
+    pub fn hold_pending(&self, namespace: &str, pod: &str) {
+        self.kubelet().hold_pending(namespace, pod);
+    }
+
+    /// Ends [`NodeAgent::hold_pending`]; the agent starts the pod on its next pass.
+    pub fn release_pending(&self, namespace: &str, pod: &str) {
+        self.kubelet().release_pending(namespace, pod);
+    }
+
+    /// Fault: SIGKILL to every process of the pod (its containers restart as its restart policy says).
+    pub fn kill_pod(&self, namespace: &str, pod: &str) -> Result<()> {
+        self.kubelet().kill_pod(namespace, pod)
+    }
+
+    /// Fault: kill every process of the pod when its log first shows `line` (the pod may not exist yet).
+    /// `pod` may also name a Job: the fault fires in whichever of its pods logs the line first.
+    pub fn kill_on_log_line(&self, namespace: &str, pod: &str, line: &str) {
+        self.kubelet().kill_on_log_line(namespace, pod, line);
+    }
+
+    /// Ends every [`NodeAgent::kill_on_log_line`] fault of `namespace` that has not fired.
+    pub fn clear_kills_on_log_lines(&self, namespace: &str) {
+        self.kubelet().clear_kills_on_log_lines(namespace);
+    }
+
     /// Fault: pods `a` and `b` of `namespace` cannot reach each other, also after either is recreated, until
     /// [`NodeAgent::heal`]. A blackhole route on each side: a connection attempt fails at once (EINVAL), as
     /// behind a firewall that rejects, rather than timing out as in a silent partition.

@@ -34,6 +34,16 @@ pub struct Kubelet {
     spaces: BTreeMap<String, Space>,
     /// uids of pods whose stop runs on a thread of its own.
     stopping: Arc<Mutex<BTreeSet<String>>>,
+    faults: Faults,
+}
+
+/// Faults a scenario asked for; they also apply to pods and namespaces the node has not seen yet.
+#[derive(Default)]
+struct Faults {
+    /// (namespace, pod): not started while held, reported Pending.
+    held: BTreeSet<(String, String)>,
+    /// (namespace, pod or Job, line): handed to the namespace's node, which kills the pod on the line.
+    kill_on_log: Vec<(String, String, String)>,
 }
 
 /// The pods of one namespace on this node.
@@ -44,6 +54,8 @@ struct Space {
     services: Vec<String>,
     running: BTreeMap<String, Running>,
     retries: BTreeMap<String, Retry>,
+    /// uids of held pods already reported Pending.
+    held: BTreeSet<String>,
 }
 
 struct Running {
@@ -103,7 +115,16 @@ fn references(spec: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
 
 impl Kubelet {
     pub fn new(node_name: String, dir: PathBuf, images: Images, config: KubeletConfig, init_timeout: Duration) -> Self {
-        Kubelet { node_name, dir, images, config, init_timeout, spaces: BTreeMap::new(), stopping: Arc::default() }
+        Kubelet {
+            node_name,
+            dir,
+            images,
+            config,
+            init_timeout,
+            spaces: BTreeMap::new(),
+            stopping: Arc::default(),
+            faults: Faults::default(),
+        }
     }
 
     /// The container of a running pod, to run a command in.
@@ -113,6 +134,38 @@ impl Kubelet {
 
     pub fn log_path(&self, namespace: &str, pod: &str) -> Result<PathBuf> {
         Ok(self.space_pod(namespace, pod)?.log_path().to_owned())
+    }
+
+    /// Fault: the pod is not started whenever it is (re)created, and stays Pending; a running pod is not
+    /// affected until it is deleted.
+    pub fn hold_pending(&mut self, namespace: &str, pod: &str) {
+        self.faults.held.insert((namespace.to_owned(), pod.to_owned()));
+    }
+
+    /// Ends [`Kubelet::hold_pending`]: the next pass starts the pod.
+    pub fn release_pending(&mut self, namespace: &str, pod: &str) {
+        self.faults.held.remove(&(namespace.to_owned(), pod.to_owned()));
+    }
+
+    /// Fault: SIGKILL to every process of the pod; its containers restart as its restart policy says.
+    pub fn kill_pod(&mut self, namespace: &str, pod: &str) -> Result<()> {
+        let space = self.spaces.get_mut(namespace).ok_or_else(|| no_pod(namespace, pod))?;
+        space.node.pod_mut(pod).map_err(|_| no_pod(namespace, pod))?.kill_everything();
+        Ok(())
+    }
+
+    /// Fault: kill every process of `pod` (or of whichever pod of Job `pod` logs it first) when its log first
+    /// shows `line`; the pod may not exist yet.
+    pub fn kill_on_log_line(&mut self, namespace: &str, pod: &str, line: &str) {
+        self.faults.kill_on_log.push((namespace.to_owned(), pod.to_owned(), line.to_owned()));
+    }
+
+    /// Ends every [`Kubelet::kill_on_log_line`] fault of `namespace` that has not fired.
+    pub fn clear_kills_on_log_lines(&mut self, namespace: &str) {
+        self.faults.kill_on_log.retain(|(ns, _, _)| ns != namespace);
+        if let Some(space) = self.spaces.get_mut(namespace) {
+            space.node.faults.kill_on_log.clear();
+        }
     }
 
     /// Fault: no packet between pods `a` and `b` of `namespace`, both ways, also after either is recreated.
@@ -162,6 +215,7 @@ impl Kubelet {
                         services: Vec::new(),
                         running: BTreeMap::new(),
                         retries: BTreeMap::new(),
+                        held: BTreeSet::new(),
                     },
                 );
             }
@@ -212,12 +266,28 @@ impl Kubelet {
                 continue;
             }
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+            if !space.running.contains_key(name) && self.faults.held.contains(&(ns.to_owned(), name.to_owned())) {
+                if space.held.insert(uid.to_owned()) {
+                    let message = "held Pending by a fault of the test: the node agent does not start it";
+                    api.patch_pod_status(ns, name, &json!({"phase": "Pending", "message": message}))?;
+                }
+                continue;
+            }
             if !space.running.contains_key(name) && phase != "Succeeded" && phase != "Failed" {
                 if let Err(e) = space.start(api, pod, ns, name, uid, self.config) {
                     errors.push(format!("pod {name}: {e}"));
                 }
             }
         }
+        let (mine, others) =
+            std::mem::take(&mut self.faults.kill_on_log).into_iter().partition(|(n, _, _)| n.as_str() == ns);
+        self.faults.kill_on_log = others;
+        space
+            .node
+            .faults
+            .kill_on_log
+            .extend(mine.into_iter().map(|(_, pod, line): (String, String, String)| (pod, line)));
+        space.held.retain(|uid| pods.iter().any(|p| p.metadata.uid.as_deref() == Some(uid.as_str())));
         if let Err(e) = space.node.sync() {
             errors.push(e.to_string());
         }

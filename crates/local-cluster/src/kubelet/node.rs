@@ -141,13 +141,14 @@ impl Node {
     pub fn sync(&mut self) -> Result<()> {
         let mut fired = Vec::new();
         for (i, (target, line)) in self.faults.kill_on_log.iter().enumerate() {
-            // A Job's pods are `<job>-<n>`: a fault on the Job's name fires in whichever pod runs it.
+            // A Job's pods are `<job>-<n>` here and `<job>-<5 random characters>` on a real control plane: a
+            // fault on the Job's name fires in whichever pod runs it.
             let is_target = |name: &str| {
                 name == target
-                    || name
-                        .strip_prefix(target.as_str())
-                        .and_then(|n| n.strip_prefix('-'))
-                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    || name.strip_prefix(target.as_str()).and_then(|n| n.strip_prefix('-')).is_some_and(|n| {
+                        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                            || (n.len() == 5 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+                    })
             };
             for (_, p) in self.pods.iter_mut().filter(|(name, _)| is_target(name)) {
                 if fs::read_to_string(p.log_path()).is_ok_and(|log| log.contains(line.as_str())) {

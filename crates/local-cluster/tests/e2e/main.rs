@@ -17,6 +17,7 @@ mod harness;
 mod kubectl_citus;
 mod lifecycle;
 mod node_agent;
+mod node_faults;
 mod node_stop;
 mod postgres_only;
 mod rendered;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         api_server::SCENARIOS,
         node_agent::SCENARIOS,
         kubectl_citus::SCENARIOS,
+        node_faults::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();

@@ -23,7 +23,7 @@ crate::scenarios!(Node:
     a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down,
     a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it);
 
-const NODES: [&str; 4] = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
+pub(crate) const NODES: [&str; 4] = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
 
 /// Scenarios share the node; one that cordons or drains it has it alone.
 static NODE: RwLock<()> = RwLock::new(());
@@ -105,6 +105,14 @@ impl Space {
         }
     }
 
+    /// SQL as postgres over the socket of `pod` (the coordinator or a worker).
+    pub(crate) fn sql_in(&self, pod: &str, sql: &str) -> anyhow::Result<String> {
+        let argv = util::psql_argv(&util::SOCKET);
+        let out = self.agent.exec(&self.ns, pod, None, &argv, Some(sql.as_bytes()), Duration::from_secs(120))?;
+        ensure!(out.status.success(), "psql in {}/{pod} failed: {}\nSQL: {sql}", self.ns, out.stderr);
+        Ok(out.stdout.trim().to_owned())
+    }
+
     /// Waits until the pods report Ready to the API server.
     pub(crate) fn wait_ready(&self, pods: &[&str], timeout: Duration) -> anyhow::Result<()> {
         let mut args =
@@ -115,7 +123,7 @@ impl Space {
     }
 
     /// `name=uid,restarts` of the coordinator and worker pods, to tell a restart.
-    fn identities(&self) -> anyhow::Result<String> {
+    pub(crate) fn identities(&self) -> anyhow::Result<String> {
         let all = self.jsonpath(
             "pods",
             "{range .items[*]}{.metadata.name}={.metadata.uid},{.status.containerStatuses[0].restartCount}{\"\\n\"}{end}",
@@ -273,13 +281,14 @@ fn helm_install_under_pod_security_restricted_registers_every_worker_passes_helm
 }
 
 /// Inserts 1, 2, ... into `items`, one statement per psql run on the coordinator, until `stop`; returns the
-/// ids psql reported committed and how many statements failed.
-fn write_until(agent: &NodeAgent, ns: &str, stop: &AtomicBool) -> anyhow::Result<(Vec<u64>, u32)> {
+/// ids psql reported committed and how many statements failed (also those that found no coordinator
+/// container to run in, as `kubectl exec` would during a restart).
+pub(crate) fn write_until(agent: &NodeAgent, ns: &str, stop: &AtomicBool) -> anyhow::Result<(Vec<u64>, u32)> {
     let (mut acked, mut failed) = (Vec::new(), 0);
     let mut id = 0u64;
     while !stop.load(Ordering::SeqCst) {
         id += 1;
-        if try_sql(agent, ns, &format!("INSERT INTO items VALUES ({id}, 'w')"))?.is_ok() {
+        if matches!(try_sql(agent, ns, &format!("INSERT INTO items VALUES ({id}, 'w')")), Ok(Ok(_))) {
             acked.push(id);
         } else {
             failed += 1;

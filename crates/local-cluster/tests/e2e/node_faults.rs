@@ -1,0 +1,170 @@
+//! Faults on the real control plane (issue 16): the node agent kills a pod's processes, on demand or when its
+//! log shows a line, and holds pods Pending; the real Job and StatefulSet controllers, Helm and the API server
+//! react as they do in production.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use helm_engine::ReleaseOptions;
+use serde_json::{json, Value};
+
+use crate::node_agent::{write_until, Space};
+use crate::util::{self, Env, COORDINATOR};
+
+crate::scenarios!(Node:
+    a_drain_whose_hook_pod_is_killed_fails_the_upgrade_and_the_revision_that_keeps_the_workers_reopens_them,
+    a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowledged_row);
+
+const ROWS: u32 = 2000;
+
+/// Values with `workers` workers; hook Jobs run once (a failure is final) and wait at most 45 s for nodes.
+fn values(workers: u32) -> Value {
+    util::values(json!({
+        "worker": {"replicaCount": workers},
+        "workerRegistration": {"backoffLimit": 0, "activeDeadlineSeconds": 45}
+    }))
+}
+
+fn upgrade(space: &Space, workers: u32) -> anyhow::Result<()> {
+    let options = ReleaseOptions { timeout_seconds: Some(300), ..ReleaseOptions::default() };
+    space.helm.upgrade(&util::chart_dir(), "my-citus", &values(workers), &options)?;
+    Ok(())
+}
+
+/// Count and checksum of every row of `items`.
+fn checksum(space: &Space) -> anyhow::Result<String> {
+    space.sql("SELECT count(*) || ' ' || md5(string_agg(id || ':' || payload, ',' ORDER BY id)) FROM items")
+}
+
+/// Placements of `items` on worker `n`.
+fn placements_on(space: &Space, n: usize) -> anyhow::Result<u32> {
+    let w = format!("my-citus-worker-{n}.my-citus-worker-headless.{}.svc.cluster.local", space.ns);
+    Ok(space
+        .sql(&format!("SELECT count(*) FROM citus_shards WHERE table_name = 'items'::regclass AND nodename = '{w}'"))?
+        .parse()?)
+}
+
+/// What the chart's registration left in worker `n`'s retired mark (`removed`, `kept` or nothing).
+fn retired_mark(space: &Space, n: usize) -> anyhow::Result<String> {
+    space.sql_in(
+        &format!("my-citus-worker-{n}"),
+        "SELECT coalesce(pg_read_file('/tmp/citus/retired', 0, 100, true), '')",
+    )
+}
+
+fn wait_rebalance(space: &Space) -> anyhow::Result<()> {
+    space.sql("SELECT citus_rebalance_wait()")?;
+    Ok(())
+}
+
+fn a_drain_whose_hook_pod_is_killed_fails_the_upgrade_and_the_revision_that_keeps_the_workers_reopens_them(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let space = Space::create(env, "node-drain-kill", None)?;
+    let options = ReleaseOptions { timeout_seconds: Some(300), ..ReleaseOptions::default() };
+    space.helm.install(&util::chart_dir(), "my-citus", &values(4), &options).with_context(|| space.diagnose())?;
+    space.sql(&format!(
+        "SET citus.shard_count = 32;
+         CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);
+         SELECT create_distributed_table('items', 'id');
+         INSERT INTO items SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, {ROWS}) g;"
+    ))?;
+    let sums = checksum(&space)?;
+    for n in 2..4 {
+        ensure!(placements_on(&space, n)? > 0, "worker-{n} holds no shard");
+    }
+
+    // The scale-in to 2 workers: the drain Job's pod is killed once it has moved its first shard (as by an
+    // eviction or a preemption). With backoffLimit 0 the real Job controller fails the Job, and Helm the upgrade.
+    space.agent.kill_on_log_line(&space.ns, "my-citus-drain-workers-r2", "NOTICE:  Moving shard");
+    if upgrade(&space, 2).is_ok() {
+        bail!("the scale-in succeeded although its hook pod was killed\n{}", space.diagnose());
+    }
+    space.agent.clear_kills_on_log_lines(&space.ns);
+    let failed = space.jsonpath("job/my-citus-drain-workers-r2", "{.status.failed}")?;
+    ensure!(failed == "1", "the drain Job's failed pods: {failed:?}");
+    let replicas = space.jsonpath("statefulset/my-citus-worker", "{.spec.replicas}")?;
+    ensure!(replicas == "4", "the failed scale-in left the worker StatefulSet at {replicas} replicas");
+    // The leaving workers were marked before the first shard moved (review D18).
+    for n in 2..4 {
+        let mark = retired_mark(&space, n)?;
+        ensure!(mark == "removed", "worker-{n}'s mark during the drain: {mark:?}");
+    }
+
+    // The user keeps the 4 workers: each takes shards again, no record of the abandoned drain is left.
+    upgrade(&space, 4).with_context(|| space.diagnose())?;
+    for n in 2..4 {
+        let mark = retired_mark(&space, n)?;
+        ensure!(mark == "kept", "worker-{n}'s mark once kept: {mark:?}");
+    }
+    let open = space.sql("SELECT string_agg(shouldhaveshards::text, ' ') FROM pg_dist_node WHERE groupid <> 0")?;
+    ensure!(open == "true true true true", "workers open to shards after the abandoned drain: {open}");
+    let records = space.sql("SELECT count(*) FROM citus_chart.draining")?;
+    ensure!(records == "0", "{records} record(s) of the abandoned drain left");
+    // The rebalance the registration may have started, then one more: neither empties a kept worker.
+    wait_rebalance(&space)?;
+    if space.sql("SELECT citus_rebalance_start() IS NOT NULL")? == "t" {
+        wait_rebalance(&space)?;
+    }
+    for n in 0..4 {
+        ensure!(placements_on(&space, n)? > 0, "worker-{n} holds no shard after a rebalance");
+    }
+    ensure!(checksum(&space)? == sums, "rows changed");
+    Ok(())
+}
+
+fn a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowledged_row(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let space = Space::create(env, "node-kill", None)?;
+    space.install(json!({}))?;
+    space.sql("CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id')")?;
+    space.wait_ready(&[COORDINATOR], Duration::from_secs(60))?;
+    let restarts = || space.jsonpath(&format!("pod/{COORDINATOR}"), "{.status.containerStatuses[0].restartCount}");
+    let uid = || space.jsonpath(&format!("pod/{COORDINATOR}"), "{.metadata.uid}");
+    let (uid_before, restarts_before) = (uid()?, restarts()?);
+
+    // SIGKILL to every process of the coordinator (an OOM kill, a crashed postmaster) while a writer runs.
+    let stop = AtomicBool::new(false);
+    let (acked, failed) = std::thread::scope(|s| -> anyhow::Result<(Vec<u64>, u32)> {
+        let writer = s.spawn(|| write_until(space.agent, &space.ns, &stop));
+        std::thread::sleep(Duration::from_secs(2));
+        let killed = space.agent.kill_pod(&space.ns, COORDINATOR);
+        // The kubelet restarts the container; the API server shows it Ready again with one more restart.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let back = loop {
+            let ready = space.jsonpath(&format!("pod/{COORDINATOR}"), "{.status.containerStatuses[0].ready}");
+            if restarts().ok().as_deref() != Some(restarts_before.as_str()) && ready.ok().as_deref() == Some("true") {
+                break Ok(());
+            }
+            if Instant::now() > deadline {
+                break Err(anyhow::anyhow!("the coordinator was not Ready again 120 s after the kill"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::SeqCst);
+        let written = writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+        killed?;
+        back.with_context(|| space.diagnose())?;
+        written
+    })?;
+    ensure!(uid()? == uid_before, "the kill replaced the pod instead of restarting its container");
+    let restarts_after: u32 = restarts()?.parse()?;
+    ensure!(restarts_after == restarts_before.parse::<u32>()? + 1, "restartCount after one kill: {restarts_after}");
+    let reason = space
+        .jsonpath(&format!("pod/{COORDINATOR}"), "{.status.containerStatuses[0].lastState.terminated.exitCode}")?;
+    ensure!(reason == "137", "the killed container's last exit code: {reason:?}");
+
+    // Writes during the restart fail; every acknowledged one survived crash recovery.
+    let rows = space.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM items")?;
+    let present: BTreeSet<u64> = rows.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+    let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
+    ensure!(lost.is_empty(), "acknowledged rows lost in the crash: {lost:?}");
+    ensure!(failed > 0, "no write failed while the coordinator was down: was it killed?");
+    ensure!(acked.len() > 20, "the writer got only {} writes through", acked.len());
+    eprintln!("coordinator killed under a writer: {} writes acknowledged, {failed} refused", acked.len());
+    Ok(())
+}
