@@ -6,6 +6,7 @@ use std::path::Path;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -19,7 +20,8 @@ pub struct Clients {
     rt: tokio::runtime::Runtime,
     /// The node's identity: pods, their Secrets/ConfigMaps/claims, its Node and Lease.
     pub node: Client,
-    /// The provisioner's identity: PersistentVolumes and the StorageClass.
+    /// The identity of the node's add-ons, which a node may not act as: the volume provisioner
+    /// (PersistentVolumes, the StorageClass) and the name service (EndpointSlices, as CoreDNS reads them).
     pub provisioner: Client,
 }
 
@@ -31,7 +33,7 @@ fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 impl Clients {
     pub fn new(node_kubeconfig: &Path, provisioner_kubeconfig: &Path) -> Result<Clients> {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|source| Error::Io { context: "starting the agent's runtime".into(), source })?;
@@ -71,6 +73,15 @@ impl Clients {
         Ok(self
             .block_on(api.list(&ListParams::default()))
             .map_err(api_error(format!("listing the Services of {namespace}")))?
+            .items)
+    }
+
+    /// The namespace's EndpointSlices, read as the name service.
+    pub fn endpoint_slices(&self, namespace: &str) -> Result<Vec<EndpointSlice>> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.provisioner.clone(), namespace);
+        Ok(self
+            .block_on(api.list(&ListParams::default()))
+            .map_err(api_error(format!("listing the EndpointSlices of {namespace}")))?
             .items)
     }
 

@@ -16,7 +16,7 @@ use super::api::Clients;
 use super::pod_status::{self, Observed};
 use crate::error::{Error, Result};
 use crate::kubelet::image::Images;
-use crate::kubelet::node::Node;
+use crate::kubelet::node::{Node, ServiceNames};
 use crate::kubelet::pod::{ExecTarget, KubeletConfig, Owner, PodConfig};
 use crate::kubelet::podspec::{PodSpec, RestartPolicy};
 use crate::store::Store;
@@ -51,6 +51,7 @@ struct Space {
     node: Node,
     store: Store,
     refreshed: Option<Instant>,
+    /// The Services and EndpointSlices the hosts file was last written from.
     services: Vec<String>,
     running: BTreeMap<String, Running>,
     retries: BTreeMap<String, Retry>,
@@ -199,13 +200,14 @@ impl Kubelet {
         let mut errors = Vec::new();
         for (ns, pods) in &by_space {
             if !self.spaces.contains_key(ns) {
-                let node = Node::new(
+                let mut node = Node::new(
                     self.dir.join("namespaces").join(ns),
                     self.images.clone(),
                     self.config,
                     ns.clone(),
                     self.init_timeout,
                 )?;
+                node.service_names = ServiceNames::EndpointSlices;
                 self.spaces.insert(
                     ns.clone(),
                     Space {
@@ -312,7 +314,8 @@ impl Kubelet {
                 running.reported = Some(status);
             }
         }
-        let services: Vec<String> = space.store.of_kind("Service").map(|s| s.to_string()).collect();
+        let services: Vec<String> =
+            space.store.of_kind("Service").chain(space.store.of_kind("EndpointSlice")).map(|s| s.to_string()).collect();
         if services != space.services {
             space.node.write_hosts(&space.store)?;
             space.services = services;
@@ -343,6 +346,9 @@ impl Space {
         let mut store = Store::default();
         for svc in api.services(ns)? {
             store.put_extra(&to_value(&svc)?)?;
+        }
+        for slice in api.endpoint_slices(ns)? {
+            store.put_extra(&to_value(&slice)?)?;
         }
         let (mut secrets, mut maps) = (BTreeSet::new(), BTreeSet::new());
         for pod in pods {

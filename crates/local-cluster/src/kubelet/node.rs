@@ -28,8 +28,19 @@ pub struct Faults {
     pub cuts: Vec<(String, String)>,
 }
 
+/// Where a Service name's addresses come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceNames {
+    /// The pods on this node that the Service selects, ready or not (the simulated cluster has no endpoints).
+    Selectors,
+    /// The Service's EndpointSlices (the endpoints controller's), ready endpoints only, as cluster DNS answers.
+    EndpointSlices,
+}
+
 pub struct Node {
     pub(crate) pods: BTreeMap<String, Pod>,
+    /// How Service names resolve.
+    pub service_names: ServiceNames,
     pub(crate) faults: Faults,
     network: Network,
     dir: PathBuf,
@@ -56,6 +67,7 @@ impl Node {
         fs::write(dir.join("resolv.conf"), resolv).context(|| "writing resolv.conf".to_owned())?;
         Ok(Node {
             pods: BTreeMap::new(),
+            service_names: ServiceNames::Selectors,
             faults: Faults::default(),
             network: Network::new()?,
             dir,
@@ -226,7 +238,7 @@ impl Node {
 
     /// Rewrites the hosts file in place (its inode is bind-mounted into every pod): every pod under its
     /// hostname and, for StatefulSet pods, `<pod>.<service>[.<ns>[.svc[.<domain>]]]`; every Service under
-    /// `<svc>[.<ns>[.svc[.<domain>]]]` with the addresses of the pods it selects (no virtual IPs).
+    /// `<svc>[.<ns>[.svc[.<domain>]]]` with its addresses as [`Node::service_names`] says (no virtual IPs).
     fn write_hosts_with(&self, store: &Store, new: Option<(&PodConfig, Ipv4Addr)>) -> Result<()> {
         let (ns, domain) = (&self.namespace, &self.cluster_domain);
         let names = |base: &str| format!("{base}.{ns}.svc.{domain} {base}.{ns}.svc {base}.{ns} {base}");
@@ -240,14 +252,12 @@ impl Node {
         }
         for service in store.of_kind("Service") {
             let Ok((_, name)) = kind_and_name(service) else { continue };
-            let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else { continue };
-            for (config, ip) in &pods {
-                if selector
-                    .iter()
-                    .all(|(k, v)| v.as_str().is_some_and(|v| config.labels.get(k).is_some_and(|l| l == v)))
-                {
-                    text.push_str(&format!("{ip}\t{}\n", names(&name)));
-                }
+            let addresses = match self.service_names {
+                ServiceNames::Selectors => selected(service, &pods),
+                ServiceNames::EndpointSlices => ready_endpoints(store, &name),
+            };
+            for ip in addresses {
+                text.push_str(&format!("{ip}\t{}\n", names(&name)));
             }
         }
         let path = self.dir.join("hosts");
@@ -279,6 +289,35 @@ impl Node {
             }
         }
     }
+}
+
+/// The addresses of the pods that `service` selects.
+fn selected(service: &Value, pods: &[(&PodConfig, Ipv4Addr)]) -> Vec<String> {
+    let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else { return Vec::new() };
+    pods.iter()
+        .filter(|(config, _)| {
+            selector.iter().all(|(k, v)| v.as_str().is_some_and(|v| config.labels.get(k).is_some_and(|l| l == v)))
+        })
+        .map(|(_, ip)| ip.to_string())
+        .collect()
+}
+
+/// The ready addresses of the EndpointSlices of Service `name` (a headless Service with
+/// `publishNotReadyAddresses` has its not-ready pods marked ready by the endpoints controller).
+fn ready_endpoints(store: &Store, name: &str) -> Vec<String> {
+    let mut addresses: Vec<String> = store
+        .of_kind("EndpointSlice")
+        .filter(|slice| {
+            slice.pointer("/metadata/labels/kubernetes.io~1service-name").and_then(Value::as_str) == Some(name)
+        })
+        .flat_map(|slice| slice.get("endpoints").and_then(Value::as_array).into_iter().flatten())
+        .filter(|e| e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false))
+        .flat_map(|e| e.get("addresses").and_then(Value::as_array).into_iter().flatten())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
 }
 
 /// Labels of a pod template (`metadata.labels`).

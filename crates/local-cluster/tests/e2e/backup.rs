@@ -18,7 +18,7 @@ crate::scenarios!(Citus: backup_of_every_citus_kind_restores_into_a_new_release)
 
 /// Every kind the backup must carry, with data, made by the application user `citus` where Citus allows
 /// it (roles need the superuser). Keys inserted through a worker come from that worker's sequence range.
-const FIXTURE: &str = r#"
+pub(crate) const FIXTURE: &str = r#"
 CREATE ROLE reporting NOLOGIN;
 CREATE ROLE analyst LOGIN PASSWORD 'analyst-pw' IN ROLE reporting;
 ALTER ROLE analyst SET statement_timeout = '5min';
@@ -104,7 +104,7 @@ const THROUGH_WORKER: &str = "INSERT INTO orders (tenant_id, total) VALUES (3, 1
 /// column, shard count, colocation group named by its first table), distributed functions, distributed
 /// schemas, columnar options, rows (count and md5 of every row), ACLs, role memberships and settings,
 /// grants on the shards and roles on the workers.
-const FACTS: &str = r#"
+pub(crate) const FACTS: &str = r#"
 SET search_path TO '';
 SET client_min_messages TO warning;
 WITH t AS (

@@ -17,6 +17,7 @@ mod harness;
 mod kubectl_citus;
 mod lifecycle;
 mod node_agent;
+mod node_backup;
 mod node_faults;
 mod node_stop;
 mod postgres_only;
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         node_agent::SCENARIOS,
         kubectl_citus::SCENARIOS,
         node_faults::SCENARIOS,
+        node_backup::SCENARIOS,
     ]
     .concat();
     let mut reasons = std::collections::BTreeMap::new();

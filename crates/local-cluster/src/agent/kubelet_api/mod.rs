@@ -92,11 +92,27 @@ fn flag(req: &Request<Incoming>, key: &str) -> bool {
     query(req, key).iter().any(|v| v == "1" || v == "true")
 }
 
+/// `f` on a blocking thread: the node's lock may be held by the agent's loop while it waits for an API call
+/// that only this runtime's worker can complete, so the worker never waits for the lock itself.
+async fn off_runtime<T: Send + 'static>(
+    pods: &Arc<dyn NodePods>,
+    f: impl FnOnce(&dyn NodePods) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let pods = Arc::clone(pods);
+    tokio::task::spawn_blocking(move || f(pods.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(Error::Agent(format!("the kubelet API's lookup failed: {e}"))))
+}
+
 async fn answer(mut req: Request<Incoming>, pods: Arc<dyn NodePods>) -> Result<Reply, Infallible> {
     let path: Vec<String> = req.uri().path().trim_start_matches('/').split('/').map(str::to_owned).collect();
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     Ok(match path.as_slice() {
-        ["containerLogs", ns, pod, _container] => logs(&req, pods.as_ref(), ns, pod),
+        ["containerLogs", ns, pod, _container] => {
+            let tail = query(&req, "tailLines").first().and_then(|n| n.parse::<usize>().ok());
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            logs(off_runtime(&pods, move |p| read_log(p, &ns, &pod)).await, tail)
+        }
         // The API server may add the pod's uid before the container.
         ["exec", ns, pod, container] | ["exec", ns, pod, _, container] => {
             let argv = query(&req, "command");
@@ -110,7 +126,8 @@ async fn answer(mut req: Request<Incoming>, pods: Arc<dyn NodePods>) -> Result<R
             } else if argv.is_empty() {
                 text(StatusCode::BAD_REQUEST, "exec without a command: add `-- <command>`".into())
             } else {
-                match pods.exec_target(ns, pod, Some(container)) {
+                let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+                match off_runtime(&pods, move |p| p.exec_target(&ns, &pod, Some(&container))).await {
                     Ok(target) => websocket::upgrade(&mut req, exec::PROTOCOLS, move |ws, protocol| {
                         exec::serve(ws, protocol, target, argv, streams)
                     }),
@@ -119,7 +136,11 @@ async fn answer(mut req: Request<Incoming>, pods: Arc<dyn NodePods>) -> Result<R
             }
         }
         ["portForward", ns, pod] | ["portForward", ns, pod, _] => {
-            match (port_forward::ports(&query(&req, "port")), pods.exec_target(ns, pod, None)) {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            match (
+                port_forward::ports(&query(&req, "port")),
+                off_runtime(&pods, move |p| p.exec_target(&ns, &pod, None)).await,
+            ) {
                 (Err(e), _) => text(StatusCode::BAD_REQUEST, e),
                 (_, Err(e)) => text(StatusCode::NOT_FOUND, e.to_string()),
                 (Ok(ports), Ok(target)) => {
@@ -138,11 +159,14 @@ async fn answer(mut req: Request<Incoming>, pods: Arc<dyn NodePods>) -> Result<R
     })
 }
 
-fn logs(req: &Request<Incoming>, pods: &dyn NodePods, ns: &str, pod: &str) -> Reply {
-    let tail = query(req, "tailLines").first().and_then(|n| n.parse::<usize>().ok());
-    match pods.log_path(ns, pod).and_then(|p| {
-        std::fs::read_to_string(&p).map_err(|source| Error::Io { context: format!("reading {}", p.display()), source })
-    }) {
+fn read_log(pods: &dyn NodePods, ns: &str, pod: &str) -> Result<String> {
+    let path = pods.log_path(ns, pod)?;
+    std::fs::read_to_string(&path)
+        .map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })
+}
+
+fn logs(log: Result<String>, tail: Option<usize>) -> Reply {
+    match log {
         Ok(log) => {
             let lines: Vec<&str> = log.lines().collect();
             let from = tail.map_or(0, |n| lines.len().saturating_sub(n));
