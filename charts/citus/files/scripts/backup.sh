@@ -15,7 +15,8 @@
 # filling the volume cannot stop backups for good). A failure writes `last-failure`. Both are also kept in citus_chart.backup_status in the
 # database (one row; not part of the backups).
 # Environment: PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD or PGPASSWORD_FILE, BACKUP_DIR,
-# BACKUP_RETENTION_DAYS.
+# BACKUP_RETENTION_DAYS; BACKUP_CONNECT_WAIT_SECONDS (default 120): how long a coordinator that does not
+# answer is waited for.
 set -eu
 CITUS_LOG_TAG=citus-backup
 . "$(dirname "$0")/common.sh"
@@ -25,6 +26,10 @@ file_env PGPASSWORD
 [ -n "$PGPASSWORD" ] || die "no password for $PGUSER (PGPASSWORD or PGPASSWORD_FILE)"
 case "$BACKUP_RETENTION_DAYS" in
     ''|*[!0-9]*) die "BACKUP_RETENTION_DAYS must be a whole number of days, got '$BACKUP_RETENTION_DAYS'" ;;
+esac
+CONNECT_WAIT_SECONDS=${BACKUP_CONNECT_WAIT_SECONDS:-120}
+case "$CONNECT_WAIT_SECONDS" in
+    ''|*[!0-9]*) die "BACKUP_CONNECT_WAIT_SECONDS must be a whole number of seconds, got '$CONNECT_WAIT_SECONDS'" ;;
 esac
 
 # prune: backups older than BACKUP_RETENTION_DAYS and day-old partial directories go, never the one `latest`
@@ -105,12 +110,23 @@ mkdir -p "$partial"
 
 step="connecting to $PGHOST"
 log "backing up database $PGDATABASE from $PGHOST into $final"
-versions=$(sql <<'SQL'
+read_versions() {
+    sql <<'SQL'
 SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')
     || E'\n' || coalesce((SELECT extversion FROM pg_extension WHERE extname = 'citus'), 'none')
     || E'\n' || CASE WHEN EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN 'yes' ELSE 'no' END
 SQL
-) || die "cannot query $PGHOST:${PGPORT:-5432} database $PGDATABASE as $PGUSER"
+}
+# A coordinator that is restarting (a rolling update, a crash, not Ready yet after an install) is out of its
+# Service for a while: wait for it, bounded, before the run counts as failed.
+waited=0
+until versions=$(read_versions); do
+    [ "$waited" -lt "$CONNECT_WAIT_SECONDS" ] \
+        || die "cannot query $PGHOST:${PGPORT:-5432} database $PGDATABASE as $PGUSER (tried for ${waited} s)"
+    log "$PGHOST does not answer yet; trying again in 5 s"
+    sleep 5
+    waited=$((waited + 5))
+done
 pg_version=$(echo "$versions" | sed -n 1p)
 citus_extversion=$(echo "$versions" | sed -n 2p)
 [ "$citus_extversion" != none ] || die "database $PGDATABASE on $PGHOST has no citus extension"

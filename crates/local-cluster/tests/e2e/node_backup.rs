@@ -27,26 +27,51 @@ fn the_readmes_backup_and_restore_carry_every_citus_kind_into_a_new_release_afte
     space.sql(FIXTURE).context("creating the fixture")?;
     let expected = facts(&space, util::COORDINATOR)?;
 
-    // The README's manual backup: a Job from the CronJob, run by the real Job controller.
+    // The README's manual backup: a Job from the CronJob, run by the real Job controller. It reaches the
+    // coordinator through its Service, which has an endpoint once the coordinator's readiness probe passed.
+    space.wait_ready(&[util::COORDINATOR], Duration::from_secs(60))?;
     space.kubectl(&["create", "job", "--from=cronjob/my-citus-backup", "my-citus-backup-manual"])?;
     let waited = space.kubectl(&["wait", "--for=condition=complete", "--timeout=300s", "job/my-citus-backup-manual"]);
     if let Err(e) = waited {
         let log = space.kubectl(&["logs", "job/my-citus-backup-manual"]).unwrap_or_else(|e| e.to_string());
         bail!("the manual backup did not complete: {e}\n{log}\n{}", space.diagnose());
     }
+    let status = space.sql("SELECT last_backup || ' ' || (last_failure IS NULL) FROM citus_chart.backup_status")?;
+    let latest = status.strip_suffix(" true").with_context(|| format!("backup_status after the backup: {status}"))?;
     let log = space.kubectl(&["logs", "job/my-citus-backup-manual"])?;
-    let latest = space.sql("SELECT last_backup FROM citus_chart.backup_status")?;
-    ensure!(!latest.is_empty() && log.contains(&latest), "the backup's log does not name backup {latest:?}:\n{log}");
+    ensure!(log.contains(latest), "the backup's log does not name backup {latest:?}:\n{log}");
+
+    // A backup that starts while the coordinator is away (deleted, its replacement held Pending) waits for it,
+    // and completes once the coordinator is back, instead of failing the night's run at once.
+    space.agent.hold_pending(&space.ns, util::COORDINATOR);
+    space.kubectl(&["delete", "pod", util::COORDINATOR, "--wait=true"])?;
+    space.kubectl(&["create", "job", "--from=cronjob/my-citus-backup", "my-citus-backup-during-restart"])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = space.kubectl(&["logs", "job/my-citus-backup-during-restart"]).unwrap_or_default();
+        if log.contains("does not answer yet") {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the backup did not wait for the coordinator:\n{log}\n{}", space.diagnose());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    space.agent.release_pending(&space.ns, util::COORDINATOR);
+    let waited =
+        space.kubectl(&["wait", "--for=condition=complete", "--timeout=300s", "job/my-citus-backup-during-restart"]);
+    let log = space.kubectl(&["logs", "job/my-citus-backup-during-restart"]).unwrap_or_else(|e| e.to_string());
+    waited.with_context(|| format!("the backup started while the coordinator was away:\n{log}"))?;
+    let pods = space.jsonpath("pods", "{.items[*].metadata.name}")?;
+    let runs = pods.split_whitespace().filter(|p| p.starts_with("my-citus-backup-during-restart-")).count();
+    ensure!(runs == 1, "the backup needed {runs} pods: it failed before the coordinator came back");
+    let second = space.sql("SELECT last_backup FROM citus_chart.backup_status")?;
+    ensure!(second != latest && log.contains(&second), "the second backup is {second:?}, its log:\n{log}");
+    let latest = second;
 
     // `helm uninstall`: the release's pods go, its backup claim stays (the README's promise).
     space.helm.uninstall("my-citus")?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !space.jsonpath("pods", "{.items[*].metadata.name}")?.split_whitespace().all(|p| {
-        !p.starts_with("my-citus-")
-            || p.starts_with("my-citus-backup-manual-")
-            || p.starts_with("my-citus-register-workers-")
-            || p == "my-citus-test"
-    }) {
+    let release_pod = |p: &str| p.starts_with("my-citus-coordinator-") || p.starts_with("my-citus-worker-");
+    while space.jsonpath("pods", "{.items[*].metadata.name}")?.split_whitespace().any(release_pod) {
         ensure!(Instant::now() < deadline, "pods of my-citus left 120 s after uninstall\n{}", space.diagnose());
         std::thread::sleep(Duration::from_millis(500));
     }
