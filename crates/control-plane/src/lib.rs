@@ -22,7 +22,8 @@ pub const BIN_ENV: &str = "KUBE_CONTROL_PLANE_BIN";
 pub const DEFAULT_BIN_DIR: &str = "/usr/local/lib/kube-control-plane/bin";
 const BINARIES: [&str; 5] = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"];
 /// The Service network; its first address is the `kubernetes` Service's.
-const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The Service virtual IP range (`--service-cluster-ip-range`).
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 /// The one node of the cluster; its kubeconfig ([`ControlPlane::node_kubeconfig`]) carries the identity
 /// `system:node:<name>` that the Node authorizer and NodeRestriction scope to it.

@@ -20,6 +20,8 @@ pub struct Clients {
     rt: tokio::runtime::Runtime,
     /// The node's identity: pods, their Secrets/ConfigMaps/claims, its Node and Lease.
     pub node: Client,
+    /// Where the API server listens (the host side of the `kubernetes` Service).
+    pub api_server: std::net::SocketAddr,
     /// The identity of the node's add-ons, which a node may not act as: the volume provisioner
     /// (PersistentVolumes, the StorageClass) and the name service (EndpointSlices, as CoreDNS reads them).
     pub provisioner: Client,
@@ -37,28 +39,92 @@ impl Clients {
             .enable_all()
             .build()
             .map_err(|source| Error::Io { context: "starting the agent's runtime".into(), source })?;
-        let client = |path: &Path| -> Result<Client> {
+        let config = |path: &Path| -> Result<Config> {
             let what = format!("reading kubeconfig {}", path.display());
             let kc = Kubeconfig::read_from(path).map_err(|e| Error::Manifest(format!("{what}: {e}")))?;
-            rt.block_on(async {
-                let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| Error::Manifest(format!("{what}: {e}")))?;
-                Client::try_from(config).map_err(api_error(what.clone()))
-            })
+            rt.block_on(Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()))
+                .map_err(|e| Error::Manifest(format!("{what}: {e}")))
         };
-        let node = client(node_kubeconfig)?;
-        let provisioner = client(provisioner_kubeconfig)?;
-        Ok(Clients { rt, node, provisioner })
+        let client = |config: Config, path: &Path| {
+            Client::try_from(config).map_err(api_error(format!("a client from {}", path.display())))
+        };
+        let node_config = config(node_kubeconfig)?;
+        let url = &node_config.cluster_url;
+        let api_server = url
+            .host()
+            .zip(url.port_u16())
+            .and_then(|(host, port)| format!("{}:{port}", host.trim_matches(['[', ']'])).parse().ok())
+            .ok_or_else(|| Error::Manifest(format!("the API server address {url} is not an IP address and port")))?;
+        let node = rt.block_on(async { client(node_config, node_kubeconfig) })?;
+        let provisioner_config = config(provisioner_kubeconfig)?;
+        // Building a client spawns its buffer task: it needs the runtime's context.
+        let provisioner = rt.block_on(async { client(provisioner_config, provisioner_kubeconfig) })?;
+        Ok(Clients { rt, node, api_server, provisioner })
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
 
-    /// Runs `f` on the runtime in the background (a server).
-    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
-        drop(self.rt.spawn(f));
+    /// Runs `f` on the runtime in the background (a server); the handle stops it.
+    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) -> tokio::task::AbortHandle {
+        self.rt.spawn(f).abort_handle()
+    }
+
+    /// Forwards every connection `listener` accepts to `to` (the API server, from the host's network).
+    pub fn forward(
+        &self,
+        listener: std::net::TcpListener,
+        to: std::net::SocketAddr,
+    ) -> Result<tokio::task::AbortHandle> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Io { context: "a Service's listener".into(), source })?;
+        Ok(self.spawn(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+            while let Ok((mut client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    // A connection that cannot be forwarded is closed: the client sees it refused.
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        }))
+    }
+
+    /// A token of service account `account` bound to pod `pod` (uid `uid`), as the kubelet requests one for a
+    /// projected volume; no audience means the API server's own.
+    pub fn service_account_token(
+        &self,
+        namespace: &str,
+        account: &str,
+        (pod, uid): (&str, &str),
+        audience: Option<&str>,
+        expiration_seconds: Option<i64>,
+    ) -> Result<String> {
+        use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.node.clone(), namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: audience.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+                expiration_seconds,
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(pod.into()),
+                    uid: Some(uid.into()),
+                }),
+            },
+            ..TokenRequest::default()
+        };
+        let granted = self
+            .block_on(api.create_token_request(account, &PostParams::default(), &request))
+            .map_err(api_error(format!("requesting a token of service account {namespace}/{account} for pod {pod}")))?;
+        granted
+            .status
+            .map(|s| s.token)
+            .ok_or_else(|| Error::Agent(format!("the token request for pod {namespace}/{pod} returned no token")))
     }
 
     /// Every pod bound to `node`, in every namespace.

@@ -14,7 +14,7 @@ mod pods;
 mod provisioner;
 mod registration;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -27,6 +27,9 @@ use registration::Registration;
 use crate::error::{Error, Result};
 use crate::kubelet::image::Images;
 use crate::kubelet::pod::{ExecOutput, ExecTarget, KubeletConfig};
+
+/// Where the ServiceAccount admission plugin mounts a pod's token (`/var/run` is `/run` on this machine).
+const SERVICE_ACCOUNT_DIR: &str = "/run/secrets/kubernetes.io/serviceaccount";
 
 /// How often the agent looks at its pods.
 pub const PERIOD: Duration = Duration::from_millis(250);
@@ -45,6 +48,9 @@ pub struct AgentSettings {
     pub init_timeout: Duration,
     /// What the node offers the scheduler.
     pub capacity: Capacity,
+    /// The API server's Service IP range (`--service-cluster-ip-range`), routed from pods to the node's
+    /// Service forwarders.
+    pub service_cidr: String,
 }
 
 struct Shared {
@@ -76,6 +82,7 @@ impl NodeAgent {
         let api = Arc::new(api::Clients::new(&settings.node_kubeconfig, &settings.provisioner_kubeconfig)?);
         let kubelet = pods::Kubelet::new(
             settings.node_name.clone(),
+            settings.service_cidr.clone(),
             settings.dir.clone(),
             settings.images,
             settings.kubelet,
@@ -95,6 +102,12 @@ impl NodeAgent {
         };
         node.register(&api)?;
         provisioner::install(&api)?;
+        // Pods share this machine's root file system, whose /run is a mount with mounts inside (/run/netns):
+        // a directory created over it would need an overlay hiding them, so the mount point of the service
+        // account token volume is made here once, as an image with /var/run/secrets would have it.
+        let token_dir = Path::new(SERVICE_ACCOUNT_DIR);
+        std::fs::create_dir_all(token_dir)
+            .map_err(|source| Error::Io { context: format!("creating {}", token_dir.display()), source })?;
         let volumes = settings.dir.join("volumes");
         std::fs::create_dir_all(&volumes)
             .map_err(|source| Error::Io { context: format!("creating {}", volumes.display()), source })?;

@@ -5,11 +5,12 @@
 //! decides what a pod can mount.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod as ApiPod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod as ApiPod, Secret, Service};
 use serde_json::{json, Value};
 
 use super::api::Clients;
@@ -17,7 +18,7 @@ use super::pod_status::{self, Observed};
 use crate::error::{Error, Result};
 use crate::kubelet::image::Images;
 use crate::kubelet::node::{Node, ServiceNames};
-use crate::kubelet::pod::{ExecTarget, KubeletConfig, Owner, PodConfig};
+use crate::kubelet::pod::{ApiAccess, ExecTarget, KubeletConfig, Owner, PodConfig};
 use crate::kubelet::podspec::{PodSpec, RestartPolicy};
 use crate::store::Store;
 
@@ -27,6 +28,10 @@ const REFRESH: Duration = Duration::from_secs(2);
 
 pub struct Kubelet {
     node_name: String,
+    /// The Service virtual IP range (the API server's `--service-cluster-ip-range`).
+    service_cidr: String,
+    /// The `kubernetes` Service's virtual IP and port, read once.
+    api_service: Option<SocketAddr>,
     dir: PathBuf,
     images: Images,
     config: KubeletConfig,
@@ -57,6 +62,14 @@ struct Space {
     retries: BTreeMap<String, Retry>,
     /// uids of held pods already reported Pending.
     held: BTreeSet<String>,
+    /// The `kubernetes` Service's forwarder in this namespace's pod network.
+    api_proxy: tokio::task::AbortHandle,
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        self.api_proxy.abort();
+    }
 }
 
 struct Running {
@@ -97,6 +110,10 @@ fn references(spec: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
     for v in spec.get("volumes").and_then(Value::as_array).into_iter().flatten() {
         add("secret", str_at(v, "/secret/secretName").as_deref());
         add("configMap", str_at(v, "/configMap/name").as_deref());
+        for source in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
+            add("secret", str_at(source, "/secret/name").as_deref());
+            add("configMap", str_at(source, "/configMap/name").as_deref());
+        }
     }
     let containers = ["initContainers", "containers"]
         .into_iter()
@@ -115,9 +132,18 @@ fn references(spec: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
 }
 
 impl Kubelet {
-    pub fn new(node_name: String, dir: PathBuf, images: Images, config: KubeletConfig, init_timeout: Duration) -> Self {
+    pub fn new(
+        node_name: String,
+        service_cidr: String,
+        dir: PathBuf,
+        images: Images,
+        config: KubeletConfig,
+        init_timeout: Duration,
+    ) -> Self {
         Kubelet {
             node_name,
+            service_cidr,
+            api_service: None,
             dir,
             images,
             config,
@@ -208,6 +234,16 @@ impl Kubelet {
                     self.init_timeout,
                 )?;
                 node.service_names = ServiceNames::EndpointSlices;
+                // Pods reach the API server at the `kubernetes` Service's virtual IP, as through kube-proxy.
+                let api_service = match self.api_service {
+                    Some(a) => a,
+                    None => *self.api_service.insert(kubernetes_service(api)?),
+                };
+                node.network_mut().route_services(&self.service_cidr)?;
+                if let IpAddr::V4(ip) = api_service.ip() {
+                    node.api_service = Some(ip);
+                }
+                let api_proxy = api.forward(node.network_mut().listen(api_service)?, api.api_server)?;
                 self.spaces.insert(
                     ns.clone(),
                     Space {
@@ -218,6 +254,7 @@ impl Kubelet {
                         running: BTreeMap::new(),
                         retries: BTreeMap::new(),
                         held: BTreeSet::new(),
+                        api_proxy,
                     },
                 );
             }
@@ -276,7 +313,8 @@ impl Kubelet {
                 continue;
             }
             if !space.running.contains_key(name) && phase != "Succeeded" && phase != "Failed" {
-                if let Err(e) = space.start(api, pod, ns, name, uid, self.config) {
+                let api_service = self.api_service.ok_or_else(|| Error::Agent("no kubernetes Service".into()))?;
+                if let Err(e) = space.start(api, pod, (ns, name, uid), api_service, self.config) {
                     errors.push(format!("pod {name}: {e}"));
                 }
             }
@@ -378,16 +416,15 @@ impl Space {
         &mut self,
         api: &Clients,
         pod: &ApiPod,
-        ns: &str,
-        name: &str,
-        uid: &str,
+        (ns, name, uid): (&str, &str, &str),
+        api_service: SocketAddr,
         config: KubeletConfig,
     ) -> Result<()> {
         let previous = self.retries.get(name).filter(|r| r.uid == uid);
         if previous.is_some_and(|r| Instant::now() < r.at) {
             return Ok(());
         }
-        let started = pod_config(api, pod, ns, name, uid)
+        let started = pod_config(api, pod, (ns, name, uid), api_service)
             .and_then(|(pod_config, running)| self.node.create_pod(pod_config, &self.store).map(|()| running));
         let e = match started {
             Ok(running) => {
@@ -450,8 +487,59 @@ impl Space {
     }
 }
 
+/// The `kubernetes` Service's virtual IP and HTTPS port.
+fn kubernetes_service(api: &Clients) -> Result<SocketAddr> {
+    let svc = api
+        .get_opt::<Service>("default", "kubernetes")?
+        .ok_or_else(|| Error::Agent("the API server has no Service default/kubernetes".into()))?;
+    let spec = svc.spec.unwrap_or_default();
+    let ip = spec.cluster_ip.and_then(|ip| ip.parse::<IpAddr>().ok());
+    let port = spec.ports.unwrap_or_default().iter().find(|p| p.name.as_deref() == Some("https")).map(|p| p.port);
+    match (ip, port.and_then(|p| u16::try_from(p).ok())) {
+        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+        _ => Err(Error::Agent("Service default/kubernetes has no cluster IP or https port".into())),
+    }
+}
+
+/// What every pod gets to reach the API server: the `kubernetes` Service's environment, and a token for each
+/// projected service account token (bound to the pod, as the kubelet requests them).
+fn api_access(api: &Clients, pod: &ApiPod, (ns, name, uid): (&str, &str, &str), at: SocketAddr) -> Result<ApiAccess> {
+    let (ip, port) = (at.ip().to_string(), at.port().to_string());
+    let url = format!("tcp://{ip}:{port}");
+    let env = [
+        ("KUBERNETES_SERVICE_HOST", ip.clone()),
+        ("KUBERNETES_SERVICE_PORT", port.clone()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", port.clone()),
+        ("KUBERNETES_PORT", url.clone()),
+        (&format!("KUBERNETES_PORT_{port}_TCP"), url),
+        (&format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".into()),
+        (&format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.clone()),
+        (&format!("KUBERNETES_PORT_{port}_TCP_ADDR"), ip),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let spec = pod.spec.as_ref();
+    let account = spec.and_then(|s| s.service_account_name.as_deref()).unwrap_or("default");
+    let mut tokens = BTreeMap::new();
+    for volume in spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        let sources = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
+        for t in sources.into_iter().flatten().filter_map(|s| s.service_account_token.as_ref()) {
+            let token =
+                api.service_account_token(ns, account, (name, uid), t.audience.as_deref(), t.expiration_seconds)?;
+            tokens.insert(format!("{}/{}", volume.name, t.path), token);
+        }
+    }
+    Ok(ApiAccess { env, tokens })
+}
+
 /// How to run an API server pod here, and what the agent keeps of it once it runs.
-fn pod_config(api: &Clients, pod: &ApiPod, ns: &str, name: &str, uid: &str) -> Result<(PodConfig, Running)> {
+fn pod_config(
+    api: &Clients,
+    pod: &ApiPod,
+    (ns, name, uid): (&str, &str, &str),
+    api_service: SocketAddr,
+) -> Result<(PodConfig, Running)> {
     let spec = PodSpec::from_value(&format!("pod {ns}/{name}"), &to_value(&pod.spec)?)?;
     let now = SystemTime::now();
     let running = Running {
@@ -471,6 +559,7 @@ fn pod_config(api: &Clients, pod: &ApiPod, ns: &str, name: &str, uid: &str) -> R
         bound_claims: bound_claims(api, ns, &spec)?,
         command_override: None,
         owner: Owner::ApiServer { uid: uid.to_owned() },
+        api_access: Some(api_access(api, pod, (ns, name, uid), api_service)?),
         spec,
     };
     Ok((config, running))

@@ -146,6 +146,7 @@ impl JobRun {
                 bound_claims: Default::default(),
                 command_override: None,
                 owner: Owner::Job(self.name.clone()),
+                api_access: None,
             };
             let pod = config.name.clone();
             node.create_pod(config, store)?;
@@ -220,6 +221,7 @@ pub fn run_hook_pod(node: &mut Node, store: &Store, timeout: Duration, pod: &Val
         bound_claims: Default::default(),
         command_override: None,
         owner: Owner::HookPod,
+        api_access: None,
     };
     let deadline = Instant::now() + timeout;
     let report = JobReport { attempts: 1, logs: Vec::new() };

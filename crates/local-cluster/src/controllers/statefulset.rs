@@ -91,6 +91,7 @@ impl StatefulSet {
             subdomain: Some(self.service.clone()),
             command_override,
             owner: Owner::StatefulSet { name: self.name.clone(), ordinal, template: self.template.clone() },
+            api_access: None,
         }
     }
 }

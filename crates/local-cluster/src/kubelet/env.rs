@@ -66,7 +66,7 @@ fn key_ref(store: &Store, owner: &str, kind: &str, r: &KeyRef) -> Result<Option<
     }
 }
 
-fn field(owner: &str, path: &str, pod: &PodFields) -> Result<String> {
+pub(crate) fn field(owner: &str, path: &str, pod: &PodFields) -> Result<String> {
     match path {
         "metadata.name" => Ok(pod.name.to_owned()),
         "metadata.namespace" => Ok(pod.namespace.to_owned()),

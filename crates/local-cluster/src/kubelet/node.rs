@@ -41,6 +41,8 @@ pub struct Node {
     pub(crate) pods: BTreeMap<String, Pod>,
     /// How Service names resolve.
     pub service_names: ServiceNames,
+    /// The `kubernetes` Service's virtual IP, when the pods have a real API server to reach.
+    pub api_service: Option<Ipv4Addr>,
     pub(crate) faults: Faults,
     network: Network,
     dir: PathBuf,
@@ -68,6 +70,7 @@ impl Node {
         Ok(Node {
             pods: BTreeMap::new(),
             service_names: ServiceNames::Selectors,
+            api_service: None,
             faults: Faults::default(),
             network: Network::new()?,
             dir,
@@ -81,6 +84,10 @@ impl Node {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn network_mut(&mut self) -> &mut Network {
+        &mut self.network
     }
 
     pub fn pod(&self, name: &str) -> Result<&Pod> {
@@ -244,6 +251,11 @@ impl Node {
         let names = |base: &str| format!("{base}.{ns}.svc.{domain} {base}.{ns}.svc {base}.{ns} {base}");
         let pods: Vec<(&PodConfig, Ipv4Addr)> = self.pods.values().map(|p| (&p.config, p.ip())).chain(new).collect();
         let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        if let Some(ip) = self.api_service {
+            text.push_str(&format!(
+                "{ip}\tkubernetes.default.svc.{domain} kubernetes.default.svc kubernetes.default\n"
+            ));
+        }
         for (config, ip) in &pods {
             match &config.subdomain {
                 Some(sub) => text.push_str(&format!("{ip}\t{}\n", names(&format!("{}.{sub}", config.name)))),

@@ -44,6 +44,17 @@ pub struct PodConfig {
     pub command_override: Option<Vec<String>>,
     /// Who created the pod.
     pub owner: Owner,
+    /// How the pod reaches a real API server (a node agent's pods); None in the simulated cluster.
+    pub api_access: Option<ApiAccess>,
+}
+
+/// What a kubelet gives every pod of its API server.
+#[derive(Debug, Clone, Default)]
+pub struct ApiAccess {
+    /// `KUBERNETES_SERVICE_HOST` and the like, in every container (the container's own env wins).
+    pub env: Vec<(String, String)>,
+    /// `<volume>/<path>` -> the token requested for each projected service account token.
+    pub tokens: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -258,17 +269,21 @@ impl Pod {
         let fields = PodFields { name: &config.name, namespace: &config.namespace, ip: &ip };
         let dir = ctx.dirs.pods.join(format!("{}-{}", config.name, net.netns.name()));
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let api = config.api_access.clone().unwrap_or_default();
         let volume_dirs = VolumeDirs {
             pod: &dir,
             claims: ctx.dirs.claims,
             claim_templates: &config.claim_templates,
             bound_claims: &config.bound_claims,
+            fields: &fields,
+            tokens: &api.tokens,
         };
         let volumes = volumes::prepare(&owner, &config.spec, ctx.store, &volume_dirs)?;
         let log = ctx.dirs.logs.join(format!("{}.log", config.name));
         let state = |c: &Container, first: bool| -> Result<ContainerState> {
             let runtime = ctx.images.runtime(&owner, &c.image, &config.name)?;
             let mut env = runtime.env.clone();
+            env.extend(api.env.iter().cloned());
             for (k, v) in container_env(ctx.store, &format!("{owner} container {}", c.name), c, &fields)? {
                 match env.iter_mut().find(|(n, _)| *n == k) {
                     Some(slot) => slot.1 = v,

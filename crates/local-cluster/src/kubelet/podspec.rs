@@ -145,6 +145,58 @@ pub struct Volume {
     pub secret: Option<SecretVolume>,
     pub empty_dir: Option<EmptyDirVolume>,
     pub persistent_volume_claim: Option<ClaimVolume>,
+    pub projected: Option<ProjectedVolume>,
+}
+
+/// What the ServiceAccount admission plugin mounts (`kube-api-access-*`): a token, the cluster's CA and the
+/// namespace, in one directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectedVolume {
+    #[serde(default, deserialize_with = "nullable")]
+    pub sources: Vec<ProjectedSource>,
+    pub default_mode: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectedSource {
+    pub service_account_token: Option<TokenProjection>,
+    pub config_map: Option<ObjectProjection>,
+    pub secret: Option<ObjectProjection>,
+    #[serde(rename = "downwardAPI")]
+    pub downward_api: Option<DownwardApiProjection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenProjection {
+    pub path: String,
+    pub audience: Option<String>,
+    pub expiration_seconds: Option<i64>,
+}
+
+/// A ConfigMap or Secret in a projected volume.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectProjection {
+    pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub items: Vec<KeyToPath>,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DownwardApiProjection {
+    #[serde(default, deserialize_with = "nullable")]
+    pub items: Vec<DownwardApiFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownwardApiFile {
+    pub path: String,
+    pub field_ref: Option<FieldRef>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::podspec::{file_mode, Container, KeyToPath, PodSpec, Volume};
+use super::env::{field, PodFields};
+use super::podspec::{file_mode, Container, KeyToPath, PodSpec, ProjectedVolume, Volume};
 use crate::error::{Context, Error, Result};
 use crate::sandbox::mounts::{Mount, Source};
 use crate::store::Store;
@@ -33,6 +34,10 @@ pub struct VolumeDirs<'a> {
     pub claim_templates: &'a BTreeMap<String, String>,
     /// claim name -> the host directory of its bound volume, where it has one of its own.
     pub bound_claims: &'a BTreeMap<String, PathBuf>,
+    /// What the downward API projects.
+    pub fields: &'a PodFields<'a>,
+    /// `<volume>/<path>` -> the service account token a node agent requested for that projection.
+    pub tokens: &'a BTreeMap<String, String>,
 }
 
 /// The host directory of every volume of a pod, made once per pod and shared by its containers.
@@ -117,6 +122,14 @@ pub fn container_mounts(owner: &str, container: &Container, volumes: &PodVolumes
 fn volume_dir(owner: &str, v: &Volume, spec: &PodSpec, store: &Store, dirs: &VolumeDirs) -> Result<PathBuf> {
     let fs_group = spec.security_context.fs_group;
     let dir = dirs.pod.join("volumes").join(&v.name);
+    if let Some(projected) = &v.projected {
+        if v.config_map.is_some() || v.secret.is_some() || v.empty_dir.is_some() || v.persistent_volume_claim.is_some()
+        {
+            return Err(Error::Manifest(format!("{owner}: volume {} has more than one source", v.name)));
+        }
+        project_sources(owner, &v.name, projected, fs_group, store, dirs, &dir)?;
+        return Ok(dir);
+    }
     match (&v.config_map, &v.secret, &v.empty_dir, &v.persistent_volume_claim) {
         (Some(_), None, None, None) | (None, Some(_), None, None) => {
             project_volume(owner, v, fs_group, store, &dir)?;
@@ -131,7 +144,7 @@ fn volume_dir(owner: &str, v: &Volume, spec: &PodSpec, store: &Store, dirs: &Vol
         (None, None, Some(e), None) => Err(Error::Unsupported(format!("{owner}: emptyDir medium {}", e.medium))),
         (None, None, None, Some(c)) => claim_dir(claim_path(dirs, &c.claim_name), spec),
         _ => Err(Error::Unsupported(format!(
-            "{owner}: volume {} is not exactly one of configMap, secret, emptyDir, persistentVolumeClaim",
+            "{owner}: volume {} is not exactly one of configMap, secret, emptyDir, persistentVolumeClaim, projected",
             v.name
         ))),
     }
@@ -152,6 +165,49 @@ fn project_volume(owner: &str, v: &Volume, fs_group: Option<u32>, store: &Store,
     project(&ctx, store, dir, default_mode, fs_group)
 }
 
+/// A projected volume: each source's files in one directory (tokens from [`VolumeDirs::tokens`]).
+fn project_sources(
+    owner: &str,
+    volume: &str,
+    v: &ProjectedVolume,
+    fs_group: Option<u32>,
+    store: &Store,
+    dirs: &VolumeDirs,
+    dir: &Path,
+) -> Result<()> {
+    let mode = v.default_mode.as_ref();
+    create_dir(dir)?;
+    for source in &v.sources {
+        let objects = [("ConfigMap", &source.config_map), ("Secret", &source.secret)];
+        for (kind, object) in objects.into_iter().filter_map(|(k, o)| Some((k, o.as_ref()?))) {
+            let p = Projection { owner, kind, name: &object.name, optional: object.optional, items: &object.items };
+            project(&p, store, dir, mode, fs_group)?;
+        }
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for item in source.downward_api.iter().flat_map(|d| &d.items) {
+            let f = item.field_ref.as_ref().ok_or_else(|| {
+                Error::Unsupported(format!("{owner}: downwardAPI item {} without fieldRef", item.path))
+            })?;
+            files.push((item.path.clone(), field(owner, &f.field_path, dirs.fields)?.into_bytes()));
+        }
+        if let Some(t) = &source.service_account_token {
+            let token = dirs.tokens.get(&format!("{volume}/{}", t.path)).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{owner}: volume {volume} projects a service account token, which only a node of an API server \
+                     can request"
+                ))
+            })?;
+            files.push((t.path.clone(), token.clone().into_bytes()));
+        }
+        if !files.is_empty() {
+            let data: BTreeMap<String, Vec<u8>> = files.into_iter().collect();
+            let p = Projection { owner, kind: "projection", name: volume, optional: false, items: &[] };
+            write_files(&p, &data, dir, mode, fs_group)?;
+        }
+    }
+    Ok(())
+}
+
 struct Projection<'a> {
     owner: &'a str,
     kind: &'a str,
@@ -168,13 +224,24 @@ fn project(
     default_mode: Option<&Value>,
     fs_group: Option<u32>,
 ) -> Result<()> {
-    let mode = default_mode.map(|m| file_mode(p.owner, m)).transpose()?.unwrap_or(0o644);
     create_dir(dir)?;
     let data = match store.data(p.kind, p.name)? {
         Some(data) => data,
         None if p.optional => BTreeMap::new(),
         None => return Err(Error::Manifest(format!("{} mounts {} {}, which does not exist", p.owner, p.kind, p.name))),
     };
+    write_files(p, &data, dir, default_mode, fs_group)
+}
+
+/// Writes `data` (or the listed items of it) as files of `dir`.
+fn write_files(
+    p: &Projection,
+    data: &BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+    default_mode: Option<&Value>,
+    fs_group: Option<u32>,
+) -> Result<()> {
+    let mode = default_mode.map(|m| file_mode(p.owner, m)).transpose()?.unwrap_or(0o644);
     let files: Vec<(String, &Vec<u8>, u32)> = if p.items.is_empty() {
         data.iter().map(|(k, v)| (k.clone(), v, mode)).collect()
     } else {

@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 
 const NETNS_DIR: &str = "/run/netns";
 const PREFIX: &str = "lc";
-/// The subnet of every cluster (each has its own isolated bridge); .1 stays unused.
+/// The subnet of every cluster (each has its own isolated bridge); .1 is the switch's own address, where
+/// Service virtual IPs are answered.
 const SUBNET: [u8; 3] = [10, 231, 0];
+const SWITCH_IP: Ipv4Addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], 1);
 
 fn ip(args: &[&str]) -> Result<()> {
     let output = Command::new("ip").args(args).output().map_err(|e| Error::Command {
@@ -128,6 +130,8 @@ pub struct Network {
     prefix: String,
     next_port: u32,
     last_host: u8,
+    /// The Service virtual IP range routed to the switch (see [`Network::route_services`]).
+    services: Option<String>,
 }
 
 /// A pod's namespace with its address; dropping it unplugs the pod.
@@ -144,7 +148,31 @@ impl Network {
         let switch = Netns::create(format!("{prefix}-sw"))?;
         ip(&["-n", switch.name(), "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", switch.name(), "link", "set", "br0", "up"])?;
-        Ok(Network { switch, prefix, next_port: 0, last_host: 1 })
+        ip(&["-n", switch.name(), "addr", "add", &format!("{SWITCH_IP}/24"), "dev", "br0"])?;
+        Ok(Network { switch, prefix, next_port: 0, last_host: 1, services: None })
+    }
+
+    /// Makes every address of `cidr` (the Service range) local to the switch and routes pods created from now
+    /// on there, so that a listener of [`Network::listen`] on a Service's virtual IP answers them.
+    pub fn route_services(&mut self, cidr: &str) -> Result<()> {
+        ip(&["-n", self.switch.name(), "route", "add", "local", cidr, "dev", "lo"])?;
+        self.services = Some(cidr.to_owned());
+        Ok(())
+    }
+
+    /// A listener on `addr` inside the switch (a Service's virtual IP and port): `setns` changes only the
+    /// calling thread, so a short-lived thread binds it; the socket stays in the switch.
+    pub fn listen(&self, addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
+        let path = self.switch.path();
+        let bound = std::thread::spawn(move || {
+            let ns = fs::File::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("entering {}: {e}", path.display()))?;
+            std::net::TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("listening thread panicked".to_owned()));
+        bound.map_err(|e| Error::Manifest(format!("the pod network's Service address: {e}")))
     }
 
     /// A new namespace plugged into the bridge with the next address not `in_use`, round robin, so that a
@@ -164,6 +192,9 @@ impl Network {
         ip(&["-n", sw, "link", "set", &veth, "master", "br0", "up"])?;
         ip(&["-n", netns.name(), "addr", "add", &format!("{ip_addr}/24"), "dev", "eth0"])?;
         ip(&["-n", netns.name(), "link", "set", "eth0", "up"])?;
+        if let Some(cidr) = &self.services {
+            ip(&["-n", netns.name(), "route", "add", cidr, "via", &SWITCH_IP.to_string()])?;
+        }
         self.last_host = host;
         Ok(PodNet { netns, ip: ip_addr })
     }

@@ -21,7 +21,8 @@ crate::scenarios!(Node:
     kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_allow,
     the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing,
     a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down,
-    a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it);
+    a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it,
+    a_pod_that_mounts_its_service_account_token_reaches_the_api_server_as_that_account);
 
 pub(crate) const NODES: [&str; 4] = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
 
@@ -546,5 +547,32 @@ fn a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_
     ensure!(on_new != "0", "the rebalance moved nothing onto worker 2");
     let count = space.sql("SELECT count(*) FROM items")?;
     ensure!(count == "1000", "rows after the scale-out: {count}");
+    Ok(())
+}
+
+/// `coordinator.serviceAccount.automountServiceAccountToken=true`: the ServiceAccount admission plugin adds the
+/// projected `kube-api-access-*` volume; the pod reaches the API server at the `kubernetes` Service's address
+/// with that token and is known there as its service account (which the chart grants nothing: 403).
+fn a_pod_that_mounts_its_service_account_token_reaches_the_api_server_as_that_account(env: &Env) -> anyhow::Result<()> {
+    let space = Space::create(env, "node-token", Some("restricted"))?;
+    space.install(json!({"coordinator": {"serviceAccount": {"automountServiceAccountToken": true}}}))?;
+    let account = space.jsonpath(&format!("pod/{}", util::COORDINATOR), "{.spec.serviceAccountName}")?;
+    let script = r#"d=/var/run/secrets/kubernetes.io/serviceaccount
+echo "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $(cat $d/namespace)"
+curl -sS --max-time 10 --cacert $d/ca.crt -H "Authorization: Bearer $(cat $d/token)" \
+  "https://kubernetes.default.svc/api/v1/namespaces/$(cat $d/namespace)/pods""#;
+    let out = space.kubectl(&["exec", util::COORDINATOR, "--", "sh", "-c", script])?;
+    let (first, answer) = out.split_once('\n').context("no output")?;
+    ensure!(first == "10.96.0.1:443 node-token", "the kubernetes Service and namespace in the pod: {first:?}");
+    let answer: Value = serde_json::from_str(answer).with_context(|| format!("the API server's answer: {answer}"))?;
+    let message = answer["message"].as_str().unwrap_or_default();
+    ensure!(
+        answer["code"] == 403 && message.contains(&format!("system:serviceaccount:node-token:{account}")),
+        "the API server did not know the pod as {account}: {answer}"
+    );
+    // A worker keeps the chart's default: no token in it.
+    let probe = "test -e /var/run/secrets/kubernetes.io/serviceaccount/token && echo token || echo none";
+    let worker = space.kubectl(&["exec", "my-citus-worker-0", "--", "sh", "-c", probe])?;
+    ensure!(worker.trim() == "none", "a worker without automount has a token: {worker}");
     Ok(())
 }

@@ -169,6 +169,7 @@ pub fn node_agent(env: &Env) -> anyhow::Result<&'static NodeAgent> {
             // The scenarios test behaviour, not sizing: the chart's default requests (2.1 CPUs with the
             // registration Job) exceed this 2-core machine, so the node offers more than it has.
             capacity: Capacity { cpu: "16".into(), memory: "64Gi".into() },
+            service_cidr: control_plane::SERVICE_CIDR.to_owned(),
         };
         NodeAgent::start(settings).map_err(|e| e.to_string())
     });
