@@ -13,6 +13,7 @@ mod pod_status;
 mod pods;
 mod provisioner;
 mod registration;
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

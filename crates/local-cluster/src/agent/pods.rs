@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::api::Clients;
 use super::pod_status::{self, Observed};
+use super::services::ServiceProxy;
 use crate::error::{Error, Result};
 use crate::kubelet::image::Images;
 use crate::kubelet::node::{Node, ServiceNames};
@@ -64,6 +65,8 @@ struct Space {
     held: BTreeSet<String>,
     /// The `kubernetes` Service's forwarder in this namespace's pod network.
     api_proxy: tokio::task::AbortHandle,
+    /// The namespace's ClusterIP Services.
+    service_proxy: ServiceProxy,
 }
 
 impl Drop for Space {
@@ -255,6 +258,7 @@ impl Kubelet {
                         retries: BTreeMap::new(),
                         held: BTreeSet::new(),
                         api_proxy,
+                        service_proxy: ServiceProxy::default(),
                     },
                 );
             }
@@ -356,6 +360,8 @@ impl Kubelet {
             space.store.of_kind("Service").chain(space.store.of_kind("EndpointSlice")).map(|s| s.to_string()).collect();
         if services != space.services {
             space.node.write_hosts(&space.store)?;
+            let api_service = self.api_service.ok_or_else(|| Error::Agent("no kubernetes Service".into()))?;
+            space.service_proxy.sync(api, space.node.network(), &space.store, api_service)?;
             space.services = services;
         }
         if errors.is_empty() {

@@ -33,7 +33,8 @@ pub struct Faults {
 pub enum ServiceNames {
     /// The pods on this node that the Service selects, ready or not (the simulated cluster has no endpoints).
     Selectors,
-    /// The Service's EndpointSlices (the endpoints controller's), ready endpoints only, as cluster DNS answers.
+    /// As cluster DNS answers: a ClusterIP Service its virtual IP, a headless one the ready endpoints of its
+    /// EndpointSlices (the endpoints controller's).
     EndpointSlices,
 }
 
@@ -84,6 +85,10 @@ impl Node {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
     pub fn network_mut(&mut self) -> &mut Network {
@@ -266,7 +271,12 @@ impl Node {
             let Ok((_, name)) = kind_and_name(service) else { continue };
             let addresses = match self.service_names {
                 ServiceNames::Selectors => selected(service, &pods),
-                ServiceNames::EndpointSlices => ready_endpoints(store, &name),
+                // A ClusterIP Service answers at its virtual IP (the agent's Service proxy), a headless one
+                // with its endpoints.
+                ServiceNames::EndpointSlices => match cluster_ip(service) {
+                    Some(ip) => vec![ip.to_string()],
+                    None => ready_endpoints(store, &name),
+                },
             };
             for ip in addresses {
                 text.push_str(&format!("{ip}\t{}\n", names(&name)));
@@ -301,6 +311,11 @@ impl Node {
             }
         }
     }
+}
+
+/// A Service's virtual IP, when it has one (not headless).
+pub fn cluster_ip(service: &Value) -> Option<std::net::IpAddr> {
+    service.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|ip| ip.parse().ok())
 }
 
 /// The addresses of the pods that `service` selects.

@@ -160,6 +160,11 @@ impl Network {
         Ok(())
     }
 
+    /// The switch's network namespace, to dial pods from.
+    pub fn switch_path(&self) -> PathBuf {
+        self.switch.path()
+    }
+
     /// A listener on `addr` inside the switch (a Service's virtual IP and port): `setns` changes only the
     /// calling thread, so a short-lived thread binds it; the socket stays in the switch.
     pub fn listen(&self, addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {

@@ -570,6 +570,30 @@ curl -sS --max-time 10 --cacert $d/ca.crt -H "Authorization: Bearer $(cat $d/tok
         answer["code"] == 403 && message.contains(&format!("system:serviceaccount:node-token:{account}")),
         "the API server did not know the pod as {account}: {answer}"
     );
+    // The coordinator's Service answers at its virtual IP, forwarded to the coordinator once it is Ready.
+    space.wait_ready(&[util::COORDINATOR], Duration::from_secs(60))?;
+    let vip = space.jsonpath("service/my-citus-coordinator", "{.spec.clusterIP}")?;
+    let lookup = space.kubectl(&["exec", "my-citus-worker-0", "--", "getent", "hosts", "my-citus-coordinator"])?;
+    ensure!(
+        lookup.split_whitespace().next() == Some(vip.as_str()),
+        "my-citus-coordinator resolves to {lookup:?}, not {vip}"
+    );
+    let query = format!(
+        "PGPASSWORD='{}' psql -X -w -tA -h my-citus-coordinator -U postgres -d citus -c 'SELECT inet_server_addr()'",
+        util::POSTGRES_PASSWORD
+    );
+    // The endpoint reaches the proxy as it reaches kube-proxy: after the endpoints controller saw the pod Ready.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let served_by = loop {
+        match space.kubectl(&["exec", "my-citus-worker-0", "--", "sh", "-c", &query]) {
+            Ok(out) => break out,
+            Err(e) if Instant::now() > deadline => return Err(e.context("through the coordinator's Service")),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    };
+    let coordinator_ip = space.jsonpath(&format!("pod/{}", util::COORDINATOR), "{.status.podIP}")?;
+    ensure!(served_by.trim() == coordinator_ip, "the Service's connection reached {served_by:?}, not {coordinator_ip}");
+
     // A worker keeps the chart's default: no token in it.
     let probe = "test -e /var/run/secrets/kubernetes.io/serviceaccount/token && echo token || echo none";
     let worker = space.kubectl(&["exec", "my-citus-worker-0", "--", "sh", "-c", probe])?;
