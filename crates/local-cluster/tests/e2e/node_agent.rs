@@ -22,7 +22,8 @@ crate::scenarios!(Node:
     the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing,
     a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down,
     a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it,
-    a_pod_that_mounts_its_service_account_token_reaches_the_api_server_as_that_account);
+    a_pod_that_mounts_its_service_account_token_reaches_the_api_server_as_that_account,
+    a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps_every_acknowledged_row);
 
 pub(crate) const NODES: [&str; 4] = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
 
@@ -598,5 +599,51 @@ curl -sS --max-time 10 --cacert $d/ca.crt -H "Authorization: Bearer $(cat $d/tok
     let probe = "test -e /var/run/secrets/kubernetes.io/serviceaccount/token && echo token || echo none";
     let worker = space.kubectl(&["exec", "my-citus-worker-0", "--", "sh", "-c", probe])?;
     ensure!(worker.trim() == "none", "a worker without automount has a token: {worker}");
+    Ok(())
+}
+
+/// The chart's scale-out on the real StatefulSet controller and Helm: the post-upgrade registration adds the
+/// two new workers and starts one rebalance, which moves shards online while a writer inserts.
+fn a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps_every_acknowledged_row(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let space = Space::create(env, "node-scale-out", None)?;
+    space.install(json!({}))?;
+    space.sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id');
+         INSERT INTO items SELECT g, 'seed' FROM generate_series(1000001, 1020000) g",
+    )?;
+    let holding = "SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 'items'::regclass";
+    ensure!(space.sql(holding)? == "3", "shards not on 3 workers");
+
+    let stop = AtomicBool::new(false);
+    let (acked, failed) = std::thread::scope(|s| -> anyhow::Result<(Vec<u64>, u32)> {
+        let writer = s.spawn(|| write_until(space.agent, &space.ns, &stop));
+        std::thread::sleep(Duration::from_secs(2));
+        let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
+        let values = util::values(json!({"worker": {"replicaCount": 5}}));
+        let upgraded = space
+            .helm
+            .upgrade(&util::chart_dir(), "my-citus", &values, &options)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| space.sql("SELECT citus_rebalance_wait()"));
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::SeqCst);
+        let written = writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+        upgraded.with_context(|| space.diagnose())?;
+        written
+    })?;
+    let jobs = space.sql("SELECT count(*) FROM pg_dist_background_job WHERE job_type = 'rebalance'")?;
+    ensure!(jobs == "1", "the registration started {jobs} rebalance job(s), expected 1");
+    ensure!(space.sql(holding)? == "5", "after the rebalance the shards are not on all 5 workers");
+    let rows = space.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM items WHERE id <= 1000000")?;
+    let present: std::collections::BTreeSet<u64> =
+        rows.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+    let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
+    ensure!(lost.is_empty(), "acknowledged rows lost in the scale-out: {lost:?}");
+    ensure!(acked.len() > 20, "the writer got only {} writes through ({failed} failed)", acked.len());
+    let seeded = space.sql("SELECT count(*) FROM items WHERE id > 1000000")?;
+    ensure!(seeded == "20000", "seed rows after the rebalance: {seeded}");
+    eprintln!("scale-out 3 -> 5 under a writer: {} writes acknowledged, {failed} refused", acked.len());
     Ok(())
 }
