@@ -300,6 +300,47 @@ pub(crate) fn write_until(agent: &NodeAgent, ns: &str, stop: &AtomicBool) -> any
     Ok((acked, failed))
 }
 
+/// What a writer ([`write_until`]) got through while an action ran.
+pub(crate) struct Writes {
+    pub(crate) acked: Vec<u64>,
+    pub(crate) failed: u32,
+}
+
+/// Runs `act` while a writer inserts into `items` (from 2 s before to 2 s after it); `act`'s error comes first.
+pub(crate) fn under_writer(space: &Space, act: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Writes> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| write_until(space.agent, &space.ns, &stop));
+        std::thread::sleep(Duration::from_secs(2));
+        let acted = act();
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::SeqCst);
+        let written = writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+        acted?;
+        let (acked, failed) = written?;
+        Ok(Writes { acked, failed })
+    })
+}
+
+impl Writes {
+    /// Every acknowledged write is in `items`, and enough of them got through to mean something.
+    pub(crate) fn assert_kept(&self, space: &Space, during: &str) -> anyhow::Result<()> {
+        let rows = space.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM items")?;
+        let present: std::collections::BTreeSet<u64> =
+            rows.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+        let lost: Vec<&u64> = self.acked.iter().filter(|id| !present.contains(id)).collect();
+        ensure!(lost.is_empty(), "acknowledged rows lost {during}: {lost:?}");
+        ensure!(
+            self.acked.len() > 20,
+            "the writer got only {} writes through ({} failed)",
+            self.acked.len(),
+            self.failed
+        );
+        eprintln!("{during}: {} writes acknowledged, {} refused", self.acked.len(), self.failed);
+        Ok(())
+    }
+}
+
 fn a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row(env: &Env) -> anyhow::Result<()> {
     let space = Space::create(env, "node-restart", None)?;
     space.install(json!({}))?;
@@ -307,18 +348,12 @@ fn a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row(env
     space.wait_ready(&NODES, Duration::from_secs(60))?;
     let before = space.identities()?;
 
-    let stop = AtomicBool::new(false);
-    let (acked, failed) = std::thread::scope(|s| -> anyhow::Result<(Vec<u64>, u32)> {
-        let writer = s.spawn(|| write_until(space.agent, &space.ns, &stop));
-        std::thread::sleep(Duration::from_secs(2));
-        let restarted = space
+    let writes = under_writer(&space, || {
+        space
             .kubectl(&["rollout", "restart", "statefulset/my-citus-worker"])
-            .and_then(|_| space.kubectl(&["rollout", "status", "statefulset/my-citus-worker", "--timeout=300s"]));
-        std::thread::sleep(Duration::from_secs(2));
-        stop.store(true, Ordering::SeqCst);
-        let written = writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))?;
-        restarted.with_context(|| space.diagnose())?;
-        written
+            .and_then(|_| space.kubectl(&["rollout", "status", "statefulset/my-citus-worker", "--timeout=300s"]))
+            .with_context(|| space.diagnose())?;
+        Ok(())
     })?;
 
     // Every worker pod was replaced (new uid), none of them restarted in place, the coordinator untouched.
@@ -334,16 +369,7 @@ fn a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row(env
         ensure!(now.ends_with(",0"), "{pod} restarted in place: {now}");
     }
     // Writes to a restarting worker's shards fail and are not acknowledged; every acknowledged one is there.
-    let rows = space.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM items")?;
-    let present: std::collections::BTreeSet<u64> =
-        rows.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
-    let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
-    ensure!(lost.is_empty(), "acknowledged rows lost in the restart: {lost:?}");
-    ensure!(acked.len() > 20, "the writer got only {} writes through ({failed} failed)", acked.len());
-    eprintln!(
-        "rollout restart under a writer: {} writes acknowledged, {failed} refused while workers restarted",
-        acked.len()
-    );
+    writes.assert_kept(&space, "in a rollout restart of the workers")?;
     let workers = registered_workers(&space)?;
     ensure!(workers == worker_names(&space.ns).join("\n"), "registered workers after the restart:\n{workers}");
     Ok(())
@@ -616,34 +642,22 @@ fn a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps
     let holding = "SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 'items'::regclass";
     ensure!(space.sql(holding)? == "3", "shards not on 3 workers");
 
-    let stop = AtomicBool::new(false);
-    let (acked, failed) = std::thread::scope(|s| -> anyhow::Result<(Vec<u64>, u32)> {
-        let writer = s.spawn(|| write_until(space.agent, &space.ns, &stop));
-        std::thread::sleep(Duration::from_secs(2));
+    let writes = under_writer(&space, || {
         let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
         let values = util::values(json!({"worker": {"replicaCount": 5}}));
-        let upgraded = space
+        space
             .helm
             .upgrade(&util::chart_dir(), "my-citus", &values, &options)
             .map_err(anyhow::Error::from)
-            .and_then(|_| space.sql("SELECT citus_rebalance_wait()"));
-        std::thread::sleep(Duration::from_secs(2));
-        stop.store(true, Ordering::SeqCst);
-        let written = writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))?;
-        upgraded.with_context(|| space.diagnose())?;
-        written
+            .and_then(|_| space.sql("SELECT citus_rebalance_wait()"))
+            .with_context(|| space.diagnose())?;
+        Ok(())
     })?;
     let jobs = space.sql("SELECT count(*) FROM pg_dist_background_job WHERE job_type = 'rebalance'")?;
     ensure!(jobs == "1", "the registration started {jobs} rebalance job(s), expected 1");
     ensure!(space.sql(holding)? == "5", "after the rebalance the shards are not on all 5 workers");
-    let rows = space.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM items WHERE id <= 1000000")?;
-    let present: std::collections::BTreeSet<u64> =
-        rows.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
-    let lost: Vec<&u64> = acked.iter().filter(|id| !present.contains(id)).collect();
-    ensure!(lost.is_empty(), "acknowledged rows lost in the scale-out: {lost:?}");
-    ensure!(acked.len() > 20, "the writer got only {} writes through ({failed} failed)", acked.len());
+    writes.assert_kept(&space, "in a scale-out from 3 to 5 workers")?;
     let seeded = space.sql("SELECT count(*) FROM items WHERE id > 1000000")?;
     ensure!(seeded == "20000", "seed rows after the rebalance: {seeded}");
-    eprintln!("scale-out 3 -> 5 under a writer: {} writes acknowledged, {failed} refused", acked.len());
     Ok(())
 }
