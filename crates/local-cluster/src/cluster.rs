@@ -131,10 +131,12 @@ impl Cluster {
         self.node.write_hosts(&self.store)
     }
 
-    /// `kubectl patch secret`: sets a key of a Secret. Pods see it in mounted Secret volumes at once (the
-    /// kubelet's volume sync) and in env only when restarted, as in Kubernetes.
-    pub fn set_secret_value(&mut self, name: &str, key: &str, value: &str) -> Result<()> {
-        self.store.set_secret_value(name, key, value)?;
+    /// `kubectl patch secret`: sets keys of a Secret in one update. Pods see it in mounted Secret volumes at
+    /// once (the kubelet's volume sync) and in env only when restarted, as in Kubernetes.
+    pub fn set_secret_values(&mut self, name: &str, values: &[(&str, &str)]) -> Result<()> {
+        for (key, value) in values {
+            self.store.set_secret_value(name, key, value)?;
+        }
         self.sync_volumes()
     }
 

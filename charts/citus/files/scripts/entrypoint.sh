@@ -99,20 +99,37 @@ setup_start_failed() {
     die "the setup server did not start (its log is above)"
 }
 
+# read_passwords: NEW_SUPER, NEW_APP and new_monitoring from the watched files (fails when one is unreadable).
+read_passwords() {
+    NEW_SUPER=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE" 2>/dev/null) &&
+        NEW_APP=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}" 2>/dev/null) &&
+        new_monitoring=$(cat "${CITUS_WATCH_MONITORING_PASSWORD_FILE:-/dev/null}" 2>/dev/null)
+}
+
 # watch_passwords: every 10 s, the Secret volume's files (updated in place by the kubelet) against what this
 # node applied; a change is applied as at start: set_passwords and the password file for the superuser and
 # the application user, monitoring-role.sh (role, pg_dist_authinfo, the exporter's password file) for the
-# monitoring role. A failed step is retried on the next round.
+# monitoring role. A failed step is retried on the next round. The files are read one after another, so a
+# round can meet an edit of several keys half-written: a change is applied once two reads 2 s apart agree,
+# so that one edit of the Secret is applied, and logged, once.
 watch_passwords() {
     CITUS_LOG_TAG="$CITUS_LOG_TAG-passwords"
     applied_super=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE")
     applied_app=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}")
     applied_monitoring=$(cat "${CITUS_WATCH_MONITORING_PASSWORD_FILE:-/dev/null}")
     while sleep 10; do
-        NEW_SUPER=$(cat "$CITUS_WATCH_POSTGRES_PASSWORD_FILE" 2>/dev/null) || continue
-        NEW_APP=$(cat "${CITUS_WATCH_APP_PASSWORD_FILE:-/dev/null}" 2>/dev/null) || continue
-        new_monitoring=$(cat "${CITUS_WATCH_MONITORING_PASSWORD_FILE:-/dev/null}" 2>/dev/null) || continue
+        read_passwords || continue
         [ -n "$NEW_SUPER" ] || continue
+        if [ "$NEW_SUPER" != "$applied_super" ] || [ "$NEW_APP" != "$applied_app" ] ||
+            { [ -n "$new_monitoring" ] && [ "$new_monitoring" != "$applied_monitoring" ]; }; then
+            seen_super=$NEW_SUPER seen_app=$NEW_APP seen_monitoring=$new_monitoring
+            sleep 2
+            read_passwords || continue
+            if [ "$NEW_SUPER" != "$seen_super" ] || [ "$NEW_APP" != "$seen_app" ] ||
+                [ "$new_monitoring" != "$seen_monitoring" ]; then
+                continue
+            fi
+        fi
         if [ "$NEW_SUPER" != "$applied_super" ] || [ "$NEW_APP" != "$applied_app" ]; then
             export NEW_SUPER NEW_APP
             if set_passwords >/dev/null; then

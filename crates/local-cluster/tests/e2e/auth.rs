@@ -40,7 +40,7 @@ fn a_worker_with_another_password_fails_the_job_naming_it(env: &Env) -> anyhow::
     let manifest = cluster.render(&values, false)?;
     // worker-2's first start sees another Secret value, which initdb bakes into its data directory...
     cluster.apply_objects(&manifest)?;
-    cluster.set_secret_value("my-citus-secret", "postgres-password", "an-older-password")?;
+    cluster.set_secret_values("my-citus-secret", &[("postgres-password", "an-older-password")])?;
     cluster.start_statefulset_pod(&manifest, "my-citus-worker", 2, None)?;
     cluster.wait_ready("my-citus-worker-2", util::READY)?;
     // ...then the release's Secret is back for everything else, including the Job.

@@ -175,11 +175,10 @@ fn password_rotation_by_editing_an_existing_secret_leaves_a_working_cluster(env:
     assert_exporters_scrape(&mut cluster)?;
 
     let started = Instant::now();
-    for (key, value) in
-        [("postgres-password", NEW.postgres), ("password", NEW.app), ("monitoring-password", NEW.monitoring)]
-    {
-        cluster.set_secret_value(secret, key, value)?;
-    }
+    cluster.set_secret_values(
+        secret,
+        &[("postgres-password", NEW.postgres), ("password", NEW.app), ("monitoring-password", NEW.monitoring)],
+    )?;
     wait_for_passwords(&mut cluster, NEW, OLD)?;
     let switched = started.elapsed();
     ensure!(switched <= SWITCH, "the nodes took {switched:?} to apply the edited Secret (at most {SWITCH:?})");
