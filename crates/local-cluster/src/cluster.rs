@@ -120,6 +120,11 @@ impl Cluster {
         })
     }
 
+    /// The namespace of the cluster's objects.
+    pub fn namespace(&self) -> &str {
+        &self.settings.namespace
+    }
+
     /// The cluster's work directory (`logs/<pod>.log`, `claims/<claim>`).
     pub fn dir(&self) -> &Path {
         &self.dir

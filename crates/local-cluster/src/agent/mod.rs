@@ -71,6 +71,18 @@ impl kubelet_api::NodePods for Shared {
     }
 }
 
+/// What [`NodeAgent::exec`] runs.
+pub struct Command<'a> {
+    /// The container; the pod's first when `None`.
+    pub container: Option<&'a str>,
+    pub argv: &'a [&'a str],
+    /// Added to the container's environment.
+    pub env: &'a [(&'a str, &'a str)],
+    pub stdin: Option<&'a [u8]>,
+    /// The command is killed after it.
+    pub timeout: Duration,
+}
+
 /// A running node agent; stops its pods when dropped.
 pub struct NodeAgent {
     shared: Arc<Shared>,
@@ -120,19 +132,17 @@ impl NodeAgent {
         Ok(NodeAgent { shared, thread: Mutex::new(Some(thread)) })
     }
 
-    /// Runs `argv` in a container of a pod (the first without `container`), like `kubectl exec`.
-    pub fn exec(
-        &self,
-        namespace: &str,
-        pod: &str,
-        container: Option<&str>,
-        argv: &[&str],
-        stdin: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<ExecOutput> {
-        let target = self.kubelet().exec_target(namespace, pod, container)?;
-        let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
-        target.run(&argv, &[], stdin, timeout)
+    /// Runs `argv` in a container of a pod (the first without `container`) with the container's env plus
+    /// `env`, like `kubectl exec` of `env K=V... argv`.
+    pub fn exec(&self, namespace: &str, pod: &str, command: &Command<'_>) -> Result<ExecOutput> {
+        let target = self.kubelet().exec_target(namespace, pod, command.container)?;
+        let argv: Vec<String> = command.argv.iter().map(|s| (*s).to_owned()).collect();
+        target.run(&argv, command.env, command.stdin, command.timeout)
+    }
+
+    /// The process ids of everything running in the pod (to inspect their arguments, environment and uid).
+    pub fn processes(&self, namespace: &str, pod: &str) -> Result<Vec<nix::unistd::Pid>> {
+        Ok(self.kubelet().space_pod(namespace, pod)?.processes())
     }
 
     /// The pod's log (every container's output, with the agent's notes of starts and kills).

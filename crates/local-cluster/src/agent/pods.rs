@@ -23,8 +23,9 @@ use crate::kubelet::pod::{ApiAccess, ExecTarget, KubeletConfig, Owner, PodConfig
 use crate::kubelet::podspec::{PodSpec, RestartPolicy};
 use crate::store::Store;
 
-/// How often the Secrets, ConfigMaps and Services of a namespace are read again (the kubelet's cache TTL),
-/// so that a changed ConfigMap reaches the files of running pods.
+/// How often the Secrets and ConfigMaps of a namespace are read again (the kubelet's cache TTL), so that a
+/// changed ConfigMap reaches the files of running pods. Services and EndpointSlices are read on every pass:
+/// they are kube-proxy's, which follows them within moments.
 const REFRESH: Duration = Duration::from_secs(2);
 
 pub struct Kubelet {
@@ -213,7 +214,7 @@ impl Kubelet {
             .ok_or_else(|| Error::Manifest(format!("no pod of namespace {namespace} runs on this node")))
     }
 
-    fn space_pod(&self, namespace: &str, pod: &str) -> Result<&crate::kubelet::pod::Pod> {
+    pub(super) fn space_pod(&self, namespace: &str, pod: &str) -> Result<&crate::kubelet::pod::Pod> {
         self.spaces.get(namespace).and_then(|s| s.node.pod(pod).ok()).ok_or_else(|| no_pod(namespace, pod))
     }
 
@@ -290,9 +291,8 @@ impl Kubelet {
             let name = p.metadata.name.as_deref().unwrap_or_default();
             !space.running.contains_key(name) && p.metadata.deletion_timestamp.is_none()
         });
-        if to_start || space.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
-            space.refresh(api, ns, pods)?;
-        }
+        let objects_due = to_start || space.refreshed.is_none_or(|t| t.elapsed() >= REFRESH);
+        space.refresh(api, ns, pods, objects_due)?;
         let mut errors = Vec::new();
         for pod in pods {
             let Some((_, name, uid)) = meta(pod) else { continue };
@@ -386,13 +386,20 @@ fn no_pod(namespace: &str, pod: &str) -> Error {
 
 impl Space {
     /// Reads the namespace's Services and what its pods refer to, as the node.
-    fn refresh(&mut self, api: &Clients, ns: &str, pods: &[ApiPod]) -> Result<()> {
+    fn refresh(&mut self, api: &Clients, ns: &str, pods: &[ApiPod], objects_due: bool) -> Result<()> {
         let mut store = Store::default();
         for svc in api.services(ns)? {
             store.put_extra(&to_value(&svc)?)?;
         }
         for slice in api.endpoint_slices(ns)? {
             store.put_extra(&to_value(&slice)?)?;
+        }
+        if !objects_due {
+            for object in self.store.of_kind("Secret").chain(self.store.of_kind("ConfigMap")) {
+                store.put_extra(object)?;
+            }
+            self.store = store;
+            return Ok(());
         }
         let (mut secrets, mut maps) = (BTreeSet::new(), BTreeSet::new());
         for pod in pods {

@@ -1,23 +1,29 @@
-//! Citus scenarios on the default values (1 coordinator + 3 workers): registration, distributed and
-//! reference tables, the registration Job run again, a worker restart, `helm test`, shard moves.
+//! Citus scenarios on the default values (1 coordinator + 3 workers), on the control plane: registration,
+//! distributed and reference tables, the registration Job run again, a worker recreated, `helm test`, shard
+//! moves. The checks of the tables and of `pg_dist_node` serve the other scenarios too.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use anyhow::{ensure, Context as _};
 use serde_json::json;
 
-use crate::util::Env;
-use crate::util::{self, APP_PASSWORD, COORDINATOR, COORDINATOR_FQDN, COORDINATOR_SERVICE, POSTGRES_PASSWORD, SOCKET};
+use crate::node_agent::{Space, NODES};
+use crate::util::{self, Env, Pods, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, POSTGRES_PASSWORD, SOCKET};
 
-crate::scenarios!(Citus: install_registers_workers_serves_tables_and_survives_rerun_and_restart, shard_moves_work_as_postgres_and_as_the_application_user);
+crate::scenarios!(Node: install_registers_workers_serves_tables_and_survives_rerun_and_restart, shard_moves_work_as_postgres_and_as_the_application_user);
 
 pub const ROWS: u32 = 10_000;
 
+/// How long a Service may take to follow its pods' readiness.
+const SERVING: Duration = Duration::from_secs(10);
+
 /// pg_dist_node must hold the coordinator and `workers` active workers, all under their DNS names.
-pub fn assert_registered(cluster: &local_cluster::Cluster, workers: u32) -> anyhow::Result<Vec<String>> {
+pub fn assert_registered(cluster: &dyn Pods, workers: u32) -> anyhow::Result<Vec<String>> {
     let nodes = util::dist_nodes(cluster)?;
-    let mut expected = vec![format!("{COORDINATOR_FQDN}:5432 0 true primary")];
-    expected.extend((0..workers).map(|n| format!("{}:5432 {} true primary", util::worker_fqdn(n), n + 1)));
+    let ns = cluster.namespace();
+    let mut expected = vec![format!("{}:5432 0 true primary", util::coordinator_host(ns))];
+    expected.extend((0..workers).map(|n| format!("{}:5432 {} true primary", util::worker_host(ns, n), n + 1)));
     let mut sorted = nodes.clone();
     sorted.sort();
     expected.sort();
@@ -27,7 +33,7 @@ pub fn assert_registered(cluster: &local_cluster::Cluster, workers: u32) -> anyh
 
 /// As the application user over TCP through the coordinator Service: a distributed and a reference table
 /// with ROWS rows each, loaded with COPY and read back.
-pub fn load_tables(cluster: &local_cluster::Cluster) -> anyhow::Result<()> {
+pub fn load_tables(cluster: &dyn Pods) -> anyhow::Result<()> {
     let login = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
     let mut sql = String::from(
         "CREATE TABLE events (id bigint PRIMARY KEY, kind int NOT NULL, payload text NOT NULL);\n\
@@ -49,7 +55,7 @@ pub fn load_tables(cluster: &local_cluster::Cluster) -> anyhow::Result<()> {
 }
 
 /// The rows of [`load_tables`] are all there, through a distributed join with the reference table.
-pub fn check_tables(cluster: &local_cluster::Cluster) -> anyhow::Result<()> {
+pub fn check_tables(cluster: &dyn Pods) -> anyhow::Result<()> {
     let login = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
     let sql = "SELECT count(*), sum(e.id), count(DISTINCT k.name), sum(length(e.payload)) FROM events e JOIN kinds k USING (kind)";
     let got = util::psql(cluster, COORDINATOR, &login, sql)?;
@@ -70,14 +76,14 @@ pub fn check_tables(cluster: &local_cluster::Cluster) -> anyhow::Result<()> {
 }
 
 fn install_registers_workers_serves_tables_and_survives_rerun_and_restart(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
-    let manifest = cluster.install(&util::values(json!({})))?;
-    cluster.wait_all_ready(util::READY)?;
-    let before = assert_registered(&cluster, 3)?;
+    let space = Space::create(env, "citus-install", None)?;
+    space.install(json!({}))?;
+    space.wait_ready(&NODES, util::READY)?;
+    space.wait_serving(SERVING)?;
+    let before = assert_registered(&space, 3)?;
 
-    for pod in cluster.pod_names() {
-        for pid in cluster.pod(&pod)?.processes() {
+    for pod in NODES {
+        for pid in space.agent.processes(&space.ns, pod)? {
             for secret in [POSTGRES_PASSWORD, APP_PASSWORD] {
                 if let Some(facts) = util::process_facts(pid.as_raw(), secret)? {
                     ensure!(facts.uid == 1001, "{pod}: process {pid} runs as uid {}", facts.uid);
@@ -89,29 +95,34 @@ fn install_registers_workers_serves_tables_and_survives_rerun_and_restart(env: &
             }
         }
     }
-    load_tables(&cluster)?;
+    load_tables(&space)?;
 
-    let job = manifest.get("Job", "my-citus-register-workers").context("no registration Job")?.clone();
-    let report = cluster.run_job(&job)?;
-    ensure!(before == util::dist_nodes(&cluster)?, "the second registration changed pg_dist_node");
-    let log = std::fs::read_to_string(report.logs.last().context("no job log")?)?;
+    // An upgrade with the same values runs the registration Job again: it changes nothing.
+    space.upgrade(json!({}))?;
+    ensure!(before == util::dist_nodes(&space)?, "the second registration changed pg_dist_node");
+    let log = space.kubectl(&["logs", "job/my-citus-register-workers"])?;
     ensure!(log.matches("already registered and active").count() == 3, "second run:\n{log}");
 
-    let old_ip = cluster.pod("my-citus-worker-1")?.ip();
-    cluster.restart_pod("my-citus-worker-1")?;
-    ensure!(cluster.pod("my-citus-worker-1")?.ip() != old_ip, "the recreated pod kept its address");
-    ensure!(before == assert_registered(&cluster, 3)?, "pg_dist_node changed by the restart");
-    check_tables(&cluster)?;
-    let log = std::fs::read_to_string(cluster.pod("my-citus-worker-1")?.log_path())?;
-    ensure!(log.contains("using the existing data directory"), "worker-1 restarted with a new data directory:\n{log}");
+    let worker = "my-citus-worker-1";
+    let old = space.jsonpath(&format!("pod/{worker}"), "{.metadata.uid} {.status.podIP}")?;
+    space.kubectl(&["delete", "pod", worker, "--wait=true"])?;
+    space.wait_recreated(worker, &old, util::READY)?;
+    let new = space.jsonpath(&format!("pod/{worker}"), "{.metadata.uid} {.status.podIP}")?;
+    let address = |ids: &str| ids.split_whitespace().nth(1).map(str::to_owned);
+    ensure!(address(&new) != address(&old), "the recreated pod kept its address: {old} -> {new}");
+    ensure!(before == assert_registered(&space, 3)?, "pg_dist_node changed by the restart");
+    check_tables(&space)?;
+    let log = space.kubectl(&["logs", worker, "-c", "postgresql"])?;
+    ensure!(log.contains("using the existing data directory"), "{worker} restarted with a new data directory:\n{log}");
 
-    cluster.helm_test(&manifest)?;
+    space.helm.test("my-citus", Some(300)).with_context(|| space.diagnose())?;
     Ok(())
 }
 
 /// Moves one shard of `events` from worker-0 to worker-1 as `user`; returns the moved shard.
-fn move_shard(cluster: &local_cluster::Cluster, user: &str, password: &str) -> anyhow::Result<String> {
-    let (from, to) = (util::worker_fqdn(0), util::worker_fqdn(1));
+fn move_shard(cluster: &dyn Pods, user: &str, password: &str) -> anyhow::Result<String> {
+    let ns = cluster.namespace();
+    let (from, to) = (util::worker_host(ns, 0), util::worker_host(ns, 1));
     let pick = format!("SELECT shardid FROM citus_shards WHERE table_name = 'events'::regclass AND nodename = '{from}' ORDER BY shardid LIMIT 1");
     let shard = util::psql(cluster, COORDINATOR, &SOCKET, &pick)?;
     ensure!(!shard.is_empty(), "no shard of events on {from}");
@@ -129,14 +140,14 @@ fn move_shard(cluster: &local_cluster::Cluster, user: &str, password: &str) -> a
 }
 
 fn shard_moves_work_as_postgres_and_as_the_application_user(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
-    cluster.install(&util::values(json!({})))?;
-    cluster.wait_all_ready(util::READY)?;
-    load_tables(&cluster)?;
-    let first = move_shard(&cluster, "postgres", POSTGRES_PASSWORD)?;
-    let second = move_shard(&cluster, "citus", APP_PASSWORD)?;
+    let space = Space::create(env, "citus-shard-moves", None)?;
+    space.install(json!({}))?;
+    space.wait_ready(&NODES, util::READY)?;
+    space.wait_serving(SERVING)?;
+    load_tables(&space)?;
+    let first = move_shard(&space, "postgres", POSTGRES_PASSWORD)?;
+    let second = move_shard(&space, "citus", APP_PASSWORD)?;
     ensure!(first != second, "the same shard moved twice");
-    check_tables(&cluster)?;
+    check_tables(&space)?;
     Ok(())
 }

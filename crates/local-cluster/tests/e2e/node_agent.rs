@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _};
 use control_plane::ControlPlane;
 use helm_engine::{Helm, ReleaseOptions, Releases, RenderOptions};
-use local_cluster::agent::{NodeAgent, STORAGE_CLASS};
+use local_cluster::agent::{Command, NodeAgent, STORAGE_CLASS};
+use local_cluster::ExecOutput;
 use serde_json::{json, Value};
 
 use crate::util::{self, Env};
@@ -95,9 +96,36 @@ impl Space {
         Ok(())
     }
 
+    /// `helm upgrade my-citus` with the scenario's passwords plus `extra`; Helm returns once its hooks completed.
+    pub(crate) fn upgrade(&self, extra: Value) -> anyhow::Result<()> {
+        let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
+        self.helm
+            .upgrade(&util::chart_dir(), "my-citus", &util::values(extra), &options)
+            .with_context(|| self.diagnose())?;
+        Ok(())
+    }
+
+    /// Waits until `pod` is Ready again as another pod than the one `old` (its `{.metadata.uid} ...` before)
+    /// described: its controller recreated it after a deletion.
+    pub(crate) fn wait_recreated(&self, pod: &str, old: &str, timeout: Duration) -> anyhow::Result<()> {
+        let old_uid = old.split_whitespace().next().unwrap_or_default();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self
+                .jsonpath(&format!("pod/{pod}"), "{.metadata.uid} {.status.conditions[?(@.type==\"Ready\")].status}");
+            match now {
+                Ok(now) if !now.starts_with(old_uid) && now.ends_with(" True") => return Ok(()),
+                _ if Instant::now() > deadline => {
+                    bail!("{pod} not recreated and Ready after {timeout:?}\n{}", self.diagnose())
+                }
+                _ => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
     /// SQL as postgres over the coordinator's socket: Ok(stdout) or Err(stderr).
     pub(crate) fn try_sql(&self, sql: &str) -> anyhow::Result<Result<String, String>> {
-        try_sql(self.agent, &self.ns, sql)
+        util::try_psql(self, util::COORDINATOR, &util::SOCKET, sql)
     }
 
     pub(crate) fn sql(&self, sql: &str) -> anyhow::Result<String> {
@@ -109,10 +137,7 @@ impl Space {
 
     /// SQL as postgres over the socket of `pod` (the coordinator or a worker).
     pub(crate) fn sql_in(&self, pod: &str, sql: &str) -> anyhow::Result<String> {
-        let argv = util::psql_argv(&util::SOCKET);
-        let out = self.agent.exec(&self.ns, pod, None, &argv, Some(sql.as_bytes()), Duration::from_secs(120))?;
-        ensure!(out.status.success(), "psql in {}/{pod} failed: {}\nSQL: {sql}", self.ns, out.stderr);
-        Ok(out.stdout.trim().to_owned())
+        util::psql(self, pod, &util::SOCKET, sql).with_context(|| format!("in namespace {}", self.ns))
     }
 
     /// Waits until the pods report Ready to the API server.
@@ -122,6 +147,27 @@ impl Space {
         args.extend(pods.iter().map(|p| format!("pod/{p}")));
         self.kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>()).with_context(|| self.diagnose())?;
         Ok(())
+    }
+
+    /// Waits until the coordinator Service answers from inside the coordinator: as with kube-proxy, a Service
+    /// follows its pods' readiness a moment later.
+    pub(crate) fn wait_serving(&self, timeout: Duration) -> anyhow::Result<()> {
+        let argv =
+            ["pg_isready", "-t", "2", "-h", util::COORDINATOR_SERVICE, "-p", "5432", "-U", "postgres", "-d", "citus"];
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = util::Pods::run(self, util::COORDINATOR, &argv, &[], None)?;
+            if out.status.success() {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the coordinator Service does not answer after {timeout:?}: {}{}",
+                out.stdout,
+                out.stderr
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// `name=uid,restarts` of the coordinator and worker pods, to tell a restart.
@@ -172,16 +218,20 @@ impl Drop for Space {
     }
 }
 
-/// SQL as postgres over the socket of the coordinator in `ns`: Ok(stdout) or Err(stderr).
-fn try_sql(agent: &NodeAgent, ns: &str, sql: &str) -> anyhow::Result<Result<String, String>> {
-    let argv = util::psql_argv(&util::SOCKET);
-    let out = agent.exec(ns, util::COORDINATOR, None, &argv, Some(sql.as_bytes()), Duration::from_secs(120))?;
-    Ok(if out.status.success() { Ok(out.stdout.trim().to_owned()) } else { Err(out.stderr) })
+impl util::Pods for Space {
+    fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput> {
+        let command = Command { container: None, argv, env, stdin, timeout: Duration::from_secs(120) };
+        Ok(self.agent.exec(&self.ns, pod, &command)?)
+    }
 }
 
 /// The three default workers as `pg_dist_node` names them in namespace `ns`.
 pub(crate) fn worker_names(ns: &str) -> Vec<String> {
-    (0..3).map(|n| format!("my-citus-worker-{n}.my-citus-worker-headless.{ns}.svc.cluster.local")).collect()
+    (0..3).map(|n| util::worker_host(ns, n)).collect()
 }
 
 /// Pods of hooks, which Helm leaves behind: the registration Job's and the test's.
@@ -285,12 +335,12 @@ fn helm_install_under_pod_security_restricted_registers_every_worker_passes_helm
 /// Inserts 1, 2, ... into `items`, one statement per psql run on the coordinator, until `stop`; returns the
 /// ids psql reported committed and how many statements failed (also those that found no coordinator
 /// container to run in, as `kubectl exec` would during a restart).
-pub(crate) fn write_until(agent: &NodeAgent, ns: &str, stop: &AtomicBool) -> anyhow::Result<(Vec<u64>, u32)> {
+pub(crate) fn write_until(space: &Space, stop: &AtomicBool) -> anyhow::Result<(Vec<u64>, u32)> {
     let (mut acked, mut failed) = (Vec::new(), 0);
     let mut id = 0u64;
     while !stop.load(Ordering::SeqCst) {
         id += 1;
-        if matches!(try_sql(agent, ns, &format!("INSERT INTO items VALUES ({id}, 'w')")), Ok(Ok(_))) {
+        if matches!(space.try_sql(&format!("INSERT INTO items VALUES ({id}, 'w')")), Ok(Ok(_))) {
             acked.push(id);
         } else {
             failed += 1;
@@ -310,7 +360,7 @@ pub(crate) struct Writes {
 pub(crate) fn under_writer(space: &Space, act: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Writes> {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let writer = s.spawn(|| write_until(space.agent, &space.ns, &stop));
+        let writer = s.spawn(|| write_until(space, &stop));
         std::thread::sleep(Duration::from_secs(2));
         let acted = act();
         std::thread::sleep(Duration::from_secs(2));

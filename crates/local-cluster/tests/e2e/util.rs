@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use control_plane::ControlPlane;
 use local_cluster::agent::{AgentSettings, Capacity, NodeAgent};
 use local_cluster::kubelet::pod::KubeletConfig;
-use local_cluster::{host, Cluster, Images, Manifest, Postgres, Settings};
+use local_cluster::{host, Cluster, ExecOutput, Images, Manifest, Postgres, Settings};
 use serde_json::{json, Value};
 
 pub const POSTGRES_PASSWORD: &str = "pg-super:secret\\1";
@@ -21,7 +21,17 @@ pub const COORDINATOR_SERVICE: &str = "my-citus-coordinator";
 pub const READY: Duration = Duration::from_secs(180);
 
 pub fn worker_fqdn(n: u32) -> String {
-    format!("my-citus-worker-{n}.my-citus-worker-headless.citus.svc.cluster.local")
+    worker_host("citus", n)
+}
+
+/// The name under which the coordinator registers worker `n` of release my-citus in namespace `ns`.
+pub fn worker_host(ns: &str, n: u32) -> String {
+    format!("my-citus-worker-{n}.my-citus-worker-headless.{ns}.svc.cluster.local")
+}
+
+/// The coordinator's own name in `pg_dist_node` in namespace `ns`.
+pub fn coordinator_host(ns: &str) -> String {
+    format!("my-citus-coordinator-0.my-citus-coordinator-headless.{ns}.svc.cluster.local")
 }
 
 pub fn chart_dir() -> PathBuf {
@@ -260,18 +270,47 @@ pub fn psql_argv<'a>(login: &Login<'a>) -> [&'a str; 16] {
     ["psql", "-X", "-w", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", host, "-U", user, "-d", database, "-f", "-"]
 }
 
+/// The pods a scenario runs commands in: a cluster of the simulator, or its namespace on the control plane.
+pub trait Pods {
+    /// The namespace of the pods.
+    fn namespace(&self) -> &str;
+
+    /// `kubectl exec` of `argv` in `pod` with `env` added to the container's and `stdin` fed to it.
+    fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput>;
+}
+
+impl Pods for Cluster {
+    fn namespace(&self) -> &str {
+        Cluster::namespace(self)
+    }
+
+    fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput> {
+        Ok(self.exec(pod, argv, env, stdin)?)
+    }
+}
+
+impl Pods for TestCluster {
+    fn namespace(&self) -> &str {
+        Cluster::namespace(self)
+    }
+
+    fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput> {
+        Ok(self.exec(pod, argv, env, stdin)?)
+    }
+}
+
 /// Runs SQL with psql in `pod` (never prompting for a password); Ok(stdout) or Err(stderr) by exit status.
-pub fn try_psql(cluster: &Cluster, pod: &str, login: &Login, sql: &str) -> anyhow::Result<Result<String, String>> {
+pub fn try_psql(pods: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow::Result<Result<String, String>> {
     let argv = psql_argv(login);
     let mut env = vec![("PGCONNECT_TIMEOUT", "10")];
     if let Some(p) = login.password {
         env.push(("PGPASSWORD", p));
     }
-    let out = cluster.exec(pod, &argv, &env, Some(sql.as_bytes()))?;
+    let out = pods.run(pod, &argv, &env, Some(sql.as_bytes()))?;
     Ok(if out.status.success() { Ok(out.stdout.trim().to_owned()) } else { Err(out.stderr) })
 }
 
-pub fn psql(cluster: &Cluster, pod: &str, login: &Login, sql: &str) -> anyhow::Result<String> {
+pub fn psql(cluster: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow::Result<String> {
     match try_psql(cluster, pod, login, sql)? {
         Ok(out) => Ok(out),
         Err(stderr) => bail!("psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}", login.user, login.host),
@@ -295,7 +334,7 @@ pub fn drop_citus_preload(manifest: &mut Manifest) -> anyhow::Result<()> {
 }
 
 /// pg_dist_node as "nodename:port group active role" lines, by nodeid.
-pub fn dist_nodes(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+pub fn dist_nodes(cluster: &dyn Pods) -> anyhow::Result<Vec<String>> {
     let sql = "SELECT nodename || ':' || nodeport || ' ' || groupid || ' ' || isactive || ' ' || noderole FROM pg_dist_node ORDER BY nodeid";
     Ok(psql(cluster, COORDINATOR, &SOCKET, sql)?.lines().map(str::to_owned).collect())
 }
@@ -327,7 +366,7 @@ pub fn process_facts(pid: i32, needle: &str) -> anyhow::Result<Option<ProcessFac
 
 /// Waits for the newest background rebalance (the registration's; an older one it replaced may have been
 /// cancelled); fails when it did not finish.
-pub fn wait_rebalance(cluster: &Cluster, timeout: Duration) -> anyhow::Result<()> {
+pub fn wait_rebalance(cluster: &dyn Pods, timeout: Duration) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     let sql = |query: &str| psql(cluster, COORDINATOR, &SOCKET, query);
     loop {
