@@ -3,7 +3,6 @@
 //! moves. The checks of the tables and of `pg_dist_node` serve the other scenarios too.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use anyhow::{ensure, Context as _};
 use serde_json::json;
@@ -14,9 +13,6 @@ use crate::util::{self, Env, Pods, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVIC
 crate::scenarios!(Node: install_registers_workers_serves_tables_and_survives_rerun_and_restart, shard_moves_work_as_postgres_and_as_the_application_user);
 
 pub const ROWS: u32 = 10_000;
-
-/// How long a Service may take to follow its pods' readiness.
-const SERVING: Duration = Duration::from_secs(10);
 
 /// pg_dist_node must hold the coordinator and `workers` active workers, all under their DNS names.
 pub fn assert_registered(cluster: &dyn Pods, workers: u32) -> anyhow::Result<Vec<String>> {
@@ -79,7 +75,7 @@ fn install_registers_workers_serves_tables_and_survives_rerun_and_restart(env: &
     let space = Space::create(env, "citus-install", None)?;
     space.install(json!({}))?;
     space.wait_ready(&NODES, util::READY)?;
-    space.wait_serving(SERVING)?;
+    space.wait_serving(util::SERVING)?;
     let before = assert_registered(&space, 3)?;
 
     for pod in NODES {
@@ -143,7 +139,7 @@ fn shard_moves_work_as_postgres_and_as_the_application_user(env: &Env) -> anyhow
     let space = Space::create(env, "citus-shard-moves", None)?;
     space.install(json!({}))?;
     space.wait_ready(&NODES, util::READY)?;
-    space.wait_serving(SERVING)?;
+    space.wait_serving(util::SERVING)?;
     load_tables(&space)?;
     let first = move_shard(&space, "postgres", POSTGRES_PASSWORD)?;
     let second = move_shard(&space, "citus", APP_PASSWORD)?;

@@ -89,10 +89,13 @@ impl Space {
     /// `helm install my-citus` with the scenario's passwords plus `extra`; Helm returns once the post-install
     /// registration Job has completed on the node.
     pub(crate) fn install(&self, extra: Value) -> anyhow::Result<()> {
+        self.install_values(&util::values(extra))
+    }
+
+    /// `helm install my-citus` with exactly `values`.
+    pub(crate) fn install_values(&self, values: &Value) -> anyhow::Result<()> {
         let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
-        self.helm
-            .install(&util::chart_dir(), "my-citus", &util::values(extra), &options)
-            .with_context(|| self.diagnose())?;
+        self.helm.install(&util::chart_dir(), "my-citus", values, &options).with_context(|| self.diagnose())?;
         Ok(())
     }
 

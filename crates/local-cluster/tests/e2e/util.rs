@@ -19,6 +19,8 @@ pub const COORDINATOR: &str = "my-citus-coordinator-0";
 pub const COORDINATOR_FQDN: &str = "my-citus-coordinator-0.my-citus-coordinator-headless.citus.svc.cluster.local";
 pub const COORDINATOR_SERVICE: &str = "my-citus-coordinator";
 pub const READY: Duration = Duration::from_secs(180);
+/// How long a Service may take to follow its pods' readiness on the node agent.
+pub const SERVING: Duration = Duration::from_secs(10);
 
 pub fn worker_fqdn(n: u32) -> String {
     worker_host("citus", n)
