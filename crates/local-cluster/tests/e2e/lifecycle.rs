@@ -1,39 +1,41 @@
-//! A node's life on the v2 harness: a first start killed during initdb or during setup completes on the
-//! next start, and a Citus minor upgrade (an image tag mapped to another Citus build) updates the extension
+//! A node's life: a first start killed during initdb or during setup completes on the next start (on the
+//! control plane), and a Citus minor upgrade (an image tag mapped to another Citus build) updates the extension
 //! on every node, coordinator first, with the data intact.
 
 use anyhow::{ensure, Context as _};
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, check_tables, load_tables};
+use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, SOCKET};
 
 crate::scenarios!(
-    Citus: a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time;
+    Node: a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time;
     TwoCitus: a_citus_minor_upgrade_updates_every_node_coordinator_first
 );
 
 fn a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
+    let space = Space::create(env, "lifecycle-first-start", None)?;
     // initdb's output goes nowhere; the line before it is logged when it starts, and the kill comes within
-    // one pass of the kubelet (100 ms), while initdb runs. worker-1 dies later, while the role, database
-    // and extension are being created.
-    cluster.kill_on_log_line("my-citus-worker-0", "initialising a new data directory");
-    cluster.kill_on_log_line("my-citus-worker-1", "and the citus extension");
-    cluster.install(&util::values(json!({})))?;
-    cluster.wait_all_ready(util::READY)?;
-    for (pod, claim) in
-        [("my-citus-worker-0", "data-my-citus-worker-0"), ("my-citus-worker-1", "data-my-citus-worker-1")]
-    {
-        let restarts = cluster.pod(pod)?.restarts().get("postgresql").copied().unwrap_or(0);
+    // one pass of the node agent, while initdb runs. worker-1 dies later, while the role, database and
+    // extension are being created.
+    space.agent.kill_on_log_line(&space.ns, "my-citus-worker-0", "initialising a new data directory");
+    space.agent.kill_on_log_line(&space.ns, "my-citus-worker-1", "and the citus extension");
+    space.install(json!({}))?;
+    space.wait_ready(&NODES, util::READY)?;
+    space.wait_serving(util::SERVING)?;
+    for pod in ["my-citus-worker-0", "my-citus-worker-1"] {
+        let path = "{.status.containerStatuses[?(@.name==\"postgresql\")].restartCount}";
+        let restarts: u32 = space.jsonpath(&format!("pod/{pod}"), path)?.parse()?;
         ensure!(restarts >= 1, "{pod} was never killed ({restarts} restarts)");
-        let staging = cluster.dir().join("claims").join(claim).join("pgdata.initdb");
-        ensure!(!staging.exists(), "{pod}: the interrupted initdb left {}", staging.display());
+        let staging =
+            space.kubectl(&["exec", pod, "--", "sh", "-c", "ls -d \"$PGDATA.initdb\" 2>/dev/null || true"])?;
+        ensure!(staging.trim().is_empty(), "{pod}: the interrupted initdb left {staging}");
     }
-    let log = cluster.logs("my-citus-worker-0")?;
+    let log = space.agent.log(&space.ns, "my-citus-worker-0")?;
     ensure!(log.matches("initialising a new data directory").count() >= 2, "worker-0 did not initialise again:\n{log}");
-    assert_registered(&cluster, 3)?;
-    load_tables(&cluster)?;
+    assert_registered(&space, 3)?;
+    load_tables(&space)?;
     Ok(())
 }
 
