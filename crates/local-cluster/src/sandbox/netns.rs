@@ -22,6 +22,8 @@ const PREFIX: &str = "lc";
 /// Service virtual IPs are answered.
 const SUBNET: [u8; 3] = [10, 231, 0];
 const SWITCH_IP: Ipv4Addr = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], 1);
+/// The bridge's own link address (locally administered), fixed for the switch's life.
+const SWITCH_MAC: &str = "02:00:0a:e7:00:01";
 
 fn ip(args: &[&str]) -> Result<()> {
     let output = Command::new("ip").args(args).output().map_err(|e| Error::Command {
@@ -146,7 +148,10 @@ impl Network {
         static CLUSTERS: AtomicU32 = AtomicU32::new(0);
         let prefix = format!("{PREFIX}{}-{}", std::process::id(), CLUSTERS.fetch_add(1, Ordering::Relaxed));
         let switch = Netns::create(format!("{prefix}-sw"))?;
-        ip(&["-n", switch.name(), "link", "add", "br0", "type", "bridge"])?;
+        // A bridge without an address of its own takes the lowest of its ports' and changes it when that
+        // port's pod goes: the pods' ARP entries for the switch would then point nowhere, and their
+        // connections to Service addresses time out until the entries expire.
+        ip(&["-n", switch.name(), "link", "add", "br0", "address", SWITCH_MAC, "type", "bridge"])?;
         ip(&["-n", switch.name(), "link", "set", "br0", "up"])?;
         ip(&["-n", switch.name(), "addr", "add", &format!("{SWITCH_IP}/24"), "dev", "br0"])?;
         Ok(Network { switch, prefix, next_port: 0, last_host: 1, services: None })

@@ -108,6 +108,16 @@ impl Space {
         Ok(())
     }
 
+    /// `kubectl rollout status` of the coordinator and worker StatefulSets: Helm returns before a changed pod
+    /// template has rolled out (the chart's releases run without `--wait`).
+    pub(crate) fn wait_rolled_out(&self, timeout: Duration) -> anyhow::Result<()> {
+        for set in ["statefulset/my-citus-coordinator", "statefulset/my-citus-worker"] {
+            self.kubectl(&["rollout", "status", set, &format!("--timeout={}s", timeout.as_secs())])
+                .with_context(|| self.diagnose())?;
+        }
+        Ok(())
+    }
+
     /// Waits until `pod` is Ready again as another pod than the one `old` (its `{.metadata.uid} ...` before)
     /// described: its controller recreated it after a deletion.
     pub(crate) fn wait_recreated(&self, pod: &str, old: &str, timeout: Duration) -> anyhow::Result<()> {
@@ -191,7 +201,7 @@ impl Space {
         let get = |args: &[&str]| self.kubectl(args).unwrap_or_else(|e| e.to_string());
         let mut text = format!(
             "objects:\n{}\nevents:\n{}\nlast agent error: {}\n",
-            get(&["get", "pods,pvc,jobs,statefulsets", "-o", "wide"]),
+            get(&["get", "pods,pvc,jobs,statefulsets,endpointslices", "-o", "wide"]),
             get(&["get", "events", "--sort-by=.lastTimestamp"]),
             self.agent.last_error().unwrap_or_else(|| "none".into())
         );
@@ -229,6 +239,10 @@ impl util::Pods for Space {
     fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput> {
         let command = Command { container: None, argv, env, stdin, timeout: Duration::from_secs(120) };
         Ok(self.agent.exec(&self.ns, pod, &command)?)
+    }
+
+    fn diagnose(&self) -> String {
+        Space::diagnose(self)
     }
 }
 

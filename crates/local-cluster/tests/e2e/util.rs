@@ -279,6 +279,11 @@ pub trait Pods {
 
     /// `kubectl exec` of `argv` in `pod` with `env` added to the container's and `stdin` fed to it.
     fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput>;
+
+    /// What the cluster says of itself, for a failure's message.
+    fn diagnose(&self) -> String {
+        String::new()
+    }
 }
 
 impl Pods for Cluster {
@@ -315,7 +320,12 @@ pub fn try_psql(pods: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow:
 pub fn psql(cluster: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow::Result<String> {
     match try_psql(cluster, pod, login, sql)? {
         Ok(out) => Ok(out),
-        Err(stderr) => bail!("psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}", login.user, login.host),
+        Err(stderr) => bail!(
+            "psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}\n{}",
+            login.user,
+            login.host,
+            cluster.diagnose()
+        ),
     }
 }
 
