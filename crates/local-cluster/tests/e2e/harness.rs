@@ -1,21 +1,22 @@
-//! The harness's own Kubernetes behaviours on the chart's pods: the exporter sidecar with its HTTP probes,
-//! the volumePermissions init container, the backup CronJob run as a Job (new top-level mount path),
-//! two releases side by side, a StatefulSet scaled outside Helm, a liveness probe restarting a container,
-//! a Pending pod and a network cut.
+//! What the node does with the chart's pods, on the control plane: the exporter sidecar with its HTTP probes,
+//! the volumePermissions init container, two releases side by side, a StatefulSet scaled outside Helm, a
+//! liveness probe restarting a container, a Pending pod and a network cut. The tag-to-build mapping of the
+//! images runs on the simulator until a second Citus build is at hand.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context as _};
+use anyhow::{bail, ensure, Context as _};
+use helm_engine::ReleaseOptions;
 use nix::sys::signal::{kill, Signal};
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, load_tables};
+use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, SOCKET};
 
-crate::scenarios!(Citus:
+crate::scenarios!(Node:
     metrics_sidecar_is_scraped_with_pg_up_on_every_node,
     volume_permissions_init_container_fixes_a_root_owned_claim,
-    backup_cronjob_run_as_a_job_writes_a_backup,
     two_releases_run_side_by_side,
     a_worker_scaled_outside_helm_gets_its_pod,
     a_failing_liveness_probe_restarts_the_container,
@@ -28,17 +29,29 @@ fn small() -> serde_json::Value {
     json!({"worker": {"replicaCount": 1}})
 }
 
+/// `GET http://<pod>:<port><path>` from inside the coordinator, as a scraper in the cluster does.
+fn http_get(space: &Space, pod: &str, port: u16, path: &str) -> anyhow::Result<String> {
+    let ip = space.jsonpath(&format!("pod/{pod}"), "{.status.podIP}")?;
+    let url = format!("http://{ip}:{port}{path}");
+    space.kubectl(&["exec", util::COORDINATOR, "--", "curl", "-sSf", "--max-time", "10", &url])
+}
+
+/// The value of the `postgresql` container's restart count of `pod`.
+fn restarts(space: &Space, pod: &str) -> anyhow::Result<u32> {
+    let path = "{.status.containerStatuses[?(@.name==\"postgresql\")].restartCount}";
+    Ok(space.jsonpath(&format!("pod/{pod}"), path)?.parse()?)
+}
+
 fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
+    let space = Space::create(env, "node-metrics", Some("restricted"))?;
     // The stand-in for the exporter image is Debian's exporter 0.11.1: the tag says so, so that the chart
     // passes it the flags that version knows.
-    let values = util::values(json!({"metrics": {"enabled": true, "image": {"tag": "v0.11.1"}}}));
-    let manifest = cluster.install(&values)?;
+    space.install(json!({"metrics": {"enabled": true, "image": {"tag": "v0.11.1"}}}))?;
     // Ready means both containers are: the exporter's httpGet readiness probe passed too.
-    cluster.wait_all_ready(util::READY)?;
-    for pod in ["my-citus-coordinator-0", "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"] {
-        let (status, body) = cluster.http_get(pod, 9187, "/metrics")?;
-        ensure!(status == 200, "{pod}: /metrics answered {status}");
+    space.wait_ready(&NODES, util::READY)?;
+    space.wait_serving(util::SERVING)?;
+    for pod in NODES {
+        let body = http_get(&space, pod, 9187, "/metrics")?;
         ensure!(
             body.lines().any(|l| l.trim() == "pg_up 1"),
             "{pod}: no `pg_up 1` in the exporter's metrics:\n{}",
@@ -47,30 +60,21 @@ fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Res
     }
     // Give every custom query something to report: tables, a finished rebalance job (worker-2 emptied
     // and given back), the cleanup records its moves leave.
-    load_tables(&cluster)?;
-    let w2 = util::worker_fqdn(2);
-    util::psql(
-        &cluster,
-        util::COORDINATOR,
-        &SOCKET,
-        &format!(
-            "SELECT citus_set_node_property('{w2}', 5432, 'shouldhaveshards', false); \
-             SELECT citus_rebalance_start(shard_transfer_mode := 'block_writes') \\g /dev/null\n\
-             SELECT citus_rebalance_wait(); \
-             SELECT citus_set_node_property('{w2}', 5432, 'shouldhaveshards', true);"
-        ),
-    )?;
-    let queries = manifest
-        .get("ConfigMap", "my-citus-metrics-queries")
-        .and_then(|cm| cm.pointer("/data/queries.yaml"))
-        .and_then(|q| q.as_str())
-        .context("no queries.yaml in ConfigMap my-citus-metrics-queries")?;
+    load_tables(&space)?;
+    let w2 = util::worker_host(&space.ns, 2);
+    space.sql(&format!(
+        "SELECT citus_set_node_property('{w2}', 5432, 'shouldhaveshards', false); \
+         SELECT citus_rebalance_start(shard_transfer_mode := 'block_writes') \\g /dev/null\n\
+         SELECT citus_rebalance_wait(); \
+         SELECT citus_set_node_property('{w2}', 5432, 'shouldhaveshards', true);"
+    ))?;
+    let queries = space.jsonpath("configmap/my-citus-metrics-queries", "{.data.queries\\.yaml}")?;
     let prefixes: Vec<&str> = queries
         .lines()
         .filter_map(|l| l.strip_suffix(':').filter(|k| !k.starts_with([' ', '#']) && !k.is_empty()))
         .collect();
     ensure!(prefixes.len() >= 10, "only {} custom queries found: {prefixes:?}", prefixes.len());
-    let (_, body) = cluster.http_get("my-citus-coordinator-0", 9187, "/metrics")?;
+    let body = http_get(&space, util::COORDINATOR, 9187, "/metrics")?;
     let missing: Vec<&&str> =
         prefixes.iter().filter(|p| !body.lines().any(|l| l.starts_with(&format!("{p}_")))).collect();
     ensure!(missing.is_empty(), "custom queries without series on the coordinator: {missing:?}");
@@ -84,172 +88,168 @@ fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Res
 
 fn volume_permissions_init_container_fixes_a_root_owned_claim(env: &Env) -> anyhow::Result<()> {
     // Without fsGroup nothing changes the new (root:root 0755) volume: uid 1001 cannot create PGDATA in it.
-    let no_fs_group = json!({"coordinator": {"podSecurityContext": {"enabled": false}}, "worker": {"replicaCount": 1, "podSecurityContext": {"enabled": false}}});
+    let no_fs_group = json!({
+        "coordinator": {"podSecurityContext": {"enabled": false}},
+        "worker": {"replicaCount": 1, "podSecurityContext": {"enabled": false}},
+        "workerRegistration": {"backoffLimit": 0, "activeDeadlineSeconds": 30},
+    });
     {
-        let mut cluster = util::cluster(env.postgres()?)?;
-        let manifest = cluster.render(&util::values(no_fs_group.clone()), false)?;
-        cluster.apply_objects(&manifest)?;
-        let pod = cluster.start_statefulset_pod(&manifest, "my-citus-coordinator", 0, None)?;
-        let failed = cluster.wait_ready(&pod, Duration::from_secs(60));
-        ensure!(failed.is_err(), "PGDATA was created in a root-owned volume without fsGroup or volumePermissions");
+        let space = Space::create(env, "node-no-fsgroup", None)?;
+        if space.install(no_fs_group.clone()).is_ok() {
+            bail!("the release installed although PGDATA cannot be created in a root-owned volume");
+        }
+        let ready = space
+            .jsonpath(&format!("pod/{}", util::COORDINATOR), "{.status.conditions[?(@.type==\"Ready\")].status}")?;
+        ensure!(ready != "True", "PGDATA was created in a root-owned volume without fsGroup or volumePermissions");
     }
-    let mut cluster = util::cluster(env.postgres()?)?;
+    let space = Space::create(env, "node-volume-permissions", None)?;
     let mut values = no_fs_group;
     values["volumePermissions"] = json!({"enabled": true});
-    cluster.install(&util::values(values))?;
-    cluster.wait_all_ready(util::READY)?;
-    let log = cluster.logs("my-citus-coordinator-0")?;
+    space.install(values)?;
+    space.wait_ready(&NODES[..2], util::READY)?;
+    let log = space.agent.log(&space.ns, util::COORDINATOR)?;
     ensure!(
         log.contains("container volume-permissions starts") && log.contains("as uid 0"),
         "the init container did not run as root first:\n{log}"
     );
-    assert_registered(&cluster, 1)?;
-    Ok(())
-}
-
-fn backup_cronjob_run_as_a_job_writes_a_backup(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&util::values(json!({"backup": {"enabled": true}})))?;
-    cluster.wait_all_ready(util::READY)?;
-    load_tables(&cluster)?;
-    let report = cluster.create_job_from_cronjob("my-citus-backup", "my-citus-backup-manual")?;
-    ensure!(report.attempts == 1, "the backup Job needed {} attempts", report.attempts);
-    let claims = cluster.dir().join("claims");
-    let claim = std::fs::read_dir(&claims)?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("backup")))
-        .with_context(|| format!("no backup claim in {}", claims.display()))?;
-    let backups: Vec<_> = std::fs::read_dir(&claim)?
-        .flatten()
-        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
-        .collect();
-    ensure!(backups.len() == 1, "expected one backup in {}, found {}", claim.display(), backups.len());
-    let files = std::fs::read_dir(backups[0].path())?.count();
-    ensure!(files >= 2, "the backup {} holds {files} file(s)", backups[0].path().display());
+    assert_registered(&space, 1)?;
     Ok(())
 }
 
 fn two_releases_run_side_by_side(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&util::values(small()))?;
-    cluster.install_release("other", &util::values(small()))?;
-    cluster.wait_all_ready(util::READY)?;
-    util::psql(
-        &cluster,
-        "my-citus-coordinator-0",
-        &SOCKET,
-        "CREATE TABLE mine (id int); SELECT create_distributed_table('mine', 'id')",
-    )?;
-    for (coordinator, worker) in
-        [("my-citus-coordinator-0", "my-citus-worker-0"), ("other-citus-coordinator-0", "other-citus-worker-0")]
-    {
-        let nodes = util::psql(&cluster, coordinator, &SOCKET, "SELECT string_agg(nodename, ',' ORDER BY nodeid) FROM pg_dist_node WHERE noderole = 'primary' AND groupid > 0")?;
+    let space = Space::create(env, "node-two-releases", None)?;
+    space.install(small())?;
+    let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
+    space
+        .helm
+        .install(&util::chart_dir(), "other", &util::values(small()), &options)
+        .with_context(|| space.diagnose())?;
+    let (mine, theirs) = ("my-citus-coordinator-0", "other-citus-coordinator-0");
+    space.wait_ready(&[mine, "my-citus-worker-0", theirs, "other-citus-worker-0"], util::READY)?;
+    util::psql(&space, mine, &SOCKET, "CREATE TABLE mine (id int); SELECT create_distributed_table('mine', 'id')")?;
+    for (coordinator, worker) in [(mine, "my-citus-worker-0"), (theirs, "other-citus-worker-0")] {
+        let nodes = util::psql(&space, coordinator, &SOCKET, "SELECT string_agg(nodename, ',' ORDER BY nodeid) FROM pg_dist_node WHERE noderole = 'primary' AND groupid > 0")?;
         ensure!(nodes.starts_with(worker), "{coordinator} registered {nodes}, not its own {worker}");
     }
-    let theirs = util::psql(
-        &cluster,
-        "other-citus-coordinator-0",
-        &SOCKET,
-        "SELECT count(*) FROM pg_class WHERE relname = 'mine'",
-    )?;
-    ensure!(theirs == "0", "a table of release my-citus appeared in release other");
-    cluster.uninstall("other")?;
-    ensure!(
-        cluster.pod("other-citus-coordinator-0").is_err() && cluster.pod("my-citus-coordinator-0").is_ok(),
-        "uninstall removed the wrong pods"
-    );
+    let found = util::psql(&space, theirs, &SOCKET, "SELECT count(*) FROM pg_class WHERE relname = 'mine'")?;
+    ensure!(found == "0", "a table of release my-citus appeared in release other");
+    space.helm.uninstall("other")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pods = space.jsonpath("pods", "{.items[*].metadata.name}")?;
+        let left: Vec<&str> =
+            pods.split_whitespace().filter(|p| p.starts_with("other-citus-") && !p.contains("register")).collect();
+        if left.is_empty() {
+            ensure!(pods.split_whitespace().any(|p| p == mine), "uninstalling release other removed {mine}");
+            break;
+        }
+        ensure!(Instant::now() < deadline, "pods of release other left 120 s after its uninstall: {left:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     Ok(())
 }
 
 fn a_worker_scaled_outside_helm_gets_its_pod(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&util::values(small()))?;
-    cluster.wait_all_ready(util::READY)?;
-    cluster.scale_statefulset("my-citus-worker", 2)?;
-    cluster.wait_ready("my-citus-worker-1", util::READY)?;
-    let lookup = cluster.exec("my-citus-coordinator-0", &["getent", "hosts", &util::worker_fqdn(1)], &[], None)?;
-    ensure!(lookup.status.success(), "the new pod has no DNS name");
-    ensure!(util::psql(&cluster, "my-citus-worker-1", &SOCKET, "SELECT 1")? == "1", "worker-1 does not answer");
-    cluster.delete_pod("my-citus-worker-1")?;
-    cluster.wait_for("the controller to recreate worker-1", util::READY, |c| Ok(c.pod("my-citus-worker-1").is_ok()))?;
-    cluster.wait_ready("my-citus-worker-1", util::READY)?;
+    let space = Space::create(env, "node-scaled", None)?;
+    space.install(small())?;
+    space.kubectl(&["scale", "statefulset", "my-citus-worker", "--replicas=2"])?;
+    space.kubectl(&["rollout", "status", "statefulset/my-citus-worker", "--timeout=180s"])?;
+    let name = util::worker_host(&space.ns, 1);
+    space
+        .kubectl(&["exec", util::COORDINATOR, "--", "getent", "hosts", &name])
+        .context("the new pod has no DNS name")?;
+    ensure!(space.sql_in("my-citus-worker-1", "SELECT 1")? == "1", "worker-1 does not answer");
+    let old = space.jsonpath("pod/my-citus-worker-1", "{.metadata.uid}")?;
+    space.kubectl(&["delete", "pod", "my-citus-worker-1", "--wait=true"])?;
+    space.wait_recreated("my-citus-worker-1", &old, util::READY)?;
     Ok(())
 }
 
 fn a_failing_liveness_probe_restarts_the_container(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
+    let space = Space::create(env, "node-liveness", None)?;
     // An impatient liveness probe, kept off the first start (initdb) by a startup probe, as it should be.
     let liveness = json!({"initialDelaySeconds": 1, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2});
     let startup = json!({"enabled": true, "initialDelaySeconds": 1, "periodSeconds": 1, "failureThreshold": 300});
-    cluster.install(&util::values(
-        json!({"worker": {"replicaCount": 1, "livenessProbe": liveness, "startupProbe": startup}}),
-    ))?;
-    cluster.wait_all_ready(util::READY)?;
+    space.install(json!({"worker": {"replicaCount": 1, "livenessProbe": liveness, "startupProbe": startup}}))?;
     // Freeze the postmaster: it stays alive but answers nothing, which only a liveness probe notices.
     let pod = "my-citus-worker-0";
-    let postmaster = cluster
-        .pod(pod)?
-        .processes()
+    space.wait_ready(&[pod], util::READY)?;
+    let postmaster = space
+        .agent
+        .processes(&space.ns, pod)?
         .into_iter()
         .find(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| c.starts_with(b"postgres\0") && c.windows(11).any(|w| w == b"config_file"))
         })
         .context("no postmaster in the worker pod")?;
+    let before = restarts(&space, pod)?;
     kill(postmaster, Signal::SIGSTOP)?;
-    cluster.wait_for("the kubelet to restart the frozen container", Duration::from_secs(60), |c| {
-        Ok(c.pod(pod)?.restarts().get("postgresql").copied().unwrap_or(0) >= 1)
-    })?;
-    cluster.wait_ready(pod, util::READY)?;
-    let out = util::psql(&cluster, pod, &SOCKET, "SELECT 1")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restarts(&space, pod)? == before {
+        ensure!(Instant::now() < deadline, "the node did not restart the frozen container in 60 s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    space.wait_ready(&[pod], util::READY)?;
+    let out = space.sql_in(pod, "SELECT 1")?;
     ensure!(out == "1", "the restarted worker answers {out}");
     Ok(())
 }
 
 fn a_pending_pod_has_no_address_and_starts_when_released(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&util::values(json!({"worker": {"replicaCount": 2}})))?;
-    cluster.wait_all_ready(util::READY)?;
-    cluster.hold_pending("my-citus-worker-1");
-    cluster.delete_pod("my-citus-worker-1")?;
-    cluster.tick()?;
-    ensure!(cluster.pod("my-citus-worker-1").is_err(), "a Pending pod runs");
-    let lookup = cluster.exec("my-citus-coordinator-0", &["getent", "hosts", &util::worker_fqdn(1)], &[], None)?;
+    let space = Space::create(env, "node-pending", None)?;
+    space.install(json!({"worker": {"replicaCount": 2}}))?;
+    let pod = "my-citus-worker-1";
+    space.agent.hold_pending(&space.ns, pod);
+    let old = space.jsonpath(&format!("pod/{pod}"), "{.metadata.uid}")?;
+    space.kubectl(&["delete", "pod", pod, "--wait=true"])?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let address = loop {
+        let state = space.jsonpath(&format!("pod/{pod}"), "{.metadata.uid} {.status.phase} {.status.podIP}");
+        if let Ok(state) = state {
+            let words: Vec<&str> = state.split_whitespace().collect();
+            if words.first() != Some(&old.as_str()) && words.get(1) == Some(&"Pending") {
+                break words.get(2).map(|a| (*a).to_owned());
+            }
+        }
+        ensure!(Instant::now() < deadline, "the recreated {pod} is not Pending after 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    ensure!(address.is_none(), "a Pending pod has an address: {address:?}");
+    let name = util::worker_host(&space.ns, 1);
+    let lookup = util::Pods::run(&space, util::COORDINATOR, &["getent", "hosts", &name], &[], None)?;
     ensure!(!lookup.status.success(), "a Pending pod has a DNS name: {}", lookup.stdout);
-    ensure!(
-        cluster.wait_all_ready(Duration::from_secs(5)).is_err_and(|e| e.to_string().contains("Pending")),
-        "waiting for all pods did not name the Pending one"
-    );
-    cluster.release_pending("my-citus-worker-1")?;
-    cluster.wait_ready("my-citus-worker-1", util::READY)?;
+    let waited = space.wait_ready(&[pod], Duration::from_secs(5));
+    ensure!(waited.is_err(), "a Pending pod reported Ready");
+    space.agent.release_pending(&space.ns, pod);
+    space.wait_ready(&[pod], util::READY)?;
     Ok(())
 }
 
 fn a_network_cut_stops_traffic_between_two_pods_until_healed(env: &Env) -> anyhow::Result<()> {
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&util::values(json!({"worker": {"replicaCount": 2}})))?;
-    cluster.wait_all_ready(util::READY)?;
-    let reach = |cluster: &local_cluster::Cluster, worker: u32| -> anyhow::Result<bool> {
+    let space = Space::create(env, "node-network-cut", None)?;
+    space.install(json!({"worker": {"replicaCount": 2}}))?;
+    let coordinator = util::coordinator_host(&space.ns);
+    let reach = |worker: u32| -> anyhow::Result<bool> {
         let sql = format!(
             "SELECT result FROM run_command_on_workers('SELECT 1') WHERE nodename = '{}'",
-            util::worker_fqdn(worker)
+            util::worker_host(&space.ns, worker)
         );
-        let login = util::tcp(util::COORDINATOR_FQDN, "postgres", util::POSTGRES_PASSWORD);
+        let login = util::tcp(&coordinator, "postgres", util::POSTGRES_PASSWORD);
         Ok(util::try_psql(
-            cluster,
-            "my-citus-coordinator-0",
+            &space,
+            util::COORDINATOR,
             &login,
             &format!("SET citus.node_connection_timeout = 2000; {sql}"),
         )?
         .is_ok_and(|out| out.ends_with('1')))
     };
-    ensure!(reach(&cluster, 0)? && reach(&cluster, 1)?, "the coordinator cannot reach its workers before the cut");
-    cluster.cut_network("my-citus-coordinator-0", "my-citus-worker-1")?;
-    ensure!(!reach(&cluster, 1)?, "the coordinator still reaches worker-1 through the cut");
-    ensure!(reach(&cluster, 0)?, "the cut also stopped traffic to worker-0");
-    cluster.heal_network("my-citus-coordinator-0", "my-citus-worker-1")?;
-    ensure!(reach(&cluster, 1)?, "worker-1 is unreachable after the cut healed");
+    ensure!(reach(0)? && reach(1)?, "the coordinator cannot reach its workers before the cut");
+    space.agent.cut(&space.ns, util::COORDINATOR, "my-citus-worker-1")?;
+    ensure!(!reach(1)?, "the coordinator still reaches worker-1 through the cut");
+    ensure!(reach(0)?, "the cut also stopped traffic to worker-0");
+    space.agent.heal(&space.ns, util::COORDINATOR, "my-citus-worker-1")?;
+    ensure!(reach(1)?, "worker-1 is unreachable after the cut healed");
     Ok(())
 }
 
