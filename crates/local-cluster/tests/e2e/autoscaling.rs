@@ -10,7 +10,7 @@ use anyhow::{ensure, Context as _};
 use local_cluster::{Cluster, HookEvent};
 use serde_json::json;
 
-use crate::scaling::job_logs;
+use crate::util::job_logs;
 use crate::util::{self, Env, COORDINATOR, SOCKET};
 
 crate::scenarios!(Citus: enabling_autoscaling_keeps_every_worker_running);

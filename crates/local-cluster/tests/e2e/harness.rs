@@ -29,13 +29,6 @@ fn small() -> serde_json::Value {
     json!({"worker": {"replicaCount": 1}})
 }
 
-/// `GET http://<pod>:<port><path>` from inside the coordinator, as a scraper in the cluster does.
-fn http_get(space: &Space, pod: &str, port: u16, path: &str) -> anyhow::Result<String> {
-    let ip = space.jsonpath(&format!("pod/{pod}"), "{.status.podIP}")?;
-    let url = format!("http://{ip}:{port}{path}");
-    space.kubectl(&["exec", util::COORDINATOR, "--", "curl", "-sSf", "--max-time", "10", &url])
-}
-
 /// The value of the `postgresql` container's restart count of `pod`.
 fn restarts(space: &Space, pod: &str) -> anyhow::Result<u32> {
     let path = "{.status.containerStatuses[?(@.name==\"postgresql\")].restartCount}";
@@ -51,7 +44,7 @@ fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Res
     space.wait_ready(&NODES, util::READY)?;
     space.wait_serving(util::SERVING)?;
     for pod in NODES {
-        let body = http_get(&space, pod, 9187, "/metrics")?;
+        let body = space.http_get(pod, 9187, "/metrics")?;
         ensure!(
             body.lines().any(|l| l.trim() == "pg_up 1"),
             "{pod}: no `pg_up 1` in the exporter's metrics:\n{}",
@@ -74,7 +67,7 @@ fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Res
         .filter_map(|l| l.strip_suffix(':').filter(|k| !k.starts_with([' ', '#']) && !k.is_empty()))
         .collect();
     ensure!(prefixes.len() >= 10, "only {} custom queries found: {prefixes:?}", prefixes.len());
-    let body = http_get(&space, util::COORDINATOR, 9187, "/metrics")?;
+    let body = space.http_get(util::COORDINATOR, 9187, "/metrics")?;
     let missing: Vec<&&str> =
         prefixes.iter().filter(|p| !body.lines().any(|l| l.starts_with(&format!("{p}_")))).collect();
     ensure!(missing.is_empty(), "custom queries without series on the coordinator: {missing:?}");

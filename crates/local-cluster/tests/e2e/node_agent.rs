@@ -101,11 +101,21 @@ impl Space {
 
     /// `helm upgrade my-citus` with the scenario's passwords plus `extra`; Helm returns once its hooks completed.
     pub(crate) fn upgrade(&self, extra: Value) -> anyhow::Result<()> {
+        self.upgrade_values(&util::values(extra))
+    }
+
+    /// `helm upgrade my-citus` with exactly `values`.
+    pub(crate) fn upgrade_values(&self, values: &Value) -> anyhow::Result<()> {
         let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
-        self.helm
-            .upgrade(&util::chart_dir(), "my-citus", &util::values(extra), &options)
-            .with_context(|| self.diagnose())?;
+        self.helm.upgrade(&util::chart_dir(), "my-citus", values, &options).with_context(|| self.diagnose())?;
         Ok(())
+    }
+
+    /// `GET http://<pod>:<port><path>` from inside the coordinator, as a scraper in the cluster does.
+    pub(crate) fn http_get(&self, pod: &str, port: u16, path: &str) -> anyhow::Result<String> {
+        let ip = self.jsonpath(&format!("pod/{pod}"), "{.status.podIP}")?;
+        let url = format!("http://{ip}:{port}{path}");
+        self.kubectl(&["exec", util::COORDINATOR, "--", "curl", "-sSf", "--max-time", "10", &url])
     }
 
     /// `kubectl rollout status` of the coordinator and worker StatefulSets: Helm returns before a changed pod
@@ -116,6 +126,44 @@ impl Space {
                 .with_context(|| self.diagnose())?;
         }
         Ok(())
+    }
+
+    /// Whether the API server has the pod (whatever its phase).
+    pub(crate) fn has_pod(&self, pod: &str) -> anyhow::Result<bool> {
+        Ok(self.jsonpath("pods", "{.items[*].metadata.name}")?.split_whitespace().any(|p| p == pod))
+    }
+
+    /// Waits until the API server no longer has the pod (its controller removed it, the node stopped it).
+    pub(crate) fn wait_gone(&self, pod: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.has_pod(pod)? {
+            ensure!(Instant::now() < deadline, "{pod} still exists after {timeout:?}\n{}", self.diagnose());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Ok(())
+    }
+
+    /// Waits until the pod exists (its controller creates it) and is Ready.
+    pub(crate) fn wait_ready_when_created(&self, pod: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.has_pod(pod)? {
+            ensure!(Instant::now() < deadline, "{pod} was not created in {timeout:?}\n{}", self.diagnose());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        self.wait_ready(&[pod], deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The logs of every pod of every Job whose name starts with `prefix` (all attempts of all revisions of
+    /// a hook Job that Helm has not deleted).
+    pub(crate) fn job_logs(&self, prefix: &str) -> anyhow::Result<String> {
+        let jobs = self.jsonpath("jobs", "{.items[*].metadata.name}")?;
+        let mut all = String::new();
+        for job in jobs.split_whitespace().filter(|j| j.starts_with(prefix)) {
+            let selector = format!("batch.kubernetes.io/job-name={job}");
+            all.push_str(&self.kubectl(&["logs", "-l", &selector, "--tail=-1", "--all-containers"])?);
+        }
+        ensure!(!all.is_empty(), "no log of a Job {prefix}*: jobs {jobs}");
+        Ok(all)
     }
 
     /// Waits until `pod` is Ready again as another pod than the one `old` (its `{.metadata.uid} ...` before)

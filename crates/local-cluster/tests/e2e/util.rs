@@ -320,12 +320,9 @@ pub fn try_psql(pods: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow:
 pub fn psql(cluster: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow::Result<String> {
     match try_psql(cluster, pod, login, sql)? {
         Ok(out) => Ok(out),
-        Err(stderr) => bail!(
-            "psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}\n{}",
-            login.user,
-            login.host,
-            cluster.diagnose()
-        ),
+        Err(stderr) => {
+            bail!("psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}\n{}", login.user, login.host, cluster.diagnose())
+        }
     }
 }
 
@@ -394,4 +391,19 @@ pub fn wait_rebalance(cluster: &dyn Pods, timeout: Duration) -> anyhow::Result<(
         anyhow::ensure!(std::time::Instant::now() < deadline, "rebalance not finished after {timeout:?}: {state}");
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// The logs of every pod of the simulator whose name starts with `prefix` (all attempts of all revisions of a
+/// hook Job).
+pub fn job_logs(cluster: &Cluster, prefix: &str) -> anyhow::Result<String> {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(cluster.dir().join("logs"))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with(prefix) {
+            all.push_str(&std::fs::read_to_string(&path)?);
+        }
+    }
+    anyhow::ensure!(!all.is_empty(), "no log of a pod {prefix}*");
+    Ok(all)
 }
