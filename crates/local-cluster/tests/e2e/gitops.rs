@@ -1,65 +1,128 @@
-//! GitOps and passwords: a first Argo CD-style sync (pre-upgrade hooks before any object exists), renders
-//! that keep the Secret stable, and the README's two ways of rotating the passwords (`helm upgrade` with new
-//! values, an edited existing Secret), each applied by the running nodes without a restart.
+//! GitOps and passwords on the control plane: a first Argo CD-style sync (pre-upgrade hooks applied before
+//! any object exists), renders that keep the Secret stable, and the README's two ways of rotating the
+//! passwords (`helm upgrade` with new values, an edited existing Secret), each applied by the running nodes
+//! without a restart, through the Secret volume the node updates.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use local_cluster::{Cluster, HookEvent};
-use serde_json::json;
+use helm_engine::{Helm, RenderOptions};
+use k8s_objects::Document;
+use serde_json::{json, Value};
 
-use crate::scaling::job_logs;
-use crate::util::Env;
-use crate::util::{self, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
+use crate::node_agent::{Space, NODES};
+use crate::util::{self, Env, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
 
-crate::scenarios!(Citus: first_argo_sync_runs_the_pre_upgrade_hooks_before_the_secret_exists, password_rotation_through_the_secret_leaves_a_working_cluster, password_rotation_by_editing_an_existing_secret_leaves_a_working_cluster; Postgres: renders_without_cluster_access_keep_given_passwords);
+crate::scenarios!(Node: first_argo_sync_runs_the_pre_upgrade_hooks_before_the_secret_exists, password_rotation_through_the_secret_leaves_a_working_cluster, password_rotation_by_editing_an_existing_secret_leaves_a_working_cluster; Helm: renders_without_cluster_access_keep_given_passwords);
+
+/// Where Argo CD puts a rendered object: its sync phase, from Helm's hook annotation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    PreSync,
+    Sync,
+    PostSync,
+    /// Hooks Argo CD has no phase for (`helm test`, pre-rollback only, pre-delete).
+    Skipped,
+}
+
+fn phase(doc: &Value) -> Phase {
+    let Some(hooks) = doc.pointer("/metadata/annotations/helm.sh~1hook").and_then(Value::as_str) else {
+        return Phase::Sync;
+    };
+    let has = |h: &str| hooks.split(',').any(|x| x.trim() == h);
+    if has("pre-install") || has("pre-upgrade") {
+        Phase::PreSync
+    } else if has("post-install") || has("post-upgrade") {
+        Phase::PostSync
+    } else {
+        Phase::Skipped
+    }
+}
+
+/// Applies the objects of `phase` server-side, as Argo CD does; Jobs of a hook phase are deleted first, as
+/// its `BeforeHookCreation` policy does. Returns the names of the phase's Jobs.
+fn sync_phase(space: &Space, docs: &[Document], which: Phase) -> anyhow::Result<Vec<String>> {
+    let objects: Vec<&Value> = docs.iter().map(|d| &d.value).filter(|v| phase(v) == which).collect();
+    let jobs: Vec<String> = objects
+        .iter()
+        .filter(|v| v["kind"] == "Job")
+        .filter_map(|v| v.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    if which != Phase::Sync {
+        for job in &jobs {
+            space.kubectl(&["delete", "job", job, "--ignore-not-found", "--wait=true"])?;
+        }
+    }
+    let stream: String = objects.iter().map(|v| format!("---\n{}\n", v)).collect();
+    space.kubectl_with_input(&["apply", "--server-side", "--field-manager=argocd", "-f", "-"], stream.as_bytes())?;
+    Ok(jobs)
+}
+
+fn wait_complete(space: &Space, jobs: &[String]) -> anyhow::Result<()> {
+    for job in jobs {
+        space
+            .kubectl(&["wait", "--for=condition=Complete", &format!("job/{job}"), "--timeout=300s"])
+            .with_context(|| space.diagnose())?;
+    }
+    Ok(())
+}
 
 fn first_argo_sync_runs_the_pre_upgrade_hooks_before_the_secret_exists(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
-    let values = util::values(json!({}));
+    let space = Space::create(env, "gitops-first-sync", Some("restricted"))?;
+    let options =
+        RenderOptions { namespace: space.ns.clone(), kube_version: Some("v1.36.2".into()), ..RenderOptions::default() };
+    let docs = Helm::discover()?.render(&util::chart_dir(), &util::values(json!({})), &options)?.documents()?;
     // Argo CD runs pre-install and pre-upgrade hooks alike as PreSync, before it applies anything.
-    let manifest = cluster.render(&values, true)?;
-    let started = std::time::Instant::now();
-    cluster.run_hooks(&manifest, HookEvent::PreUpgrade).context("the drain hook of a first sync failed")?;
-    ensure!(
-        started.elapsed() < std::time::Duration::from_secs(60),
-        "the drain hook of a first sync took {:?}",
-        started.elapsed()
-    );
-    let log = job_logs(&cluster, "my-citus-drain-workers-r")?;
+    let started = Instant::now();
+    let pre = sync_phase(&space, &docs, Phase::PreSync)?;
+    ensure!(!pre.is_empty(), "the render has no PreSync Job");
+    wait_complete(&space, &pre).context("the drain hook of a first sync failed")?;
+    ensure!(started.elapsed() < Duration::from_secs(60), "the drain hook of a first sync took {:?}", started.elapsed());
+    let log = space.job_logs("my-citus-drain-workers-r")?;
     ensure!(
         log.contains("no password Secret and no coordinator yet"),
         "the drain hook did not recognise a first sync:\n{log}"
     );
 
-    // The same release then installs and registers, and a later sync's drain hook removes nothing.
-    cluster.install(&values)?;
-    cluster.wait_all_ready(util::READY)?;
-    crate::citus_cluster::assert_registered(&cluster, 3)?;
-    cluster.upgrade(&values)?;
-    let log = job_logs(&cluster, "my-citus-drain-workers-r")?;
+    // The objects, then PostSync: the registration.
+    sync_phase(&space, &docs, Phase::Sync)?;
+    let post = sync_phase(&space, &docs, Phase::PostSync)?;
+    wait_complete(&space, &post)?;
+    space.wait_ready(&NODES, util::READY)?;
+    crate::citus_cluster::assert_registered(&space, 3)?;
+
+    // A later sync: its drain hook removes nothing.
+    let pre = sync_phase(&space, &docs, Phase::PreSync)?;
+    wait_complete(&space, &pre)?;
+    let log = space.job_logs("my-citus-drain-workers-r")?;
     ensure!(log.contains("no registered worker at ordinal 3 or above: nothing to drain"), "{log}");
-    crate::citus_cluster::assert_registered(&cluster, 3)?;
+    sync_phase(&space, &docs, Phase::Sync)?;
+    crate::citus_cluster::assert_registered(&space, 3)?;
     Ok(())
 }
 
-fn renders_without_cluster_access_keep_given_passwords(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
-    let secret_data =
-        |m: &local_cluster::Manifest| m.get("Secret", "my-citus-secret").and_then(|s| s.get("data")).cloned();
+fn renders_without_cluster_access_keep_given_passwords(_env: &Env) -> anyhow::Result<()> {
+    let helm = Helm::discover()?;
+    let render = |values: &Value, is_upgrade: bool| -> anyhow::Result<Vec<Document>> {
+        let options = RenderOptions { is_upgrade, ..RenderOptions::default() };
+        Ok(helm.render(&util::chart_dir(), values, &options)?.documents()?)
+    };
+    let secret_data = |docs: &[Document]| {
+        docs.iter()
+            .find(|d| d.value["kind"] == "Secret" && d.value["metadata"]["name"] == "my-citus-secret")
+            .map(|d| d.value["data"].clone())
+    };
     // Explicit passwords: every render (as Argo CD makes at every sync) carries the same Secret.
     let values = util::values(json!({}));
-    let first = secret_data(&cluster.render(&values, false)?).context("no Secret")?;
-    let again = secret_data(&cluster.render(&values, true)?).context("no Secret")?;
+    let first = secret_data(&render(&values, false)?).context("no Secret")?;
+    let again = secret_data(&render(&values, true)?).context("no Secret")?;
     ensure!(first == again, "the Secret changed between renders");
     // existingSecret: the chart renders no Secret at all, every pod and hook reads the named one.
     let existing = json!({"auth": {"existingSecret": "vault-synced", "postgresPassword": "", "password": ""}});
-    let manifest = cluster.render(&util::values(existing), true)?;
-    ensure!(secret_data(&manifest).is_none(), "a Secret is rendered although auth.existingSecret is set");
-    let text = serde_json::to_string(manifest.documents())?;
+    let docs = render(&util::values(existing), true)?;
+    ensure!(secret_data(&docs).is_none(), "a Secret is rendered although auth.existingSecret is set");
+    let text = serde_json::to_string(&docs.iter().map(|d| &d.value).collect::<Vec<_>>())?;
     ensure!(text.contains("\"vault-synced\""), "nothing refers to the existing Secret");
     Ok(())
 }
@@ -85,8 +148,9 @@ const OLD: Passwords =
     Passwords { postgres: util::POSTGRES_PASSWORD, app: util::APP_PASSWORD, monitoring: "mon 'old' \\pw:1" };
 const NEW: Passwords =
     Passwords { postgres: "rotated:super\\2", app: "rotated app 'pw'", monitoring: "mon 'new' \\pw:2" };
-/// How long a node may take to apply a changed Secret file: the watcher's 10 s period (README), with margin
-/// for a loaded machine. The kubelet's propagation (up to about a minute on Kubernetes) is instant here.
+/// How long a node may take to apply a changed Secret: the node's Secret refresh, the watcher's 10 s period
+/// (README) and its 2 s check that the files settled, with margin for a loaded machine. (A kubelet's
+/// propagation can take up to about a minute more; the node agent's takes 2 s.)
 const SWITCH: Duration = Duration::from_secs(30);
 
 /// What users turn on to debug or audit (review D5): every statement, its duration and Citus's commands to
@@ -98,45 +162,57 @@ const LOG_EVERYTHING: &str =
 /// (and `metrics.password`). The post-upgrade registration Job, which logs in to every node with the new
 /// Secret, must pass, and no pod may restart; with every statement logged, no password reaches a log.
 fn password_rotation_through_the_secret_leaves_a_working_cluster(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
+    let space = Space::create(env, "gitops-rotate-values", None)?;
     // The exporter stand-in is Debian's 0.11.1: the tag says so (see the scrape scenario in harness.rs).
-    let installed = util::values(json!({
+    let installed = json!({
         "metrics": {"enabled": true, "password": OLD.monitoring, "image": {"tag": "v0.11.1"}},
         "postgresql": {"extraConfiguration": LOG_EVERYTHING},
-    }));
-    cluster.install(&installed)?;
-    cluster.wait_all_ready(util::READY)?;
-    crate::citus_cluster::load_tables(&cluster)?;
-    let before = running_processes(&cluster)?;
-    assert_exporters_scrape(&mut cluster)?;
+    });
+    space.install(installed.clone())?;
+    space.wait_ready(&NODES, util::READY)?;
+    space.wait_serving(util::SERVING)?;
+    crate::citus_cluster::load_tables(&space)?;
+    let before = running_processes(&space)?;
+    assert_exporters_scrape(&space)?;
 
     let mut rotated = installed;
-    rotated["auth"]["postgresPassword"] = json!(NEW.postgres);
-    rotated["auth"]["password"] = json!(NEW.app);
+    rotated["auth"] = json!({"postgresPassword": NEW.postgres, "password": NEW.app});
     rotated["metrics"]["password"] = json!(NEW.monitoring);
     let started = Instant::now();
-    cluster.upgrade(&rotated).context("helm upgrade with the new passwords (its registration Job)")?;
+    space.upgrade(rotated).context("helm upgrade with the new passwords (its registration Job)")?;
     let upgraded = started.elapsed();
-    wait_for_passwords(&mut cluster, NEW, OLD)?;
+    wait_for_passwords(&space, NEW, OLD)?;
     println!("upgrade with its hooks {upgraded:?}, every node on the new passwords after {:?}", started.elapsed());
 
-    assert_rotated_in_place(&mut cluster, &before, NEW)?;
-    assert_no_password_logged(&cluster, &[OLD, NEW])?;
+    assert_rotated_in_place(&space, &before, NEW)?;
+    assert_no_password_logged(&space, &[OLD, NEW])?;
     Ok(())
 }
 
 /// No password (as it is, or quoted as an SQL literal) in any pod's log or in the logs the scripts keep under
 /// /tmp/citus in the node pods (the setup server's).
-fn assert_no_password_logged(cluster: &Cluster, sets: &[Passwords]) -> anyhow::Result<()> {
+fn assert_no_password_logged(space: &Space, sets: &[Passwords]) -> anyhow::Result<()> {
     let mut logs = Vec::new();
-    for entry in std::fs::read_dir(cluster.dir().join("logs"))? {
-        let path = entry?.path();
-        logs.push((path.display().to_string(), std::fs::read_to_string(&path)?));
+    for pod in space.jsonpath("pods", "{.items[*].metadata.name}")?.split_whitespace() {
+        logs.push((pod.to_owned(), space.agent.log(&space.ns, pod)?));
     }
-    for (pod, _) in node_hosts(cluster)? {
-        let out = cluster.exec(&pod, &["sh", "-c", "cat /tmp/citus/*.log 2>/dev/null || true"], &[], None)?;
-        logs.push((format!("{pod}:/tmp/citus/*.log"), out.stdout));
+    ensure!(
+        logs.len() > NODES.len(),
+        "no log of a Job's pod among {:?}",
+        logs.iter().map(|l| &l.0).collect::<Vec<_>>()
+    );
+    for pod in NODES {
+        let out = space.kubectl(&[
+            "exec",
+            pod,
+            "-c",
+            "postgresql",
+            "--",
+            "sh",
+            "-c",
+            "cat /tmp/citus/*.log 2>/dev/null || true",
+        ])?;
+        logs.push((format!("{pod}:/tmp/citus/*.log"), out));
     }
     for set in sets {
         for (user, password) in set.by_user() {
@@ -155,110 +231,112 @@ fn assert_no_password_logged(cluster: &Cluster, sets: &[Passwords]) -> anyhow::R
 /// The README's second way: with `auth.existingSecret`, edit that Secret (`kubectl edit secret`); here with
 /// `auth.usePasswordFiles`, the other way the nodes read their passwords at start.
 fn password_rotation_by_editing_an_existing_secret_leaves_a_working_cluster(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-    let mut cluster = util::cluster(postgres)?;
+    let space = Space::create(env, "gitops-rotate-secret", None)?;
     let secret = "citus-credentials";
-    cluster.add_object(&json!({
+    let object = json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": secret, "namespace": "citus"},
+        "metadata": {"name": secret},
         "stringData": {"postgres-password": OLD.postgres, "password": OLD.app, "monitoring-password": OLD.monitoring},
-    }))?;
+    });
+    space.kubectl_with_input(&["apply", "-f", "-"], object.to_string().as_bytes())?;
     let values = json!({
         "auth": {"existingSecret": secret, "usePasswordFiles": true},
         "metrics": {"enabled": true, "image": {"tag": "v0.11.1"}},
     });
-    cluster.install(&values)?;
-    cluster.wait_all_ready(util::READY)?;
-    crate::citus_cluster::load_tables(&cluster)?;
-    let before = running_processes(&cluster)?;
-    assert_exporters_scrape(&mut cluster)?;
+    space.install_values(&values)?;
+    space.wait_ready(&NODES, util::READY)?;
+    space.wait_serving(util::SERVING)?;
+    crate::citus_cluster::load_tables(&space)?;
+    let before = running_processes(&space)?;
+    assert_exporters_scrape(&space)?;
 
     let started = Instant::now();
-    cluster.set_secret_values(
-        secret,
-        &[("postgres-password", NEW.postgres), ("password", NEW.app), ("monitoring-password", NEW.monitoring)],
-    )?;
-    wait_for_passwords(&mut cluster, NEW, OLD)?;
+    let patch = json!({"stringData": {"postgres-password": NEW.postgres, "password": NEW.app, "monitoring-password": NEW.monitoring}});
+    space.kubectl(&["patch", "secret", secret, "--type=merge", "-p", &patch.to_string()])?;
+    wait_for_passwords(&space, NEW, OLD)?;
     let switched = started.elapsed();
     ensure!(switched <= SWITCH, "the nodes took {switched:?} to apply the edited Secret (at most {SWITCH:?})");
     println!("every node on the new passwords {switched:?} after the Secret was edited");
 
-    assert_rotated_in_place(&mut cluster, &before, NEW)?;
+    assert_rotated_in_place(&space, &before, NEW)?;
     // The chart's Jobs read the edited Secret: the registration Job of the next upgrade logs in with it.
-    cluster.upgrade(&values).context("an upgrade after the rotation (its registration Job)")?;
+    space.upgrade_values(&values).context("an upgrade after the rotation (its registration Job)")?;
     Ok(())
 }
 
-/// The node pods and their FQDNs.
-fn node_hosts(cluster: &Cluster) -> anyhow::Result<Vec<(String, String)>> {
-    cluster
-        .pod_names()
-        .into_iter()
-        .filter(|p| p.starts_with("my-citus-coordinator-") || p.starts_with("my-citus-worker-"))
+/// The node pods and the names they are registered under.
+fn node_hosts(space: &Space) -> Vec<(&'static str, String)> {
+    NODES
+        .iter()
         .map(|pod| {
-            let host = if pod == COORDINATOR {
-                util::COORDINATOR_FQDN.to_owned()
-            } else {
-                util::worker_fqdn(pod.trim_start_matches("my-citus-worker-").parse()?)
+            let host = match pod.strip_prefix("my-citus-worker-").and_then(|n| n.parse().ok()) {
+                Some(n) => util::worker_host(&space.ns, n),
+                None => util::coordinator_host(&space.ns),
             };
-            Ok((pod, host))
+            (*pod, host)
         })
         .collect()
 }
 
 /// Per node pod: the postmaster's PID (first line of postmaster.pid) and the restarts of every container.
-type Processes = BTreeMap<String, (String, BTreeMap<String, u32>)>;
+type Processes = BTreeMap<String, (String, String)>;
 
-fn running_processes(cluster: &Cluster) -> anyhow::Result<Processes> {
+fn running_processes(space: &Space) -> anyhow::Result<Processes> {
     let mut out = BTreeMap::new();
-    for (pod, _) in node_hosts(cluster)? {
-        let pid = cluster.exec(&pod, &["sh", "-c", "head -n 1 \"$PGDATA/postmaster.pid\""], &[], None)?;
-        let pid = pid.stdout.trim().to_owned();
+    for pod in NODES {
+        let pid = space.kubectl(&[
+            "exec",
+            pod,
+            "-c",
+            "postgresql",
+            "--",
+            "sh",
+            "-c",
+            "head -n 1 \"$PGDATA/postmaster.pid\"",
+        ])?;
+        let pid = pid.trim().to_owned();
         ensure!(pid.parse::<u32>().is_ok(), "{pod}: postmaster.pid starts with {pid:?}");
-        out.insert(pod.clone(), (pid, cluster.pod(&pod)?.restarts()));
+        let restarts = space
+            .jsonpath(&format!("pod/{pod}"), "{range .status.containerStatuses[*]}{.name}={.restartCount} {end}")?;
+        out.insert(pod.to_owned(), (pid, restarts));
     }
-    ensure!(out.len() == 4, "expected the coordinator and 3 workers, found {:?}", out.keys());
     Ok(out)
 }
 
-/// Runs the cluster until every node accepts `new` for all three users, then checks that each refuses `old`.
-fn wait_for_passwords(cluster: &mut Cluster, new: Passwords, old: Passwords) -> anyhow::Result<()> {
-    let hosts = node_hosts(cluster)?;
-    let mut pending = String::new();
-    let waited = cluster.wait_for("every node accepting the new passwords", SWITCH, |c| {
+/// Waits until every node accepts `new` for all three users, then checks that each refuses `old`.
+fn wait_for_passwords(space: &Space, new: Passwords, old: Passwords) -> anyhow::Result<()> {
+    let hosts = node_hosts(space);
+    let deadline = Instant::now() + SWITCH;
+    'wait: loop {
         for (pod, host) in &hosts {
             for (user, password) in new.by_user() {
                 let login = util::tcp(host, user, password);
-                if util::try_psql(c, COORDINATOR, &login, "SELECT 1").map_err(to_harness)?.is_err() {
-                    pending = format!("{user} on {pod}");
-                    return Ok(false);
+                if util::try_psql(space, COORDINATOR, &login, "SELECT 1")?.is_err() {
+                    ensure!(Instant::now() < deadline, "still refused after {SWITCH:?}: {user} on {pod}");
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue 'wait;
                 }
             }
         }
-        Ok(true)
-    });
-    waited.with_context(|| format!("still refused: {pending}"))?;
+        break;
+    }
     for (pod, host) in &hosts {
         for (user, password) in old.by_user() {
-            let refused = util::try_psql(cluster, COORDINATOR, &util::tcp(host, user, password), "SELECT 1")?;
+            let refused = util::try_psql(space, COORDINATOR, &util::tcp(host, user, password), "SELECT 1")?;
             ensure!(refused.is_err(), "{user} still logs in to {pod} with the old password");
         }
     }
     Ok(())
 }
 
-fn to_harness(e: anyhow::Error) -> local_cluster::Error {
-    local_cluster::Error::Manifest(format!("{e:#}"))
-}
-
 /// After a rotation: nothing restarted, each node's watcher logged both changes once, the nodes' own
 /// connections to each other work (distributed query and DDL), and every exporter logs in again.
-fn assert_rotated_in_place(cluster: &mut Cluster, before: &Processes, new: Passwords) -> anyhow::Result<()> {
-    let after = running_processes(cluster)?;
+fn assert_rotated_in_place(space: &Space, before: &Processes, new: Passwords) -> anyhow::Result<()> {
+    let after = running_processes(space)?;
     ensure!(&after == before, "pods restarted during the rotation:\nbefore {before:?}\nafter  {after:?}");
     for pod in before.keys() {
-        let log = cluster.logs(pod)?;
+        let log = space.agent.log(&space.ns, pod)?;
         for line in [
             "the Secret's passwords changed: applied to this node's roles and to its connections to the other nodes",
             "the Secret's monitoring password changed: applied to role citus_monitor",
@@ -269,10 +347,10 @@ fn assert_rotated_in_place(cluster: &mut Cluster, before: &Processes, new: Passw
     }
     // Distributed queries and metadata changes need the nodes' own connections to each other.
     let app = util::tcp(COORDINATOR_SERVICE, "citus", new.app);
-    let got = util::psql(cluster, COORDINATOR, &app, "SELECT count(*) FROM events JOIN kinds USING (kind)")?;
+    let got = util::psql(space, COORDINATOR, &app, "SELECT count(*) FROM events JOIN kinds USING (kind)")?;
     ensure!(got == crate::citus_cluster::ROWS.to_string(), "join after rotation: {got}");
     util::psql(
-        cluster,
+        space,
         COORDINATOR,
         &app,
         "CREATE TABLE after_rotation (id bigint PRIMARY KEY);\n\
@@ -280,19 +358,15 @@ fn assert_rotated_in_place(cluster: &mut Cluster, before: &Processes, new: Passw
          INSERT INTO after_rotation SELECT generate_series(1, 100);\n\
          ALTER TABLE after_rotation ADD COLUMN note text;",
     )?;
-    let spread = util::psql(
-        cluster,
-        COORDINATOR,
-        &SOCKET,
-        "SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 'after_rotation'::regclass",
-    )?;
+    let spread =
+        space.sql("SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 'after_rotation'::regclass")?;
     ensure!(spread == "3", "after_rotation on {spread} workers");
     // The exporters still hold the sessions they opened with the old password: end them, so that `pg_up 1`
     // proves a new login with the rotated one.
-    for (pod, _) in node_hosts(cluster)? {
+    for pod in NODES {
         let ended = util::psql(
-            cluster,
-            &pod,
+            space,
+            pod,
             &SOCKET,
             &format!(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{MONITORING_USER}'"
@@ -300,38 +374,32 @@ fn assert_rotated_in_place(cluster: &mut Cluster, before: &Processes, new: Passw
         )?;
         ensure!(ended != "0", "{pod}: the exporter had no session to end");
     }
-    assert_exporters_scrape(cluster)
+    assert_exporters_scrape(space)
 }
 
 /// Every node's exporter reports `pg_up 1` (within a minute: a scrape right after its connection ended may
 /// report the failure once), and the coordinator's scrape, whose Citus queries reach the workers as the
 /// monitoring role, reports no error.
-fn assert_exporters_scrape(cluster: &mut Cluster) -> anyhow::Result<()> {
-    let pods: Vec<String> = node_hosts(cluster)?.into_iter().map(|(pod, _)| pod).collect();
-    let mut last = BTreeMap::new();
-    let waited = cluster.wait_for("pg_up 1 from every exporter", Duration::from_secs(60), |c| {
-        for pod in &pods {
-            let (status, body) = c.http_get(pod, 9187, "/metrics")?;
-            let up = status == 200 && body.lines().any(|l| l.trim() == "pg_up 1");
+fn assert_exporters_scrape(space: &Space) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'wait: loop {
+        for pod in NODES {
+            let body = space.http_get(pod, 9187, "/metrics").unwrap_or_default();
+            let up = body.lines().any(|l| l.trim() == "pg_up 1");
             let clean = pod != COORDINATOR
                 || body.lines().any(|l| l.starts_with("pg_exporter_last_scrape_error") && l.ends_with(" 0"));
             if !(up && clean) {
-                last.insert(pod.clone(), body);
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    });
-    if let Err(e) = waited {
-        let detail: Vec<String> = last
-            .iter()
-            .map(|(pod, body)| {
                 let lines: Vec<&str> =
                     body.lines().filter(|l| l.starts_with("pg_up") || l.contains("scrape_error")).collect();
-                format!("{pod}: {}", lines.join("; "))
-            })
-            .collect();
-        bail!("{e}: {}", detail.join("\n"));
+                ensure!(
+                    Instant::now() < deadline,
+                    "pg_up 1 from every exporter: not after 60 s: {pod}: {}",
+                    lines.join("; ")
+                );
+                std::thread::sleep(Duration::from_secs(1));
+                continue 'wait;
+            }
+        }
+        return Ok(());
     }
-    Ok(())
 }
