@@ -437,6 +437,16 @@ impl Space {
         if previous.is_some_and(|r| Instant::now() < r.at) {
             return Ok(());
         }
+        if previous.is_none() {
+            // A new pod of the same name (a StatefulSet's replacement) has a log of its own, as with a kubelet.
+            let log = self.node.dir().join("logs").join(format!("{name}.log"));
+            match std::fs::remove_file(&log) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io { context: format!("removing {}", log.display()), source: e })
+                }
+                _ => {}
+            }
+        }
         let started = pod_config(api, pod, (ns, name, uid), api_service)
             .and_then(|(pod_config, running)| self.node.create_pod(pod_config, &self.store).map(|()| running));
         let e = match started {

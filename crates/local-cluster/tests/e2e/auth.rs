@@ -1,15 +1,43 @@
-//! Credential variants, on the control plane: an existing Secret mounted as files, a worker whose password
+//! Credentials, on the control plane: TCP logins need SCRAM passwords, also over loopback; an existing Secret mounted as files, a worker whose password
 //! differs from the one the registration Job uses, and a login role of the user's own, which runs multi-shard
 //! queries once its password is in pg_dist_authinfo, as the README says (review D6).
 
-use anyhow::{bail, ensure};
+use anyhow::{bail, ensure, Context as _};
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, load_tables};
 use crate::node_agent::{Space, NODES};
-use crate::util::{self, Env, APP_PASSWORD, POSTGRES_PASSWORD};
+use crate::util::{self, Env, Login, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, POSTGRES_PASSWORD};
 
-crate::scenarios!(Node: existing_secret_as_password_files_forms_the_same_cluster, a_worker_with_another_password_fails_the_job_naming_it, a_role_of_the_users_own_runs_multi_shard_queries_once_its_password_is_in_pg_dist_authinfo);
+crate::scenarios!(Node: tcp_requires_scram_passwords_from_other_pods_and_from_loopback, existing_secret_as_password_files_forms_the_same_cluster, a_worker_with_another_password_fails_the_job_naming_it, a_role_of_the_users_own_runs_multi_shard_queries_once_its_password_is_in_pg_dist_authinfo);
+
+fn tcp_requires_scram_passwords_from_other_pods_and_from_loopback(env: &Env) -> anyhow::Result<()> {
+    let space = Space::create(env, "auth-scram", Some("restricted"))?;
+    space.install(json!({"worker": {"replicaCount": 1}}))?;
+    space.wait_ready(&NODES[..2], util::READY)?;
+    space.wait_serving(util::SERVING)?;
+    let coordinator = util::coordinator_host(&space.ns);
+    // Another pod as the client.
+    let client = "my-citus-worker-0";
+    for host in [coordinator.as_str(), COORDINATOR_SERVICE] {
+        let who = util::psql(&space, client, &util::tcp(host, "citus", APP_PASSWORD), "SELECT current_user")?;
+        ensure!(who == "citus", "connected as {who} via {host}");
+        let method = "SELECT auth_method FROM pg_hba_file_rules WHERE type = 'host' LIMIT 1";
+        let rule = util::psql(&space, client, &util::tcp(host, "postgres", POSTGRES_PASSWORD), method)?;
+        ensure!(rule == "scram-sha-256", "first host rule: {rule}");
+    }
+    let wrong = util::try_psql(&space, client, &util::tcp(&coordinator, "citus", "not-the-password"), "SELECT 1")?;
+    let err = wrong.err().context("a wrong password was accepted")?;
+    ensure!(err.contains("password authentication failed for user \"citus\""), "wrong password: {err}");
+    let none = Login { host: &coordinator, user: "postgres", password: None, database: "citus" };
+    let err = util::try_psql(&space, client, &none, "SELECT 1")?.err().context("TCP without password was accepted")?;
+    ensure!(err.contains("no password supplied"), "no password: {err}");
+    // Not even loopback TCP inside the node's own pod is trusted.
+    let loopback = Login { host: "127.0.0.1", user: "postgres", password: None, database: "citus" };
+    let err = util::try_psql(&space, COORDINATOR, &loopback, "SELECT 1")?.err().context("loopback TCP is trusted")?;
+    ensure!(err.contains("no password supplied"), "loopback: {err}");
+    Ok(())
+}
 
 fn existing_secret_as_password_files_forms_the_same_cluster(env: &Env) -> anyhow::Result<()> {
     let space = Space::create(env, "auth-existing-secret", Some("restricted"))?;

@@ -1,4 +1,5 @@
-//! A node's life: a first start killed during initdb or during setup completes on the next start (on the
+//! A node's life: a first start creates roles and database before it listens on TCP, a restart reuses the
+//! data directory, a first start killed during initdb or during setup completes on the next start (on the
 //! control plane), and a Citus minor upgrade (an image tag mapped to another Citus build) updates the extension
 //! on every node, coordinator first, with the data intact.
 
@@ -10,7 +11,9 @@ use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, SOCKET};
 
 crate::scenarios!(
-    Node: a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time;
+    Node: a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time,
+        a_first_start_creates_scram_roles_and_the_database_before_it_listens,
+        a_restart_reuses_the_data_directory_without_initdb;
     TwoCitus: a_citus_minor_upgrade_updates_every_node_coordinator_first
 );
 
@@ -36,6 +39,82 @@ fn a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time(env
     ensure!(log.matches("initialising a new data directory").count() >= 2, "worker-0 did not initialise again:\n{log}");
     assert_registered(&space, 3)?;
     load_tables(&space)?;
+    Ok(())
+}
+
+/// The first start as the coordinator's log and the API server tell it: initdb into a private data directory
+/// on a volume the pod's group may write, roles with SCRAM verifiers, the database owned by the application
+/// role, no password in any process's arguments, and Ready only after the setup server (which listens on no
+/// TCP address) made way for PostgreSQL.
+fn a_first_start_creates_scram_roles_and_the_database_before_it_listens(env: &Env) -> anyhow::Result<()> {
+    let space = Space::create(env, "lifecycle-first", None)?;
+    space.install(
+        json!({"worker": {"replicaCount": 1}, "postgresql": {"maxConnections": 123, "walLevel": "replica"}}),
+    )?;
+    space.wait_ready(&NODES[..2], util::READY)?;
+    let pod = util::COORDINATOR;
+    let log = space.kubectl(&["logs", pod, "-c", "postgresql"])?;
+    ensure!(log.contains("initialising a new data directory in /var/lib/postgresql/data/pgdata"), "no initdb:\n{log}");
+    let started = log
+        .lines()
+        .find(|l| l.ends_with(": starting PostgreSQL"))
+        .and_then(|l| l.split(' ').next())
+        .with_context(|| format!("no start of PostgreSQL in:\n{log}"))?;
+    let ready =
+        space.jsonpath(&format!("pod/{pod}"), "{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}")?;
+    ensure!(ready.as_str() >= started, "Ready at {ready}, before PostgreSQL started at {started}");
+
+    // The volume's root belongs to root with group fsGroup (setgid), PGDATA below it to uid 1001, mode 0700.
+    let modes = space.kubectl(&[
+        "exec",
+        pod,
+        "-c",
+        "postgresql",
+        "--",
+        "sh",
+        "-c",
+        "stat -c '%u %g %a' \"$(dirname \"$PGDATA\")\" \"$PGDATA\"; ls \"$PGDATA\"",
+    ])?;
+    let mut lines = modes.lines();
+    ensure!(lines.next() == Some("0 1001 2775"), "volume root: {modes}");
+    ensure!(lines.next() == Some("1001 1001 700"), "PGDATA: {modes}");
+    ensure!(lines.any(|f| f == "citus-chart-init.done"), "init not marked done: {modes}");
+
+    let role = space.sql(
+        "SELECT rolcanlogin, rolsuper, rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'citus'",
+    )?;
+    ensure!(role == "t|f|t", "application role (login, superuser, scram): {role:?}");
+    let su = space.sql("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'postgres'")?;
+    ensure!(su == "t", "superuser password is not a SCRAM verifier");
+    let owner = space.sql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'citus'")?;
+    ensure!(owner == "citus", "database citus owned by {owner:?}");
+    for (setting, expected) in
+        [("wal_level", "replica"), ("max_connections", "123"), ("password_encryption", "scram-sha-256")]
+    {
+        let got = space.sql(&format!("SHOW {setting}"))?;
+        ensure!(got == expected, "{setting} = {got:?}, expected {expected}");
+    }
+    Ok(())
+}
+
+fn a_restart_reuses_the_data_directory_without_initdb(env: &Env) -> anyhow::Result<()> {
+    let space = Space::create(env, "lifecycle-restart", None)?;
+    space.install(json!({"worker": {"replicaCount": 1}}))?;
+    space.wait_ready(&NODES[..2], util::READY)?;
+    let pod = util::COORDINATOR;
+    space.sql("CREATE TABLE marker AS SELECT 42 AS answer")?;
+    let system_id = space.sql("SELECT system_identifier FROM pg_control_system()")?;
+    let old = space.jsonpath(&format!("pod/{pod}"), "{.metadata.uid}")?;
+    space.kubectl(&["delete", "pod", pod, "--wait=true"])?;
+    space.wait_recreated(pod, &old, util::READY)?;
+
+    let log = space.kubectl(&["logs", pod, "-c", "postgresql"])?;
+    ensure!(log.contains("using the existing data directory"), "second start:\n{log}");
+    ensure!(!log.contains("initialising a new data directory"), "second start ran initdb again:\n{log}");
+    ensure!(!log.contains("already exists"), "second start repeated its setup:\n{log}");
+    ensure!(space.sql("SELECT answer FROM marker")? == "42", "data lost");
+    let again = space.sql("SELECT system_identifier FROM pg_control_system()")?;
+    ensure!(again == system_id, "a different cluster after restart: {system_id} -> {again}");
     Ok(())
 }
 

@@ -20,7 +20,6 @@ mod node_agent;
 mod node_backup;
 mod node_faults;
 mod node_stop;
-mod postgres_only;
 mod rendered;
 mod rollback;
 mod scaling;
@@ -38,7 +37,6 @@ fn main() -> ExitCode {
     let args = Arguments::from_args();
     let scenarios: Vec<Scenario> = [
         rendered::SCENARIOS,
-        postgres_only::SCENARIOS,
         citus_cluster::SCENARIOS,
         edge_values::SCENARIOS,
         auth::SCENARIOS,

@@ -12,8 +12,29 @@ use crate::node_agent::{under_writer, Space};
 use crate::util::{self, Env, COORDINATOR};
 
 crate::scenarios!(Node:
+    the_registration_names_a_coordinator_that_never_listens_before_its_deadline,
     a_drain_whose_hook_pod_is_killed_fails_the_upgrade_and_the_revision_that_keeps_the_workers_reopens_them,
     a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowledged_row);
+
+/// The coordinator held Pending at install: the registration Job gives up, naming the node, before
+/// `activeDeadlineSeconds` would end it without a word.
+fn the_registration_names_a_coordinator_that_never_listens_before_its_deadline(env: &Env) -> anyhow::Result<()> {
+    let space = Space::create(env, "faults-no-coordinator", None)?;
+    space.agent.hold_pending(&space.ns, COORDINATOR);
+    let values =
+        json!({"worker": {"replicaCount": 1}, "workerRegistration": {"backoffLimit": 0, "activeDeadlineSeconds": 30}});
+    if space.install(values).is_ok() {
+        bail!("the registration succeeded without a coordinator");
+    }
+    let job = "job/my-citus-register-workers";
+    let reason = space.jsonpath(job, "{.status.conditions[?(@.type==\"Failed\")].reason}")?;
+    ensure!(reason == "BackoffLimitExceeded", "the Job was not failed by the script itself: {reason}");
+    let log = space.kubectl(&["logs", job])?;
+    let coordinator = util::coordinator_host(&space.ns);
+    ensure!(log.contains(&format!("coordinator {coordinator}:5432 did not accept connections in time")), "{log}");
+    space.agent.release_pending(&space.ns, COORDINATOR);
+    Ok(())
+}
 
 const ROWS: u32 = 2000;
 

@@ -10,13 +10,12 @@ use anyhow::{bail, Context as _};
 use control_plane::ControlPlane;
 use local_cluster::agent::{AgentSettings, Capacity, NodeAgent};
 use local_cluster::kubelet::pod::KubeletConfig;
-use local_cluster::{host, Cluster, ExecOutput, Images, Manifest, Postgres, Settings};
+use local_cluster::{host, Cluster, ExecOutput, Images, Postgres, Settings};
 use serde_json::{json, Value};
 
 pub const POSTGRES_PASSWORD: &str = "pg-super:secret\\1";
 pub const APP_PASSWORD: &str = "app secret 'two'";
 pub const COORDINATOR: &str = "my-citus-coordinator-0";
-pub const COORDINATOR_FQDN: &str = "my-citus-coordinator-0.my-citus-coordinator-headless.citus.svc.cluster.local";
 pub const COORDINATOR_SERVICE: &str = "my-citus-coordinator";
 pub const READY: Duration = Duration::from_secs(180);
 /// How long a Service may take to follow its pods' readiness on the node agent.
@@ -45,9 +44,8 @@ pub fn chart_dir() -> PathBuf {
 pub enum Needs {
     /// Helm only (rendering).
     Helm,
-    /// Root (namespaces, mounts, uid changes), iproute2, PostgreSQL, nss_wrapper.
-    Postgres,
-    /// Also Citus (`citus.so` in `pg_config --pkglibdir`).
+    /// Root (namespaces, mounts, uid changes), iproute2, PostgreSQL, nss_wrapper and Citus (`citus.so` in
+    /// `pg_config --pkglibdir`).
     Citus,
     /// Also a second Citus build mapped to a `citusdata/citus` tag by `LOCAL_CLUSTER_IMAGES`.
     TwoCitus,
@@ -61,7 +59,6 @@ impl Needs {
     pub fn label(self) -> &'static str {
         match self {
             Needs::Helm => "helm",
-            Needs::Postgres => "postgres",
             Needs::Citus => "citus",
             Needs::TwoCitus => "two citus versions",
             Needs::ControlPlane => "control plane",
@@ -78,7 +75,7 @@ pub struct Scenario {
     pub run: fn(&Env) -> anyhow::Result<()>,
 }
 
-/// Declares a module's scenarios: `scenarios!(Citus: a, b; Postgres: c);`.
+/// Declares a module's scenarios: `scenarios!(Node: a, b; Helm: c);`.
 #[macro_export]
 macro_rules! scenarios {
     ($($needs:ident: $($f:ident),+);+ $(;)?) => {
@@ -122,7 +119,6 @@ pub fn available(needs: Needs) -> Result<Env, String> {
             control_plane::Binaries::discover()?;
             host::Needs::Citus
         }
-        Needs::Postgres => host::Needs::Postgres,
         Needs::Citus => host::Needs::Citus,
         Needs::TwoCitus => host::Needs::TwoCitus,
     };
@@ -326,22 +322,6 @@ pub fn psql(cluster: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow::
     }
 }
 
-/// The test-local change for PostgreSQL-only runs: the rendered config without citus in
-/// shared_preload_libraries (the chart itself always preloads it).
-pub fn drop_citus_preload(manifest: &mut Manifest) -> anyhow::Result<()> {
-    let conf = manifest
-        .get_mut("ConfigMap", "my-citus-config")
-        .and_then(|cm| cm.pointer_mut("/data/postgresql.conf"))
-        .context("ConfigMap my-citus-config has no postgresql.conf")?;
-    let text = conf.as_str().context("postgresql.conf is not a string")?;
-    let line = "shared_preload_libraries = 'citus'\n";
-    if !text.contains(line) {
-        bail!("rendered postgresql.conf has no line {line:?}:\n{text}");
-    }
-    *conf = Value::String(text.replace(line, "shared_preload_libraries = ''\n"));
-    Ok(())
-}
-
 /// pg_dist_node as "nodename:port group active role" lines, by nodeid.
 pub fn dist_nodes(cluster: &dyn Pods) -> anyhow::Result<Vec<String>> {
     let sql = "SELECT nodename || ':' || nodeport || ' ' || groupid || ' ' || isactive || ' ' || noderole FROM pg_dist_node ORDER BY nodeid";
@@ -391,19 +371,4 @@ pub fn wait_rebalance(cluster: &dyn Pods, timeout: Duration) -> anyhow::Result<(
         anyhow::ensure!(std::time::Instant::now() < deadline, "rebalance not finished after {timeout:?}: {state}");
         std::thread::sleep(Duration::from_secs(1));
     }
-}
-
-/// The logs of every pod of the simulator whose name starts with `prefix` (all attempts of all revisions of a
-/// hook Job).
-pub fn job_logs(cluster: &Cluster, prefix: &str) -> anyhow::Result<String> {
-    let mut all = String::new();
-    for entry in std::fs::read_dir(cluster.dir().join("logs"))? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.starts_with(prefix) {
-            all.push_str(&std::fs::read_to_string(&path)?);
-        }
-    }
-    anyhow::ensure!(!all.is_empty(), "no log of a pod {prefix}*");
-    Ok(all)
 }
