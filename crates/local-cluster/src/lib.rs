@@ -8,7 +8,8 @@
 //! - [`kubelet`]: pods (containers, images, env, volumes, probes, restarts) and the node's name service;
 //! - [`controllers`]: StatefulSet and Job controllers;
 //! - `helm` (rendering, hooks) and [`Cluster`], the facade with Helm and kubectl verbs and faults;
-//! - [`agent`]: the same kubelet as a node of a real control plane (issue 16), beside the simulation.
+//! - [`agent`]: the same kubelet as a node of a real control plane (issue 16); every scenario runs there, and
+//!   the simulation above (`controllers`, `helm`, [`Cluster`]) remains only for the benchmarks.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), local_cluster::Error> {

@@ -69,6 +69,10 @@ wait_for() {
                 fi ;;
         esac
         if [ "$(date +%s)" -ge "$DEADLINE" ]; then
+            case "$out" in
+                *"could not translate host name"*)
+                    die "$1 $2:$3 did not accept connections in time (CITUS_WAIT_SECONDS=$WAIT_SECONDS): the name does not resolve. Either its pod is not running and ready (kubectl get pods), or clusterDomain (${2#*.svc.}) is not this cluster's DNS domain (the kubelet's --cluster-domain, usually cluster.local): set clusterDomain to it. $(echo "$out" | tr '\n' ' ')" ;;
+            esac
             die "$1 $2:$3 did not accept connections in time (CITUS_WAIT_SECONDS=$WAIT_SECONDS): $(echo "$out" | tr '\n' ' ')"
         fi
         log "waiting for $1 $2:$3: $(echo "$out" | head -n 1)"
@@ -149,6 +153,22 @@ fi
 
 wait_for coordinator "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT"
 ensure_extension coordinator "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT"
+
+coord() {
+    sql "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT" "$@"
+}
+
+# The same pods registered under another cluster domain (clusterDomain changed): adding them again would put
+# one server in two node groups, and the drain hook would not know the old names. Refused before any change,
+# and before waiting for the workers, which the same change is restarting.
+other_domain=$(coord -v names="$CITUS_COORDINATOR_HOST $WORKER_HOSTS" <<'SQL'
+SELECT coalesce(string_agg(DISTINCT n.nodename, ', '), '')
+  FROM pg_dist_node n, unnest(string_to_array(:'names', ' ')) AS e(name)
+ WHERE e.name <> '' AND n.nodename <> e.name AND split_part(n.nodename, '.svc.', 1) = split_part(e.name, '.svc.', 1)
+SQL
+) || die "cannot read pg_dist_node on the coordinator"
+[ -z "$other_domain" ] || die "this release's pods are registered under another cluster domain: $other_domain (clusterDomain is now ${CITUS_COORDINATOR_HOST#*.svc.}). Nothing was changed. Set clusterDomain back to the domain they were registered with; clusterDomain must be the cluster's DNS domain, and renaming every node (citus_update_node) needs all of them reachable under both names"
+
 for host in $WORKER_HOSTS; do
     wait_for worker "$host" "$CITUS_WORKER_PORT"
     ensure_extension worker "$host" "$CITUS_WORKER_PORT"
@@ -157,20 +177,6 @@ for host in $WORKER_HOSTS; do
         mark_worker "$host" "$CITUS_WORKER_PORT" kept || die "cannot clear the removal mark on worker $host"
     fi
 done
-
-coord() {
-    sql "$CITUS_COORDINATOR_HOST" "$CITUS_COORDINATOR_PORT" "$@"
-}
-
-# The same pods registered under another cluster domain (clusterDomain changed): adding them again would put
-# one server in two node groups, and the drain hook would not know the old names. Refused before any change.
-other_domain=$(coord -v names="$CITUS_COORDINATOR_HOST $WORKER_HOSTS" <<'SQL'
-SELECT coalesce(string_agg(DISTINCT n.nodename, ', '), '')
-  FROM pg_dist_node n, unnest(string_to_array(:'names', ' ')) AS e(name)
- WHERE e.name <> '' AND n.nodename <> e.name AND split_part(n.nodename, '.svc.', 1) = split_part(e.name, '.svc.', 1)
-SQL
-) || die "cannot read pg_dist_node on the coordinator"
-[ -z "$other_domain" ] || die "this release's pods are registered under another cluster domain: $other_domain (clusterDomain is now ${CITUS_COORDINATOR_HOST#*.svc.}). Nothing was changed. Set clusterDomain back to the domain they were registered with; clusterDomain must be the cluster's DNS domain, and renaming every node (citus_update_node) needs all of them reachable under both names"
 
 current=$(echo "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid = 0" | coord) \
     || die "cannot read pg_dist_node on the coordinator"

@@ -145,7 +145,8 @@ impl NodeAgent {
         Ok(self.kubelet().space_pod(namespace, pod)?.processes())
     }
 
-    /// The pod's log (every container's output, with the agent's notes of starts and kills).
+    /// The pod's log (every container's output, with the agent's notes of starts and kills), also after the
+    /// pod was deleted.
     pub fn log(&self, namespace: &str, pod: &str) -> Result<String> {
         let path = self.kubelet().log_path(namespace, pod)?;
         std::fs::read_to_string(&path)
@@ -172,6 +173,12 @@ impl NodeAgent {
     /// `pod` may also name a Job: the fault fires in whichever of its pods logs the line first.
     pub fn kill_on_log_line(&self, namespace: &str, pod: &str, line: &str) {
         self.kubelet().kill_on_log_line(namespace, pod, line);
+    }
+
+    /// The cluster DNS answers the names of `namespace` in `domain` as well as in cluster.local, as a CoreDNS
+    /// serving a second zone does while a cluster's domain changes.
+    pub fn serve_zone(&self, namespace: &str, domain: &str) {
+        self.kubelet().serve_zone(namespace, domain);
     }
 
     /// Ends every [`NodeAgent::kill_on_log_line`] fault of `namespace` that has not fired.

@@ -51,6 +51,8 @@ struct Faults {
     held: BTreeSet<(String, String)>,
     /// (namespace, pod or Job, line): handed to the namespace's node, which kills the pod on the line.
     kill_on_log: Vec<(String, String, String)>,
+    /// namespace -> further DNS zones its names are answered in.
+    zones: BTreeMap<String, Vec<String>>,
 }
 
 /// The pods of one namespace on this node.
@@ -163,8 +165,18 @@ impl Kubelet {
         self.space_pod(namespace, pod)?.exec_target(container)
     }
 
+    /// The log of a pod that runs, or that ran here and was deleted (its file stays on the node, as a
+    /// container runtime keeps logs until they are collected).
     pub fn log_path(&self, namespace: &str, pod: &str) -> Result<PathBuf> {
-        Ok(self.space_pod(namespace, pod)?.log_path().to_owned())
+        if let Ok(running) = self.space_pod(namespace, pod) {
+            return Ok(running.log_path().to_owned());
+        }
+        let kept = self.dir.join("namespaces").join(namespace).join("logs").join(format!("{pod}.log"));
+        if kept.exists() {
+            Ok(kept)
+        } else {
+            Err(no_pod(namespace, pod))
+        }
     }
 
     /// Fault: the pod is not started whenever it is (re)created, and stays Pending; a running pod is not
@@ -196,6 +208,15 @@ impl Kubelet {
         self.faults.kill_on_log.retain(|(ns, _, _)| ns != namespace);
         if let Some(space) = self.spaces.get_mut(namespace) {
             space.node.faults.kill_on_log.clear();
+        }
+    }
+
+    /// The cluster DNS answers the names of `namespace` in `domain` too (a CoreDNS serving a second zone, as
+    /// during a change of the cluster's domain).
+    pub fn serve_zone(&mut self, namespace: &str, domain: &str) {
+        let zones = self.faults.zones.entry(namespace.to_owned()).or_default();
+        if !zones.iter().any(|z| z == domain) {
+            zones.push(domain.to_owned());
         }
     }
 
@@ -332,6 +353,12 @@ impl Kubelet {
             .kill_on_log
             .extend(mine.into_iter().map(|(_, pod, line): (String, String, String)| (pod, line)));
         space.held.retain(|uid| pods.iter().any(|p| p.metadata.uid.as_deref() == Some(uid.as_str())));
+        let zones = self.faults.zones.get(ns).cloned().unwrap_or_default();
+        if space.node.extra_domains != zones {
+            space.node.extra_domains = zones;
+            // The hosts file is written again below.
+            space.services.clear();
+        }
         if let Err(e) = space.node.sync() {
             errors.push(e.to_string());
         }

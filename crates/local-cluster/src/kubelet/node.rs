@@ -51,6 +51,8 @@ pub struct Node {
     pub(crate) kubelet: KubeletConfig,
     pub(crate) namespace: String,
     pub(crate) cluster_domain: String,
+    /// Further DNS zones names are answered in, as a CoreDNS serving several zones during a domain change.
+    pub(crate) extra_domains: Vec<String>,
     pub(crate) init_timeout: Duration,
 }
 
@@ -79,6 +81,7 @@ impl Node {
             kubelet,
             namespace,
             cluster_domain: "cluster.local".to_owned(),
+            extra_domains: Vec::new(),
             init_timeout,
         })
     }
@@ -253,7 +256,10 @@ impl Node {
     /// `<svc>[.<ns>[.svc[.<domain>]]]` with its addresses as [`Node::service_names`] says (no virtual IPs).
     fn write_hosts_with(&self, store: &Store, new: Option<(&PodConfig, Ipv4Addr)>) -> Result<()> {
         let (ns, domain) = (&self.namespace, &self.cluster_domain);
-        let names = |base: &str| format!("{base}.{ns}.svc.{domain} {base}.{ns}.svc {base}.{ns} {base}");
+        let names = |base: &str| {
+            let extra: String = self.extra_domains.iter().map(|d| format!(" {base}.{ns}.svc.{d}")).collect();
+            format!("{base}.{ns}.svc.{domain}{extra} {base}.{ns}.svc {base}.{ns} {base}")
+        };
         let pods: Vec<(&PodConfig, Ipv4Addr)> = self.pods.values().map(|p| (&p.config, p.ip())).chain(new).collect();
         let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         if let Some(ip) = self.api_service {

@@ -1,20 +1,20 @@
-//! Backup and restore on real Citus: release A holds every kind of Citus table and object, its backup
-//! CronJob runs as a Job (`kubectl create job --from=cronjob/...`); release B restores A's backup volume
-//! with `restore.enabled` and must be identical: distribution, rows, sequences, roles and grants. On the
-//! way: a backup of something that cannot be restored fails loudly, and B refuses a truncated backup and a
-//! database that is not empty, staying empty.
+//! Backup and restore on real Citus and the control plane: release A holds every kind of Citus table and
+//! object, its backup CronJob runs as a Job (`kubectl create job --from=cronjob/...`); release B, in another
+//! namespace, restores a copy of A's backup volume with `restore.enabled` and must be identical:
+//! distribution, rows, sequences, roles and grants. On the way: a backup of something that cannot be
+//! restored fails loudly, and B refuses a truncated backup and a database that is not empty, staying empty.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use local_cluster::{Cluster, Manifest};
 use serde_json::{json, Value};
 
-use crate::util::Env;
-use crate::util::{self, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
+use crate::node_agent::{Space, NODES};
+use crate::util::{self, Env, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE};
 
-crate::scenarios!(Citus: backup_of_every_citus_kind_restores_into_a_new_release);
+crate::scenarios!(Node: backup_of_every_citus_kind_restores_into_a_new_release);
 
 /// Every kind the backup must carry, with data, made by the application user `citus` where Citus allows
 /// it (roles need the superuser). Keys inserted through a worker come from that worker's sequence range.
@@ -149,22 +149,30 @@ SELECT 'worker-roles ' || string_agg(DISTINCT result, ',') FROM pg_catalog.run_c
        $$SELECT string_agg(rolname || ':' || rolcanlogin, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('analyst', 'reporting')$$);
 "#;
 
-fn facts(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
-    Ok(util::psql(cluster, COORDINATOR, &SOCKET, FACTS)?.lines().map(str::to_owned).collect())
+fn facts(space: &Space) -> anyhow::Result<Vec<String>> {
+    Ok(space.sql(FACTS)?.lines().map(str::to_owned).collect())
 }
 
-/// `kubectl create job --from=cronjob/my-citus-backup`: the CronJob's job template as a Job.
-fn backup_job(manifest: &Manifest, name: &str) -> anyhow::Result<Value> {
-    let cron = manifest
-        .get("CronJob", "my-citus-backup")
-        .context("backup.enabled=true rendered no CronJob my-citus-backup")?;
-    let spec = cron.pointer("/spec/jobTemplate/spec").context("CronJob my-citus-backup has no jobTemplate.spec")?;
-    Ok(json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": "citus"},
-        "spec": spec,
-    }))
+/// Runs a Job made from the backup CronJob's template (`kubectl create job --from=cronjob/my-citus-backup`,
+/// here with `backoffLimit` replaced) to its end: Ok(log) when it completed, Err(log) when it failed.
+fn run_backup(space: &Space, name: &str, backoff_limit: u32) -> anyhow::Result<Result<String, String>> {
+    let cron: Value = serde_json::from_str(&space.kubectl(&["get", "cronjob/my-citus-backup", "-o", "json"])?)?;
+    let mut spec =
+        cron.pointer("/spec/jobTemplate/spec").context("CronJob my-citus-backup has no jobTemplate.spec")?.clone();
+    spec["backoffLimit"] = json!(backoff_limit);
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec});
+    space.kubectl_with_input(&["create", "-f", "-"], job.to_string().as_bytes())?;
+    let job = format!("job/{name}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let state = space.jsonpath(&job, "{.status.succeeded}/{.status.failed}")?;
+        if state.starts_with('1') || state.ends_with(&(backoff_limit + 1).to_string()) {
+            let log = space.job_logs(name)?;
+            return Ok(if state.starts_with('1') { Ok(log) } else { Err(log) });
+        }
+        ensure!(Instant::now() < deadline, "{job} did not end in 300 s: {state}\n{}", space.diagnose());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The lines of a backup's manifest that start with `kind`, split at tabs.
@@ -190,29 +198,34 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Relations, functions and schemas of the application in B's database (what "empty" means).
-fn user_objects(cluster: &Cluster) -> anyhow::Result<String> {
+fn user_objects(space: &Space) -> anyhow::Result<String> {
     let sql = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                WHERE n.nspname IN ('public', 'tenant_a', 'tenant_b') AND c.relkind IN ('r', 'p', 'S', 'v') \
                  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e');\n\
                SELECT count(*) FROM pg_namespace WHERE nspname IN ('tenant_a', 'tenant_b');\n\
                SELECT to_regclass('citus_chart.restore_status') IS NULL;\n\
                SELECT count(*) FROM pg_roles WHERE rolname IN ('analyst', 'reporting');";
-    util::psql(cluster, COORDINATOR, &SOCKET, sql)
+    space.sql(sql)
 }
 
 fn restore_values(backup: &str) -> Value {
-    util::values(json!({"restore": {"enabled": true, "existingClaim": "old-backups", "backup": backup}}))
+    json!({"restore": {"enabled": true, "existingClaim": "old-backups", "backup": backup}})
+}
+
+/// The restore Job's log, with the error of the Helm command that ran it.
+fn restore_failure(space: &Space, result: anyhow::Result<()>, what: &str) -> anyhow::Result<String> {
+    match result {
+        Ok(()) => bail!("{what}"),
+        Err(e) => Ok(format!("{e:#}\n{}", space.job_logs("my-citus-restore")?)),
+    }
 }
 
 fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::Result<()> {
-    let postgres = env.postgres()?;
-
     // --- Release A: every kind, then its backup. ---------------------------------------------------------
-    let mut a = util::cluster(postgres)?;
-    let manifest = a.install(&util::values(json!({"backup": {"enabled": true}})))?;
-    a.wait_all_ready(util::READY)?;
-    util::psql(&a, COORDINATOR, &SOCKET, FIXTURE).context("creating the fixture in A")?;
-    let worker_keys = util::psql(&a, "my-citus-worker-0", &SOCKET, THROUGH_WORKER)?;
+    let a = Space::create(env, "backup-a", None)?;
+    a.install(json!({"backup": {"enabled": true}}))?;
+    a.sql(FIXTURE).context("creating the fixture in A")?;
+    let worker_keys = a.sql_in("my-citus-worker-0", THROUGH_WORKER)?;
     for key in worker_keys.lines() {
         let key: i64 = key.parse().with_context(|| format!("key {key:?}"))?;
         ensure!(key > 1 << 48, "a key inserted through worker-0 is {key}, not from its sequence range");
@@ -220,7 +233,7 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
 
     // Two expired backups from long ago, the newer one named by `latest`: every run removes expired backups
     // first (a volume they fill must not stop backups for good, review D11), never the one `latest` names.
-    let backups = a.dir().join("claims/my-citus-backup");
+    let backups = a.volume_dir("my-citus-backup")?;
     let expired = backups.join("20200101T020000Z");
     let last_good = backups.join("20200102T020000Z");
     for dir in [&expired, &last_good] {
@@ -231,16 +244,11 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     std::fs::write(backups.join("latest"), "20200102T020000Z\n")?;
 
     // Something the backup cannot restore makes it fail at backup time, naming it.
-    util::psql(
-        &a,
-        COORDINATOR,
-        &SOCKET,
-        "CREATE TABLE legacy (id int); SELECT create_distributed_table('legacy', 'id', 'append');",
-    )?;
-    let mut failing = backup_job(&manifest, "my-citus-backup-legacy")?;
-    failing["spec"]["backoffLimit"] = json!(0);
-    let err = a.run_job(&failing).err().context("the backup of an append-distributed table succeeded")?;
-    let text = chain(err);
+    a.sql("CREATE TABLE legacy (id int); SELECT create_distributed_table('legacy', 'id', 'append');")?;
+    let text = match run_backup(&a, "my-citus-backup-legacy", 0)? {
+        Ok(log) => bail!("the backup of an append-distributed table succeeded:\n{log}"),
+        Err(log) => log,
+    };
     ensure!(
         text.contains("table public.legacy: append-distributed tables"),
         "the failed backup does not name the table:\n{text}"
@@ -254,9 +262,11 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     );
     ensure!(!expired.exists(), "the run kept a backup older than backup.retentionDays");
     ensure!(last_good.exists(), "the run removed the backup latest names (the newest good one)");
-    util::psql(&a, COORDINATOR, &SOCKET, "DROP TABLE legacy")?;
+    a.sql("DROP TABLE legacy")?;
 
-    a.run_job(&backup_job(&manifest, "my-citus-backup-manual")?)?;
+    if let Err(log) = run_backup(&a, "my-citus-backup-manual", 0)? {
+        bail!("the backup failed:\n{log}");
+    }
     ensure!(!last_good.exists(), "the expired backup latest named before this one was kept");
     let expected = facts(&a)?;
     let latest = std::fs::read_to_string(backups.join("latest"))?.trim().to_owned();
@@ -269,12 +279,7 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
         now.abs_diff(epoch) < 600 && lines.next() == Some(latest.as_str()),
         "last-success: {success} (now {now}, latest {latest})"
     );
-    let status = util::psql(
-        &a,
-        COORDINATOR,
-        &SOCKET,
-        "SELECT last_backup, last_failure_message IS NOT NULL FROM citus_chart.backup_status",
-    )?;
+    let status = a.sql("SELECT last_backup, last_failure_message IS NOT NULL FROM citus_chart.backup_status")?;
     ensure!(status == format!("{latest}|t"), "citus_chart.backup_status: {status}");
     // The manifest counts what is in the dump: the same as the tables hold.
     for row in manifest_lines(&backup, "rows")? {
@@ -305,10 +310,19 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
         manifest_lines(&backup, "citus_calls")?[0][1]
     );
 
-    // --- Release B: the backup volume of A, copied through the host. ------------------------------------
-    let mut b = util::cluster(postgres)?;
-    let claim = b.dir().join("claims/old-backups");
-    copy_dir(&backups, &claim)?;
+    // --- Release B: the backup volume of A, copied through the node onto a claim of B's namespace. ---------
+    let b = Space::create(env, "backup-b", None)?;
+    let old_backups = json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "old-backups"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    });
+    b.kubectl_with_input(&["apply", "-f", "-"], old_backups.to_string().as_bytes())?;
+    b.kubectl(&["wait", "--for=jsonpath={.status.phase}=Bound", "pvc/old-backups", "--timeout=60s"])?;
+    let claim = b.volume_dir("old-backups")?;
+    std::fs::create_dir_all(&claim)?;
+    copy_dir(&backups.join("."), &claim)?;
     drop(a);
     // A truncated copy under a newer name.
     let broken = "20990101T000000Z";
@@ -316,8 +330,8 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     let (data_file, size) = largest_data_file(&claim.join(broken).join("dump"))?;
     std::fs::OpenOptions::new().write(true).open(&data_file)?.set_len(size / 2)?;
 
-    let err = b.install(&restore_values(broken)).err().context("the install restoring a truncated backup succeeded")?;
-    let text = chain(err);
+    let text =
+        restore_failure(&b, b.install(restore_values(broken)), "the install restoring a truncated backup succeeded")?;
     let file_name = data_file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     ensure!(
         text.contains(&format!("backup {broken} is damaged or incomplete: dump/{file_name} has {} bytes", size / 2))
@@ -325,20 +339,20 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
         "the refusal does not name the truncated file:\n{text}"
     );
     println!("B: truncated backup refused: {}", refusal_line(&text, "is damaged or incomplete"));
-    b.wait_all_ready(util::READY)?;
+    b.wait_ready(&NODES, util::READY)?;
     let empty = "0\n0\nt\n0";
     ensure!(user_objects(&b)? == empty, "B's database is not empty after the refusal: {}", user_objects(&b)?);
 
     // A database that is not empty is refused, and left as it is.
-    util::psql(&b, COORDINATOR, &SOCKET, "CREATE TABLE public.junk (id int)")?;
-    let err = b.upgrade(&restore_values("latest")).err().context("the restore into a non-empty database succeeded")?;
-    let text = chain(err);
+    b.sql("CREATE TABLE public.junk (id int)")?;
+    let text =
+        restore_failure(&b, b.upgrade(restore_values("latest")), "the restore into a non-empty database succeeded")?;
     ensure!(
         text.contains("is not empty, refusing to restore into it. It holds: relation public.junk"),
         "the refusal does not name the table in the way:\n{text}"
     );
     println!("B: non-empty database refused: {}", refusal_line(&text, "is not empty"));
-    util::psql(&b, COORDINATOR, &SOCKET, "DROP TABLE public.junk")?;
+    b.sql("DROP TABLE public.junk")?;
     ensure!(user_objects(&b)? == empty, "B changed by the refusal");
 
     // A backup that verifies but whose restore fails at its last Citus call: the statement is named,
@@ -351,18 +365,15 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
         "citus-distribution.sql",
         "SELECT pg_catalog.create_distributed_table('public.no_such_table', 'id');\n",
     )?;
-    let err = b.upgrade(&restore_values(failing)).err().context("the restore with a failing statement succeeded")?;
-    let text = chain(err);
+    let text =
+        restore_failure(&b, b.upgrade(restore_values(failing)), "the restore with a failing statement succeeded")?;
     ensure!(
         text.contains("relation \"public.no_such_table\" does not exist")
             && text.contains("the transaction was rolled back"),
         "the failed restore does not name its statement:\n{text}"
     );
     println!("B: failing statement: {}", refusal_line(&text, "no_such_table"));
-    let left = util::psql(
-        &b,
-        COORDINATOR,
-        &SOCKET,
+    let left = b.sql(
         "SELECT (SELECT count(*) FROM pg_dist_partition) || ' ' || (SELECT count(*) FROM pg_dist_shard) || ' ' || \
          (SELECT string_agg(result, ',') FROM run_command_on_workers($$SELECT count(*) FROM pg_class WHERE relname LIKE 'orders%' AND relkind IN ('r', 'p')$$))",
     )?;
@@ -377,7 +388,7 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     );
 
     // The restore proper (helm upgrade runs the hook again).
-    b.upgrade(&restore_values("latest"))?;
+    b.upgrade(restore_values("latest"))?;
     let got = facts(&b)?;
     let missing: Vec<_> = expected.iter().filter(|f| !got.contains(f)).collect();
     let extra: Vec<_> = got.iter().filter(|f| !expected.contains(f)).collect();
@@ -385,12 +396,7 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
         missing.is_empty() && extra.is_empty(),
         "B differs from A\nonly in A:\n{missing:#?}\nonly in B:\n{extra:#?}"
     );
-    let status = util::psql(
-        &b,
-        COORDINATOR,
-        &SOCKET,
-        "SELECT backup, completed_at IS NOT NULL FROM citus_chart.restore_status",
-    )?;
+    let status = b.sql("SELECT backup, completed_at IS NOT NULL FROM citus_chart.restore_status")?;
     ensure!(status == format!("{latest}|t"), "restore_status: {status}");
 
     // Sequences: new keys through the coordinator and through each worker never meet restored ones.
@@ -405,13 +411,9 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
          INSERT INTO tenant_a.users (name) VALUES ('new');",
     )?;
     for worker in ["my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"] {
-        util::psql(&b, worker, &SOCKET, THROUGH_WORKER)
-            .with_context(|| format!("inserting through {worker} after the restore"))?;
+        b.sql_in(worker, THROUGH_WORKER).with_context(|| format!("inserting through {worker} after the restore"))?;
     }
-    let unique = util::psql(
-        &b,
-        COORDINATOR,
-        &SOCKET,
+    let unique = b.sql(
         "SELECT (SELECT count(*) - count(DISTINCT id) FROM orders) || ' ' || (SELECT count(*) - count(DISTINCT no) FROM invoices) \
          || ' ' || (SELECT count(*) - count(DISTINCT id) FROM events) || ' ' || (SELECT count(*) FROM orders)",
     )?;
@@ -427,13 +429,13 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     util::psql(&b, COORDINATOR, &login, "SELECT count(*) FROM orders")?;
 
     // Again: a complete restore is a no-op.
-    b.upgrade(&restore_values("latest"))?;
+    b.upgrade(restore_values("latest"))?;
     ensure!(
         facts(&b)?.iter().filter(|f| f.starts_with("table ")).count()
             == expected.iter().filter(|f| f.starts_with("table ")).count(),
         "the second restore run changed the tables"
     );
-    let restore_log = last_log(&b, "my-citus-restore-")?;
+    let restore_log = b.job_logs("my-citus-restore")?;
     ensure!(
         restore_log.contains(&format!("already restored from backup {latest}; nothing to do")),
         "second run:\n{restore_log}"
@@ -480,11 +482,6 @@ fn refusal_line<'a>(text: &'a str, needle: &str) -> &'a str {
     text.lines().find(|l| l.contains(needle)).unwrap_or(text)
 }
 
-/// The error with its sources (hook, job, log tail), as anyhow prints it.
-fn chain(err: local_cluster::Error) -> String {
-    format!("{:#}", anyhow::Error::from(err))
-}
-
 fn largest_data_file(dump: &Path) -> anyhow::Result<(PathBuf, u64)> {
     let mut best: Option<(PathBuf, u64)> = None;
     for entry in std::fs::read_dir(dump)? {
@@ -498,16 +495,4 @@ fn largest_data_file(dump: &Path) -> anyhow::Result<(PathBuf, u64)> {
         Some(b) if b.1 > 1 => Ok(b),
         _ => bail!("no data file in {}", dump.display()),
     }
-}
-
-/// The log of the newest pod whose name starts with `prefix`.
-fn last_log(cluster: &Cluster, prefix: &str) -> anyhow::Result<String> {
-    let mut logs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cluster.dir().join("logs"))?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    logs.sort();
-    let (_, path) = logs.last().with_context(|| format!("no log of a pod {prefix}*"))?;
-    Ok(std::fs::read_to_string(path)?)
 }

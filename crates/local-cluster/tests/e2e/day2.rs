@@ -6,19 +6,20 @@
 //! every placement is on a registered, active, reachable worker; no worker is closed to shards; no node is
 //! registered twice or under a name the release does not have; pg_dist_cleanup empties; distributed DDL and
 //! a multi-shard query work as the application user. A failure names the seed and the steps so far.
-//! `DAY2_SEED` and `DAY2_STEPS` replay or lengthen it (the suite runs seed 1 with 8 steps).
+//! `DAY2_SEED` and `DAY2_STEPS` replay or lengthen it (the suite runs seed 1 with 8 steps). It runs on the
+//! control plane: Helm's releases, hooks and `lookup`, the Job and StatefulSet controllers are the real ones.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use local_cluster::Cluster;
+use helm_engine::ReleaseOptions;
 use serde_json::{json, Value};
 
-use crate::util::Env;
-use crate::util::{self, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
+use crate::node_agent::Space;
+use crate::util::{self, Env, Pods, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE};
 
-crate::scenarios!(Citus: a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluster);
+crate::scenarios!(Node: a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluster);
 
 const RELEASE: &str = "my-citus";
 const WORKERS: &str = "my-citus-worker";
@@ -76,6 +77,8 @@ struct Model {
     workers: u32,
     work_mem: u32,
     backups: u32,
+    /// The values of each revision Helm recorded (a refused command records one too), revision 1 first.
+    revisions: Vec<Value>,
 }
 
 impl Model {
@@ -113,13 +116,15 @@ fn a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluste
     let seed: u64 = std::env::var("DAY2_SEED").ok().map(|s| s.parse()).transpose().context("DAY2_SEED")?.unwrap_or(1);
     let steps: u32 =
         std::env::var("DAY2_STEPS").ok().map(|s| s.parse()).transpose().context("DAY2_STEPS")?.unwrap_or(8);
-    let mut model = Model { rng: Rng(seed), workers: 3, work_mem: 4, backups: 0 };
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&model.values(3))?;
-    cluster.wait_all_ready(util::READY)?;
+    let mut model = Model { rng: Rng(seed), workers: 3, work_mem: 4, backups: 0, revisions: Vec::new() };
+    let space = Space::create(env, "day2", None)?;
+    let values = model.values(3);
+    space.install_values(&values)?;
+    model.revisions.push(values);
+    space.wait_serving(util::SERVING)?;
     let app = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
     util::psql(
-        &cluster,
+        &space,
         COORDINATOR,
         &app,
         "CREATE TABLE writes (id bigint PRIMARY KEY, payload text NOT NULL);\n\
@@ -128,23 +133,23 @@ fn a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluste
          SELECT create_reference_table('kinds') \\g /dev/null\n\
          INSERT INTO kinds SELECT g, 'kind-' || g FROM generate_series(1, 10) g;",
     )?;
-    ensure_writer(&cluster)?;
+    ensure_writer(&space)?;
 
     let started = Instant::now();
     let mut done: Vec<String> = Vec::new();
     for n in 1..=steps {
-        let revisions = cluster.revisions(RELEASE).len() as u32;
+        let revisions = model.revisions.len() as u32;
         let step = model.draw(revisions);
         let at = Instant::now();
-        let outcome = run_step(&mut cluster, &mut model, &step).and_then(|note| {
-            settle(&mut cluster)?;
-            ensure_writer(&cluster)?;
-            check_invariants(&cluster, &model)?;
+        let outcome = run_step(&space, &mut model, &step).and_then(|note| {
+            settle(&space)?;
+            ensure_writer(&space)?;
+            check_invariants(&space, &model)?;
             Ok(note)
         });
         match outcome {
             Ok(note) => {
-                let acked = acknowledged(&cluster)?.len();
+                let acked = acknowledged(&space)?.len();
                 let line = format!("{n}. {step}{note} ({:.0?}, {acked} writes acknowledged so far)", at.elapsed());
                 println!("day2 seed {seed}: {line}");
                 done.push(line);
@@ -155,91 +160,122 @@ fn a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluste
             ),
         }
     }
-    let acked = stop_writer(&cluster)?;
-    check_acknowledged(&cluster, &acked)?;
+    let acked = stop_writer(&space)?;
+    check_acknowledged(&space, &acked)?;
     println!("day2 seed {seed}: {steps} steps, {} acknowledged writes, {:.0?}", acked.len(), started.elapsed());
     Ok(())
 }
 
+/// Helm gives up on hooks after `seconds`, as with `--timeout`.
+fn timeout(seconds: u64) -> ReleaseOptions {
+    ReleaseOptions { timeout_seconds: Some(seconds), ..ReleaseOptions::default() }
+}
+
+/// `helm upgrade` with the model's values for `workers` workers; Helm records a revision either way.
+fn upgrade(space: &Space, model: &mut Model, workers: u32, options: &ReleaseOptions) -> anyhow::Result<()> {
+    let values = model.values(workers);
+    let result = space.helm.upgrade(&util::chart_dir(), RELEASE, &values, options).map(drop);
+    model.revisions.push(values);
+    result.map_err(anyhow::Error::from)
+}
+
 /// Runs one step; returns a note on how it went when Helm refused it (a refusal is allowed, the invariants
 /// decide whether it left the cluster consistent).
-fn run_step(cluster: &mut Cluster, model: &mut Model, step: &Step) -> anyhow::Result<String> {
+fn run_step(space: &Space, model: &mut Model, step: &Step) -> anyhow::Result<String> {
     let mut note = String::new();
     match *step {
         Step::Scale(n) => {
-            let r = cluster.upgrade(&model.values(n));
+            let r = upgrade(space, model, n, &timeout(600));
             note += &applied(r, model, n);
         }
         Step::ChangeSetting => {
             model.work_mem = if model.work_mem == 4 { 5 } else { 4 };
-            let r = cluster.upgrade(&model.values(model.workers));
             let w = model.workers;
+            let r = upgrade(space, model, w, &timeout(600));
             note += &applied(r, model, w);
         }
         Step::Rollback(revision) => {
-            let values = cluster
-                .revisions(RELEASE)
-                .get(revision as usize - 1)
-                .map(|v| (*v).clone())
-                .context("no such revision")?;
+            let values = model.revisions.get(revision as usize - 1).cloned().context("no such revision")?;
             let n = values["worker"]["replicaCount"].as_u64().context("replicaCount")? as u32;
-            let r = cluster.rollback(RELEASE, revision);
+            let r = space.helm.rollback(RELEASE, Some(revision), &timeout(600)).map_err(anyhow::Error::from);
+            model.revisions.push(values.clone());
             if r.is_ok() {
                 model.work_mem = work_mem_of(&values)?;
             }
             note += &applied(r, model, n);
         }
         Step::RetriedUpgrade(n) => {
-            cluster.set_hook_timeout(Duration::from_secs(3));
-            let first = cluster.upgrade(&model.values(n));
-            cluster.set_hook_timeout(Duration::from_secs(300));
-            if let Err(e) = &first {
-                note = format!(" [first try: {}]", first_line(&e.to_string()));
+            if let Err(e) = upgrade(space, model, n, &timeout(3)) {
+                note = format!(" [first try: {}]", first_line(&format!("{e:#}")));
             }
             // Helm's hooks that outlived --timeout go on; the retry waits for them (README: scale-in).
-            cluster.wait_for("hook Jobs of the first try", SETTLE, |c| Ok(!c.hook_jobs_running()))?;
-            let r = cluster.upgrade(&model.values(n));
+            let deadline = Instant::now() + SETTLE;
+            while !space.jsonpath("jobs", "{.items[*].status.active}")?.trim().is_empty() {
+                ensure!(Instant::now() < deadline, "hook Jobs of the first try still run after {SETTLE:?}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let r = upgrade(space, model, n, &timeout(600));
             note += &applied(r, model, n);
         }
         Step::KillHookPod(n) => {
-            let revision = cluster.revisions(RELEASE).len() + 1;
+            let revision = model.revisions.len() + 1;
             if n < model.workers {
-                cluster.kill_on_log_line(&format!("my-citus-drain-workers-r{revision}"), "NOTICE:  Moving shard");
+                let job = format!("my-citus-drain-workers-r{revision}");
+                space.agent.kill_on_log_line(&space.ns, &job, "NOTICE:  Moving shard");
             } else {
-                cluster.kill_on_log_line("my-citus-register-workers", "added as node");
+                space.agent.kill_on_log_line(&space.ns, "my-citus-register-workers", "added as node");
             }
-            let r = cluster.upgrade(&model.values(n));
-            cluster.clear_kills_on_log_lines();
+            let r = upgrade(space, model, n, &timeout(600));
+            space.agent.clear_kills_on_log_lines(&space.ns);
             note += &applied(r, model, n);
         }
-        Step::KillWorker(i) => cluster.kill_pod(&format!("{WORKERS}-{i}"))?,
-        Step::KillCoordinator => cluster.kill_pod(COORDINATOR)?,
+        Step::KillWorker(i) => kill(space, &format!("{WORKERS}-{i}"))?,
+        Step::KillCoordinator => kill(space, COORDINATOR)?,
         Step::CutNetwork(i) => {
             let worker = format!("{WORKERS}-{i}");
-            cluster.cut_network(COORDINATOR, &worker)?;
+            space.agent.cut(&space.ns, COORDINATOR, &worker)?;
             std::thread::sleep(Duration::from_secs(5));
-            cluster.heal_network(COORDINATOR, &worker)?;
+            space.agent.heal(&space.ns, COORDINATOR, &worker)?;
         }
         Step::ScaleOutsideHelm => {
-            let now = cluster.statefulset_replicas(WORKERS).context("no worker StatefulSet")?;
-            cluster.scale_statefulset(WORKERS, now + 1)?;
+            let now: u32 = space.jsonpath(&format!("statefulset/{WORKERS}"), "{.spec.replicas}")?.parse()?;
+            space.kubectl(&["scale", &format!("statefulset/{WORKERS}"), &format!("--replicas={}", now + 1)])?;
         }
         Step::Backup => {
             model.backups += 1;
-            cluster.create_job_from_cronjob("my-citus-backup", &format!("day2-backup-{}", model.backups))?;
+            let job = format!("day2-backup-{}", model.backups);
+            space.kubectl(&["create", "job", "--from=cronjob/my-citus-backup", &job])?;
+            space
+                .kubectl(&["wait", "--for=condition=Complete", &format!("job/{job}"), "--timeout=300s"])
+                .with_context(|| space.job_logs(&job).unwrap_or_default())?;
         }
     }
     Ok(note)
 }
 
+/// Kills every process of `pod` and waits until the node restarted its container: until then the API server
+/// may still report the pod ready.
+fn kill(space: &Space, pod: &str) -> anyhow::Result<()> {
+    let path = "{.status.containerStatuses[?(@.name==\"postgresql\")].restartCount}";
+    let restarts = || space.jsonpath(&format!("pod/{pod}"), path);
+    let before = restarts()?;
+    space.agent.kill_pod(&space.ns, pod)?;
+    let deadline = Instant::now() + SETTLE;
+    while restarts()? == before {
+        ensure!(Instant::now() < deadline, "{pod} was not restarted {SETTLE:?} after the kill");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok(())
+}
+
 /// The model follows a Helm command that went through; one that failed leaves it (and says why).
-fn applied(result: local_cluster::Result<local_cluster::Manifest>, model: &mut Model, workers: u32) -> String {
+fn applied(result: anyhow::Result<()>, model: &mut Model, workers: u32) -> String {
     match result {
-        Ok(_) => {
+        Ok(()) => {
             model.workers = workers;
             String::new()
         }
-        Err(e) => format!(" [helm refused: {}]", first_line(&format!("{:#}", anyhow::Error::from(e)))),
+        Err(e) => format!(" [helm refused: {}]", first_line(&format!("{e:#}"))),
     }
 }
 
@@ -252,30 +288,31 @@ fn work_mem_of(values: &Value) -> anyhow::Result<u32> {
     Ok(conf.trim_start_matches("work_mem = '").trim_end_matches("MB'").parse()?)
 }
 
-fn sql(cluster: &Cluster, query: &str) -> anyhow::Result<String> {
-    util::psql(cluster, COORDINATOR, &SOCKET, query)
+fn sql(space: &Space, query: &str) -> anyhow::Result<String> {
+    space.sql(query)
 }
 
-/// Every pod ready, no Citus background job running (bounded).
-fn settle(cluster: &mut Cluster) -> anyhow::Result<()> {
-    cluster.wait_all_ready(SETTLE)?;
+/// Every node pod rolled out and ready, the coordinator Service answering, no Citus background job running
+/// (bounded).
+fn settle(space: &Space) -> anyhow::Result<()> {
+    space.wait_rolled_out(SETTLE)?;
+    space.wait_serving(util::SERVING)?;
     let running =
         "SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running', 'cancelling', 'failing')";
     let deadline = Instant::now() + SETTLE;
-    while sql(cluster, running)? != "0" {
+    while sql(space, running)? != "0" {
         ensure!(
             Instant::now() < deadline,
             "a background job still runs: {}",
-            sql(cluster, "SELECT * FROM citus_rebalance_status()")?
+            sql(space, "SELECT * FROM citus_rebalance_status()")?
         );
-        cluster.tick()?;
         std::thread::sleep(Duration::from_millis(500));
     }
     Ok(())
 }
 
 /// The invariants of the module documentation.
-fn check_invariants(cluster: &Cluster, model: &Model) -> anyhow::Result<()> {
+fn check_invariants(cluster: &Space, model: &Model) -> anyhow::Result<()> {
     let acked = acknowledged(cluster)?;
     check_acknowledged(cluster, &acked)?;
     let misplaced = sql(
@@ -298,7 +335,7 @@ fn check_invariants(cluster: &Cluster, model: &Model) -> anyhow::Result<()> {
     ensure!(closed.is_empty(), "worker(s) closed to shards with no drain running: {closed}");
     let registered =
         sql(cluster, "SELECT string_agg(nodename, ' ' ORDER BY nodename) FROM pg_dist_node WHERE groupid <> 0")?;
-    let expected: Vec<String> = (0..model.workers).map(util::worker_fqdn).collect();
+    let expected: Vec<String> = (0..model.workers).map(|n| util::worker_host(&cluster.ns, n)).collect();
     ensure!(
         registered == expected.join(" "),
         "registered workers: {registered}; the release has {}",
@@ -321,7 +358,7 @@ fn check_invariants(cluster: &Cluster, model: &Model) -> anyhow::Result<()> {
 }
 
 /// Every acknowledged id is in the table (once: it is the primary key).
-fn check_acknowledged(cluster: &Cluster, acked: &[u64]) -> anyhow::Result<()> {
+fn check_acknowledged(cluster: &Space, acked: &[u64]) -> anyhow::Result<()> {
     let stored: std::collections::BTreeSet<u64> =
         sql(cluster, "SELECT coalesce(string_agg(id::text, ' '), '') FROM writes")?
             .split_whitespace()
@@ -356,26 +393,26 @@ echo stopped > $DIR/state
 /// Where the writer keeps its state: the coordinator's volume (its data directory is a subdirectory).
 const WRITER_DIR: &str = "/var/lib/postgresql/data/day2";
 
-fn in_writer_dir(cluster: &Cluster, script: &str, stdin: Option<&[u8]>) -> anyhow::Result<local_cluster::ExecOutput> {
-    Ok(cluster.exec(COORDINATOR, &["sh", "-c", script], &[("DIR", WRITER_DIR)], stdin)?)
+fn in_writer_dir(space: &Space, script: &str, stdin: Option<&[u8]>) -> anyhow::Result<local_cluster::ExecOutput> {
+    space.run(COORDINATOR, &["sh", "-c", script], &[("DIR", WRITER_DIR)], stdin)
 }
 
-fn ensure_writer(cluster: &Cluster) -> anyhow::Result<()> {
+fn ensure_writer(cluster: &Space) -> anyhow::Result<()> {
     let start = "mkdir -p $DIR; cat > $DIR/writer.sh; nohup sh $DIR/writer.sh </dev/null >/dev/null 2>&1 &";
     let out = in_writer_dir(cluster, start, Some(WRITER.as_bytes()))?;
     ensure!(out.status.success(), "starting the writer: {}", out.stderr);
     Ok(())
 }
 
-fn acknowledged(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
+fn acknowledged(cluster: &Space) -> anyhow::Result<Vec<u64>> {
     let out = in_writer_dir(cluster, "cat $DIR/ok 2>/dev/null || true", None)?;
     out.stdout.lines().map(|l| l.trim().parse::<u64>().context("an acknowledged id")).collect()
 }
 
-fn stop_writer(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
+fn stop_writer(cluster: &Space) -> anyhow::Result<Vec<u64>> {
     in_writer_dir(cluster, "touch $DIR/stop", None)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let state = |c: &Cluster| -> anyhow::Result<String> {
+    let state = |c: &Space| -> anyhow::Result<String> {
         Ok(in_writer_dir(c, "cat $DIR/state 2>/dev/null || true", None)?.stdout)
     };
     while state(cluster)?.trim() != "stopped" {

@@ -1,7 +1,7 @@
 //! What the node does with the chart's pods, on the control plane: the exporter sidecar with its HTTP probes,
 //! the volumePermissions init container, two releases side by side, a StatefulSet scaled outside Helm, a
-//! liveness probe restarting a container, a Pending pod and a network cut. The tag-to-build mapping of the
-//! images runs on the simulator until a second Citus build is at hand.
+//! liveness probe restarting a container, a Pending pod, a network cut, and an image tag mapped to another
+//! Citus build.
 
 use std::time::{Duration, Instant};
 
@@ -248,11 +248,10 @@ fn a_network_cut_stops_traffic_between_two_pods_until_healed(env: &Env) -> anyho
 
 fn an_image_tag_maps_to_its_citus_build(env: &Env) -> anyhow::Result<()> {
     let tag = env.upgrade_tag.as_deref().context("no upgrade tag")?;
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&util::values(json!({"worker": {"replicaCount": 1}, "image": {"tag": tag}})))?;
-    cluster.wait_all_ready(util::READY)?;
-    for pod in ["my-citus-coordinator-0", "my-citus-worker-0"] {
-        let version = util::psql(&cluster, pod, &SOCKET, "SELECT citus_version()")?;
+    let space = Space::create(env, "node-image-tag", None)?;
+    space.install(json!({"worker": {"replicaCount": 1}, "image": {"tag": tag}}))?;
+    for pod in &NODES[..2] {
+        let version = space.sql_in(pod, "SELECT citus_version()")?;
         ensure!(version.contains(&format!("Citus {tag}")), "{pod} runs {version}, not the build mapped to tag {tag}");
     }
     Ok(())

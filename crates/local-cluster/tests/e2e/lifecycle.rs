@@ -120,23 +120,19 @@ fn a_restart_reuses_the_data_directory_without_initdb(env: &Env) -> anyhow::Resu
 
 fn a_citus_minor_upgrade_updates_every_node_coordinator_first(env: &Env) -> anyhow::Result<()> {
     let tag = env.upgrade_tag.as_deref().context("no upgrade tag")?;
-    let mut cluster = util::cluster(env.postgres()?)?;
-    cluster.install(&util::values(json!({})))?;
-    cluster.wait_all_ready(util::READY)?;
-    load_tables(&cluster)?;
-    let before = util::psql(
-        &cluster,
-        util::COORDINATOR,
-        &SOCKET,
-        "SELECT extversion FROM pg_extension WHERE extname = 'citus'",
-    )?;
+    let space = Space::create(env, "lifecycle-citus-upgrade", None)?;
+    space.install(json!({}))?;
+    space.wait_ready(&NODES, util::READY)?;
+    space.wait_serving(util::SERVING)?;
+    load_tables(&space)?;
+    let before = space.sql("SELECT extversion FROM pg_extension WHERE extname = 'citus'")?;
 
-    cluster.upgrade(&util::values(json!({"image": {"tag": tag}})))?;
-    let pods = ["my-citus-coordinator-0", "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
+    space.upgrade(json!({"image": {"tag": tag}}))?;
+    space.wait_rolled_out(util::READY)?;
     let mut versions = Vec::new();
-    for pod in pods {
+    for pod in NODES {
         let got = util::psql(
-            &cluster,
+            &space,
             pod,
             &SOCKET,
             "SELECT e.extversion || ' ' || a.default_version || ' ' || citus_version() FROM pg_extension e, pg_available_extensions a WHERE e.extname = 'citus' AND a.name = 'citus'",
@@ -151,19 +147,17 @@ fn a_citus_minor_upgrade_updates_every_node_coordinator_first(env: &Env) -> anyh
         versions.push(installed.to_owned());
     }
     // Workers wait for the coordinator's update before their own.
-    let coordinator_log = cluster.logs("my-citus-coordinator-0")?;
+    let coordinator_log = space.kubectl(&["logs", util::COORDINATOR, "-c", "postgresql"])?;
     ensure!(
         coordinator_log.contains("(ALTER EXTENSION citus UPDATE)"),
         "the coordinator did not update citus:\n{coordinator_log}"
     );
-    check_tables(&cluster)?;
-    util::psql(
-        &cluster,
-        util::COORDINATOR,
-        &SOCKET,
+    space.wait_serving(util::SERVING)?;
+    check_tables(&space)?;
+    space.sql(
         "CREATE TABLE after_upgrade (id bigint PRIMARY KEY); SELECT create_distributed_table('after_upgrade', 'id')",
     )?;
-    assert_registered(&cluster, 3)?;
+    assert_registered(&space, 3)?;
     println!("citus {before} -> {} on every node ({tag})", versions[0]);
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! do their part; the node agent runs the pods with real PostgreSQL and Citus and reports them back. Each
 //! scenario has a namespace of its own, deleted at its end.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -128,6 +129,13 @@ impl Space {
         Ok(())
     }
 
+    /// The directory on this node of the volume bound to `claim` (the agent provisions host paths).
+    pub(crate) fn volume_dir(&self, claim: &str) -> anyhow::Result<std::path::PathBuf> {
+        let volume = self.jsonpath(&format!("pvc/{claim}"), "{.spec.volumeName}")?;
+        ensure!(!volume.is_empty(), "claim {claim} is not bound");
+        Ok(self.jsonpath(&format!("pv/{volume}"), "{.spec.hostPath.path}")?.into())
+    }
+
     /// Whether the API server has the pod (whatever its phase).
     pub(crate) fn has_pod(&self, pod: &str) -> anyhow::Result<bool> {
         Ok(self.jsonpath("pods", "{.items[*].metadata.name}")?.split_whitespace().any(|p| p == pod))
@@ -164,6 +172,35 @@ impl Space {
         }
         ensure!(!all.is_empty(), "no log of a Job {prefix}*: jobs {jobs}");
         Ok(all)
+    }
+
+    /// Runs `act` while noting, every half second, the pods of Job `job`; returns `act`'s result and the log
+    /// of each pod seen, read from the node afterwards: Helm deletes a hook Job that succeeded, and with it
+    /// what `kubectl logs` could show.
+    pub(crate) fn reading_job_logs<T>(&self, job: &str, act: impl FnOnce() -> T) -> (T, BTreeMap<String, String>) {
+        let done = AtomicBool::new(false);
+        let (result, seen) = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                let selector = format!("batch.kubernetes.io/job-name={job}");
+                let mut seen = std::collections::BTreeSet::new();
+                loop {
+                    let last = done.load(Ordering::SeqCst);
+                    let pods =
+                        self.kubectl(&["get", "pods", "-l", &selector, "-o", "jsonpath={.items[*].metadata.name}"]);
+                    seen.extend(pods.unwrap_or_default().split_whitespace().map(str::to_owned));
+                    if last {
+                        return seen;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+            let result = act();
+            done.store(true, Ordering::SeqCst);
+            (result, watcher.join().unwrap_or_default())
+        });
+        let logs =
+            seen.into_iter().map(|pod| (pod.clone(), self.agent.log(&self.ns, &pod).unwrap_or_default())).collect();
+        (result, logs)
     }
 
     /// Waits until `pod` is Ready again as another pod than the one `old` (its `{.metadata.uid} ...` before)

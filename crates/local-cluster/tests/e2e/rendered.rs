@@ -1,23 +1,16 @@
 //! Checks on the rendered objects alone (Helm only): what the pods will be given.
 
 use anyhow::ensure;
-use local_cluster::Manifest;
+use helm_engine::{Helm, RenderOptions};
 use serde_json::{json, Value};
 
 use crate::util::{self, Env, APP_PASSWORD, POSTGRES_PASSWORD};
 
 crate::scenarios!(Helm: passwords_are_not_in_arguments_env_values_or_config_maps);
 
-fn render(values: Value) -> anyhow::Result<Manifest> {
-    let req = local_cluster::RenderRequest {
-        chart_dir: &util::chart_dir(),
-        release: "my-citus",
-        namespace: "citus",
-        values: &values,
-        is_upgrade: false,
-        revision: 1,
-    };
-    Ok(Manifest::render(&req)?)
+fn render(values: Value) -> anyhow::Result<Vec<Value>> {
+    let rendered = Helm::discover()?.render(&util::chart_dir(), &values, &RenderOptions::default())?;
+    Ok(rendered.documents()?.into_iter().map(|d| d.value).collect())
 }
 
 /// Every string of a container's command, args and plain env values.
@@ -48,9 +41,9 @@ fn container_strings(doc: &Value) -> Vec<String> {
 
 fn passwords_are_not_in_arguments_env_values_or_config_maps(_: &Env) -> anyhow::Result<()> {
     for extra in [json!({}), json!({"auth": {"usePasswordFiles": true}})] {
-        let manifest = render(util::values(extra.clone()))?;
+        let docs = render(util::values(extra.clone()))?;
         let mut containers = 0;
-        for doc in manifest.documents() {
+        for doc in &docs {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
             let mut strings = container_strings(doc);
             containers += strings.len();

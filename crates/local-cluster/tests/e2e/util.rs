@@ -1,16 +1,15 @@
-//! Shared pieces of the scenarios: what a scenario needs and the check of it, a cluster per scenario (at
-//! most two at once on this 2-core machine), chart values with known passwords, psql through `kubectl exec`.
+//! Shared pieces of the scenarios: what a scenario needs and the check of it, the run's control plane and
+//! node agent, chart values with known passwords, psql through `kubectl exec`.
 
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use control_plane::ControlPlane;
 use local_cluster::agent::{AgentSettings, Capacity, NodeAgent};
 use local_cluster::kubelet::pod::KubeletConfig;
-use local_cluster::{host, Cluster, ExecOutput, Images, Postgres, Settings};
+use local_cluster::{host, ExecOutput, Images, Postgres};
 use serde_json::{json, Value};
 
 pub const POSTGRES_PASSWORD: &str = "pg-super:secret\\1";
@@ -20,10 +19,6 @@ pub const COORDINATOR_SERVICE: &str = "my-citus-coordinator";
 pub const READY: Duration = Duration::from_secs(180);
 /// How long a Service may take to follow its pods' readiness on the node agent.
 pub const SERVING: Duration = Duration::from_secs(10);
-
-pub fn worker_fqdn(n: u32) -> String {
-    worker_host("citus", n)
-}
 
 /// The name under which the coordinator registers worker `n` of release my-citus in namespace `ns`.
 pub fn worker_host(ns: &str, n: u32) -> String {
@@ -44,22 +39,19 @@ pub fn chart_dir() -> PathBuf {
 pub enum Needs {
     /// Helm only (rendering).
     Helm,
-    /// Root (namespaces, mounts, uid changes), iproute2, PostgreSQL, nss_wrapper and Citus (`citus.so` in
-    /// `pg_config --pkglibdir`).
-    Citus,
-    /// Also a second Citus build mapped to a `citusdata/citus` tag by `LOCAL_CLUSTER_IMAGES`.
-    TwoCitus,
     /// Helm and a real control plane (`KUBE_CONTROL_PLANE_BIN`), shared by the run; no node.
     ControlPlane,
-    /// The control plane with this machine as its node (the node agent), running Citus.
+    /// The control plane with this machine as its node (the node agent), running Citus: root (namespaces,
+    /// mounts, uid changes), iproute2, PostgreSQL, nss_wrapper, `citus.so` in `pg_config --pkglibdir`.
     Node,
+    /// Also a second Citus build mapped to a `citusdata/citus` tag by `LOCAL_CLUSTER_IMAGES`.
+    TwoCitus,
 }
 
 impl Needs {
     pub fn label(self) -> &'static str {
         match self {
             Needs::Helm => "helm",
-            Needs::Citus => "citus",
             Needs::TwoCitus => "two citus versions",
             Needs::ControlPlane => "control plane",
             Needs::Node => "control plane node",
@@ -119,8 +111,11 @@ pub fn available(needs: Needs) -> Result<Env, String> {
             control_plane::Binaries::discover()?;
             host::Needs::Citus
         }
-        Needs::Citus => host::Needs::Citus,
-        Needs::TwoCitus => host::Needs::TwoCitus,
+        Needs::TwoCitus => {
+            helm_engine::Helm::discover().map_err(|e| e.to_string())?;
+            control_plane::Binaries::discover()?;
+            host::Needs::TwoCitus
+        }
     };
     let host = host::check(host_needs)?;
     Ok(Env { postgres: Some(host.postgres), upgrade_tag: host.upgrade_tag })
@@ -184,51 +179,6 @@ pub fn node_agent(env: &Env) -> anyhow::Result<&'static NodeAgent> {
     started.as_ref().map_err(|e| anyhow::anyhow!("the node agent did not start: {e}"))
 }
 
-static SLOTS: Mutex<u32> = Mutex::new(2);
-static FREED: Condvar = Condvar::new();
-
-/// A cluster that holds one of the two cluster slots while it exists.
-pub struct TestCluster {
-    cluster: Option<Cluster>,
-}
-
-impl Deref for TestCluster {
-    type Target = Cluster;
-    fn deref(&self) -> &Cluster {
-        self.cluster.as_ref().expect("cluster exists until drop")
-    }
-}
-
-impl DerefMut for TestCluster {
-    fn deref_mut(&mut self) -> &mut Cluster {
-        self.cluster.as_mut().expect("cluster exists until drop")
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        drop(self.cluster.take());
-        let mut free = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
-        *free += 1;
-        FREED.notify_one();
-    }
-}
-
-pub fn cluster(postgres: &Postgres) -> anyhow::Result<TestCluster> {
-    let mut free = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
-    while *free == 0 {
-        free = FREED.wait(free).unwrap_or_else(|e| e.into_inner());
-    }
-    *free -= 1;
-    drop(free);
-    let mut guard = TestCluster { cluster: None };
-    let mut settings = Settings::new(chart_dir(), postgres.clone(), env!("CARGO_TARGET_TMPDIR"));
-    // Logs and data of a failed scenario are kept on request (a failing test returns an error, no panic).
-    settings.keep_work_dir = std::env::var_os("LOCAL_CLUSTER_KEEP").is_some();
-    guard.cluster = Some(Cluster::new(settings)?);
-    Ok(guard)
-}
-
 /// Chart values: known passwords plus `extra`, merged (objects recursively).
 pub fn values(extra: Value) -> Value {
     let mut base = json!({"auth": {"postgresPassword": POSTGRES_PASSWORD, "password": APP_PASSWORD}});
@@ -279,26 +229,6 @@ pub trait Pods {
     /// What the cluster says of itself, for a failure's message.
     fn diagnose(&self) -> String {
         String::new()
-    }
-}
-
-impl Pods for Cluster {
-    fn namespace(&self) -> &str {
-        Cluster::namespace(self)
-    }
-
-    fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput> {
-        Ok(self.exec(pod, argv, env, stdin)?)
-    }
-}
-
-impl Pods for TestCluster {
-    fn namespace(&self) -> &str {
-        Cluster::namespace(self)
-    }
-
-    fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput> {
-        Ok(self.exec(pod, argv, env, stdin)?)
     }
 }
 
