@@ -106,6 +106,9 @@ pub struct ReleaseOptions {
     pub dry_run: Option<&'static str>,
     /// Seconds Helm waits for hooks.
     pub timeout_seconds: Option<u64>,
+    /// `--force-conflicts`: server-side apply takes fields another manager owns (e.g. `.spec.replicas` after
+    /// `kubectl scale`) instead of refusing.
+    pub force_conflicts: bool,
 }
 
 /// Helm's release actions on one cluster and namespace (`helm install/upgrade/rollback/test/history/uninstall`).
@@ -181,6 +184,9 @@ impl Releases {
         }
         if let Some(timeout) = options.timeout_seconds {
             json["timeout_seconds"] = timeout.into();
+        }
+        if options.force_conflicts {
+            json["force_conflicts"] = true.into();
         }
         json
     }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::kubelet::image::{Postgres, IMAGES_ENV};
+use crate::kubelet::image::{images_spec, Postgres, BUILDS_DIR, IMAGES_ENV};
 
 /// What a run needs beyond Helm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn check(needs: Needs) -> Result<Host, String> {
     if needs == Needs::Citus {
         return Ok(Host { postgres, upgrade_tag: None });
     }
-    let images = std::env::var(IMAGES_ENV).unwrap_or_default();
+    let images = images_spec();
     let lib = postgres.pkglibdir.strip_prefix("/").unwrap_or(&postgres.pkglibdir).to_path_buf();
     let tag = images.split(',').find_map(|entry| {
         let (image, root) = entry.split_once('=')?;
@@ -67,7 +67,8 @@ pub fn check(needs: Needs) -> Result<Host, String> {
     match tag {
         Some(tag) => Ok(Host { postgres, upgrade_tag: Some(tag) }),
         None => Err(format!(
-            "no second Citus build: set {IMAGES_ENV}=citusdata/citus:<tag>=<DESTDIR root holding {}/citus.so>",
+            "no second Citus build: install one with `make install DESTDIR={BUILDS_DIR}/citus-<tag>`, or set \
+             {IMAGES_ENV}=citusdata/citus:<tag>=<DESTDIR root holding {}/citus.so>",
             postgres.pkglibdir.display()
         )),
     }

@@ -26,6 +26,31 @@ pub const IMAGES_ENV: &str = "LOCAL_CLUSTER_IMAGES";
 
 pub const DEFAULT_UID: u32 = 0;
 
+/// Where further Citus builds are found when [`IMAGES_ENV`] is not set: `/opt/citus-<tag>`, each a
+/// `make install DESTDIR=` root, plays `citusdata/citus:<tag>`.
+pub const BUILDS_DIR: &str = "/opt";
+
+/// The image-to-installation mapping: [`IMAGES_ENV`] when set, else every `/opt/citus-<tag>` that holds a
+/// `citus.so` under `usr/lib/postgresql/*/lib`.
+pub fn images_spec() -> String {
+    if let Ok(spec) = std::env::var(IMAGES_ENV) {
+        return spec;
+    }
+    let Ok(entries) = std::fs::read_dir(BUILDS_DIR) else { return String::new() };
+    let mut found: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let tag = name.strip_prefix("citus-")?.to_owned();
+            let majors = std::fs::read_dir(e.path().join("usr/lib/postgresql")).ok()?;
+            let has_library = majors.filter_map(|m| m.ok()).any(|m| m.path().join("lib/citus.so").exists());
+            has_library.then(|| format!("citusdata/citus:{tag}={}", e.path().display()))
+        })
+        .collect();
+    found.sort();
+    found.join(",")
+}
+
 /// The PostgreSQL installation that plays the image's.
 #[derive(Debug, Clone)]
 pub struct Postgres {
@@ -102,9 +127,9 @@ fn parse_reference(image: &str) -> (String, Option<String>) {
 }
 
 impl Images {
-    /// The installations of [`IMAGES_ENV`]; each root must exist.
+    /// The installations of [`images_spec`]; each root must exist.
     pub fn from_env(postgres: Postgres) -> Result<Self> {
-        Self::new(postgres, &std::env::var(IMAGES_ENV).unwrap_or_default())
+        Self::new(postgres, &images_spec())
     }
 
     pub fn new(postgres: Postgres, spec: &str) -> Result<Self> {

@@ -142,10 +142,9 @@ fn a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluste
         let step = model.draw(revisions);
         let at = Instant::now();
         let outcome = run_step(&space, &mut model, &step).and_then(|note| {
-            settle(&space)?;
-            ensure_writer(&space)?;
-            check_invariants(&space, &model)?;
-            Ok(note)
+            let checked =
+                settle(&space).and_then(|()| ensure_writer(&space)).and_then(|()| check_invariants(&space, &model));
+            checked.map(|()| note.clone()).with_context(|| format!("after the step{note}"))
         });
         match outcome {
             Ok(note) => {
@@ -171,11 +170,21 @@ fn timeout(seconds: u64) -> ReleaseOptions {
     ReleaseOptions { timeout_seconds: Some(seconds), ..ReleaseOptions::default() }
 }
 
-/// `helm upgrade` with the model's values for `workers` workers; Helm records a revision either way.
+/// What Helm's server-side apply says when `.spec.replicas` was last set by `kubectl scale`.
+const SCALED_BY_KUBECTL: &str = "conflict with \"kubectl\" with subresource \"scale\"";
+
+/// `helm upgrade` with the model's values for `workers` workers; Helm records a revision either way. After
+/// a scale outside Helm, Helm's server-side apply refuses to take `.spec.replicas` back from `kubectl` (once
+/// its pre-upgrade hooks ran); the operator's answer, `--force-conflicts`, follows at once.
 fn upgrade(space: &Space, model: &mut Model, workers: u32, options: &ReleaseOptions) -> anyhow::Result<()> {
     let values = model.values(workers);
-    let result = space.helm.upgrade(&util::chart_dir(), RELEASE, &values, options).map(drop);
-    model.revisions.push(values);
+    let mut result = space.helm.upgrade(&util::chart_dir(), RELEASE, &values, options).map(drop);
+    model.revisions.push(values.clone());
+    if matches!(&result, Err(e) if e.to_string().contains(SCALED_BY_KUBECTL)) {
+        let forced = ReleaseOptions { force_conflicts: true, ..options.clone() };
+        result = space.helm.upgrade(&util::chart_dir(), RELEASE, &values, &forced).map(drop);
+        model.revisions.push(values);
+    }
     result.map_err(anyhow::Error::from)
 }
 
@@ -197,8 +206,13 @@ fn run_step(space: &Space, model: &mut Model, step: &Step) -> anyhow::Result<Str
         Step::Rollback(revision) => {
             let values = model.revisions.get(revision as usize - 1).cloned().context("no such revision")?;
             let n = values["worker"]["replicaCount"].as_u64().context("replicaCount")? as u32;
-            let r = space.helm.rollback(RELEASE, Some(revision), &timeout(600)).map_err(anyhow::Error::from);
+            let mut r = space.helm.rollback(RELEASE, Some(revision), &timeout(600)).map_err(anyhow::Error::from);
             model.revisions.push(values.clone());
+            if matches!(&r, Err(e) if e.to_string().contains(SCALED_BY_KUBECTL)) {
+                let forced = ReleaseOptions { force_conflicts: true, ..timeout(600) };
+                r = space.helm.rollback(RELEASE, Some(revision), &forced).map_err(anyhow::Error::from);
+                model.revisions.push(values.clone());
+            }
             if r.is_ok() {
                 model.work_mem = work_mem_of(&values)?;
             }

@@ -251,13 +251,12 @@ fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: 
     let (space, sums) = loaded(env, "faults-cluster-domain", 2)?;
     let nodes = "SELECT string_agg(nodename || ':' || groupid, ' ' ORDER BY groupid) FROM pg_dist_node";
     let registered = space.sql(nodes)?;
-    let with_domain = |domain: &str| {
-        let mut v = values(2);
-        v["clusterDomain"] = json!(domain);
-        v
-    };
+    let with_domain = |domain: &str, registration: Value| json!({"worker": {"replicaCount": 2}, "workerRegistration": registration, "clusterDomain": domain});
+    // Each change of clusterDomain restarts every node, which Helm does not wait for before its post-upgrade
+    // hook: a registration that meets a node restarting fails, and the Job's next attempt goes on. Setting it
+    // back gets the chart's defaults for that.
     let set_back = || -> anyhow::Result<()> {
-        space.upgrade(with_domain("cluster.local")).context("the upgrade that sets clusterDomain back")?;
+        space.upgrade(with_domain("cluster.local", json!({}))).context("the upgrade that sets clusterDomain back")?;
         space.wait_rolled_out(util::READY)?;
         ensure!(space.sql(nodes)? == registered, "pg_dist_node changed: {} (was {registered})", space.sql(nodes)?);
         Ok(())
@@ -265,8 +264,11 @@ fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: 
 
     // clusterDomain changed in the values alone: the cluster's DNS answers in cluster.local only, so the new
     // names do not resolve. The upgrade fails, naming the value.
-    let err =
-        refusal(space.upgrade(with_domain("k8s.example")), "the upgrade to an unknown clusterDomain went through")?;
+    let once = json!({"backoffLimit": 0, "activeDeadlineSeconds": 30});
+    let err = refusal(
+        space.upgrade(with_domain("k8s.example", once)),
+        "the upgrade to an unknown clusterDomain went through",
+    )?;
     let log = space.job_logs("my-citus-")?;
     ensure!(
         log.contains("clusterDomain (k8s.example) is not this cluster's DNS domain"),
@@ -277,8 +279,11 @@ fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: 
     // The cluster's DNS answers in k8s.example too (a domain change under way): the registration reaches the
     // nodes under their new names, finds them registered under the old ones and refuses to add them again.
     space.agent.serve_zone(&space.ns, "k8s.example");
-    let err =
-        refusal(space.upgrade(with_domain("k8s.example")), "the upgrade that changes clusterDomain went through")?;
+    let retried = json!({"backoffLimit": 2, "activeDeadlineSeconds": 120});
+    let err = refusal(
+        space.upgrade(with_domain("k8s.example", retried)),
+        "the upgrade that changes clusterDomain went through",
+    )?;
     let log = space.job_logs("my-citus-")?;
     ensure!(
         log.contains("registered under another cluster domain") && log.contains("Set clusterDomain back"),

@@ -202,16 +202,7 @@ fn assert_no_password_logged(space: &Space, sets: &[Passwords]) -> anyhow::Resul
         logs.iter().map(|l| &l.0).collect::<Vec<_>>()
     );
     for pod in NODES {
-        let out = space.kubectl(&[
-            "exec",
-            pod,
-            "-c",
-            "postgresql",
-            "--",
-            "sh",
-            "-c",
-            "cat /tmp/citus/*.log 2>/dev/null || true",
-        ])?;
+        let out = space.shell(pod, "cat /tmp/citus/*.log 2>/dev/null || true")?;
         logs.push((format!("{pod}:/tmp/citus/*.log"), out));
     }
     for set in sets {
@@ -285,16 +276,7 @@ type Processes = BTreeMap<String, (String, String)>;
 fn running_processes(space: &Space) -> anyhow::Result<Processes> {
     let mut out = BTreeMap::new();
     for pod in NODES {
-        let pid = space.kubectl(&[
-            "exec",
-            pod,
-            "-c",
-            "postgresql",
-            "--",
-            "sh",
-            "-c",
-            "head -n 1 \"$PGDATA/postmaster.pid\"",
-        ])?;
+        let pid = space.shell(pod, "head -n 1 \"$PGDATA/postmaster.pid\"")?;
         let pid = pid.trim().to_owned();
         ensure!(pid.parse::<u32>().is_ok(), "{pod}: postmaster.pid starts with {pid:?}");
         let restarts = space

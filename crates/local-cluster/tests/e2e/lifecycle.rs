@@ -65,16 +65,7 @@ fn a_first_start_creates_scram_roles_and_the_database_before_it_listens(env: &En
     ensure!(ready.as_str() >= started, "Ready at {ready}, before PostgreSQL started at {started}");
 
     // The volume's root belongs to root with group fsGroup (setgid), PGDATA below it to uid 1001, mode 0700.
-    let modes = space.kubectl(&[
-        "exec",
-        pod,
-        "-c",
-        "postgresql",
-        "--",
-        "sh",
-        "-c",
-        "stat -c '%u %g %a' \"$(dirname \"$PGDATA\")\" \"$PGDATA\"; ls \"$PGDATA\"",
-    ])?;
+    let modes = space.shell(pod, "stat -c '%u %g %a' \"$(dirname \"$PGDATA\")\" \"$PGDATA\"; ls \"$PGDATA\"")?;
     let mut lines = modes.lines();
     ensure!(lines.next() == Some("0 1001 2775"), "volume root: {modes}");
     ensure!(lines.next() == Some("1001 1001 700"), "PGDATA: {modes}");

@@ -78,6 +78,11 @@ impl Space {
         Ok(self.plane.kubectl(&args, None)?.0)
     }
 
+    /// `kubectl exec <pod> -c postgresql -- sh -c <script>`: its standard output.
+    pub(crate) fn shell(&self, pod: &str, script: &str) -> anyhow::Result<String> {
+        self.kubectl(&["exec", pod, "-c", "postgresql", "--", "sh", "-c", script])
+    }
+
     pub(crate) fn kubectl_with_input(&self, args: &[&str], input: &[u8]) -> anyhow::Result<String> {
         let args: Vec<&str> = ["-n", self.ns.as_str()].into_iter().chain(args.iter().copied()).collect();
         Ok(self.plane.kubectl(&args, Some(input))?.0)
