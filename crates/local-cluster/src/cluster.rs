@@ -120,11 +120,6 @@ impl Cluster {
         })
     }
 
-    /// The namespace of the cluster's objects.
-    pub fn namespace(&self) -> &str {
-        &self.settings.namespace
-    }
-
     /// The cluster's work directory (`logs/<pod>.log`, `claims/<claim>`).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -136,12 +131,10 @@ impl Cluster {
         self.node.write_hosts(&self.store)
     }
 
-    /// `kubectl patch secret`: sets keys of a Secret in one update. Pods see it in mounted Secret volumes at
-    /// once (the kubelet's volume sync) and in env only when restarted, as in Kubernetes.
-    pub fn set_secret_values(&mut self, name: &str, values: &[(&str, &str)]) -> Result<()> {
-        for (key, value) in values {
-            self.store.set_secret_value(name, key, value)?;
-        }
+    /// `kubectl patch secret`: sets a key of a Secret. Pods see it in mounted Secret volumes at once (the
+    /// kubelet's volume sync) and in env only when restarted, as in Kubernetes.
+    pub fn set_secret_value(&mut self, name: &str, key: &str, value: &str) -> Result<()> {
+        self.store.set_secret_value(name, key, value)?;
         self.sync_volumes()
     }
 

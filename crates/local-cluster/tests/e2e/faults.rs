@@ -262,17 +262,19 @@ fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: 
         Ok(())
     };
 
+    // The upgrade to k8s.example must fail: Helm's error and the Jobs' logs.
+    let refused = |registration: Value, what: &str| -> anyhow::Result<String> {
+        let err = refusal(space.upgrade(with_domain("k8s.example", registration)), what)?;
+        Ok(format!("{err}\n{}", space.job_logs("my-citus-")?))
+    };
+
     // clusterDomain changed in the values alone: the cluster's DNS answers in cluster.local only, so the new
     // names do not resolve. The upgrade fails, naming the value.
     let once = json!({"backoffLimit": 0, "activeDeadlineSeconds": 30});
-    let err = refusal(
-        space.upgrade(with_domain("k8s.example", once)),
-        "the upgrade to an unknown clusterDomain went through",
-    )?;
-    let log = space.job_logs("my-citus-")?;
+    let text = refused(once, "the upgrade to an unknown clusterDomain went through")?;
     ensure!(
-        log.contains("clusterDomain (k8s.example) is not this cluster's DNS domain"),
-        "the failure does not name clusterDomain: {err}\n{log}"
+        text.contains("clusterDomain (k8s.example) is not this cluster's DNS domain"),
+        "the failure does not name clusterDomain: {text}"
     );
     set_back()?;
 
@@ -280,14 +282,10 @@ fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: 
     // nodes under their new names, finds them registered under the old ones and refuses to add them again.
     space.agent.serve_zone(&space.ns, "k8s.example");
     let retried = json!({"backoffLimit": 2, "activeDeadlineSeconds": 120});
-    let err = refusal(
-        space.upgrade(with_domain("k8s.example", retried)),
-        "the upgrade that changes clusterDomain went through",
-    )?;
-    let log = space.job_logs("my-citus-")?;
+    let text = refused(retried, "the upgrade that changes clusterDomain went through")?;
     ensure!(
-        log.contains("registered under another cluster domain") && log.contains("Set clusterDomain back"),
-        "the refusal does not say what happened and what to do: {err}\n{log}"
+        text.contains("registered under another cluster domain") && text.contains("Set clusterDomain back"),
+        "the refusal does not say what happened and what to do: {text}"
     );
     set_back()?;
     assert_registered(&space, 2)?;
