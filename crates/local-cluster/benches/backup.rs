@@ -1,11 +1,13 @@
 //! Backup and restore throughput of the chart against plain `pg_dump` / `pg_restore`, on the same data in
-//! the same run. The chart: release A (1 coordinator + 3 workers) runs its backup CronJob as a Job; release
-//! B runs its restore Job on a copy of A's backup volume. The baseline: one PostgreSQL server (the same
+//! the same run, on the real control plane with this machine as its node. The chart: release A (1
+//! coordinator + 3 workers) runs its backup CronJob as a Job (`kubectl create job --from=cronjob/...`, until
+//! the Job is complete); release B runs its restore hook on a copy of A's backup volume (`helm upgrade` with
+//! `restore.enabled`, until Helm returns). The baseline: one PostgreSQL server (the same
 //! binaries, the chart's node settings that matter: wal_level, max_connections), `pg_dump -Fc` and
 //! `pg_restore -d` into a new database. Prints MB/s (table data and indexes as the plain server stores
 //! them) and the ratios against the goals: backup <= 1.25x pg_dump, restore <= 2x pg_restore. Three rounds,
 //! each running all four one after the other, best time of each kept: this machine is shared.
-//! Prints `skipped: <reason>` without root, PostgreSQL or Citus.
+//! Prints `skipped: <reason>` without root, PostgreSQL, Citus or the control plane's binaries.
 //! Run: `cargo bench -p local-cluster --bench backup` (about 8 minutes; BACKUP_BENCH_ROWS to change the
 //! size, default 1,000,000 rows, about 220 MB).
 
@@ -14,11 +16,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _};
-use local_cluster::{Cluster, Postgres, Settings};
-use serde_json::json;
+use local_cluster::Postgres;
+use serde_json::{json, Value};
+use testbed::Space;
 
 mod common;
-use common::{coordinator_psql, timed, values};
+use common::timed;
 
 const ROUNDS: u32 = 3;
 
@@ -108,15 +111,24 @@ impl Drop for PlainServer {
 
 fn main() -> anyhow::Result<()> {
     let Some(postgres) = common::citus_host() else { return Ok(()) };
+    let result = run(&postgres);
+    testbed::stop();
+    result
+}
+
+fn restore_values() -> Value {
+    testbed::values(json!({"restore": {"enabled": true, "existingClaim": "old-backups", "backup": "latest"}}))
+}
+
+fn run(postgres: &Postgres) -> anyhow::Result<()> {
     let rows: u64 = match std::env::var("BACKUP_BENCH_ROWS") {
         Ok(v) => v.parse().context("BACKUP_BENCH_ROWS")?,
         Err(_) => 1_000_000,
     };
-    let chart = common::chart();
     let work = std::env::temp_dir().join(format!("backup-bench-{}", std::process::id()));
 
-    // --- Setup: the same data in one server and in release A; release B empty. ----------------------------
-    let plain = PlainServer::start(&postgres, &work.join("plain"))?;
+    // --- Setup: the same data in one server and in release A; release B empty, with a claim for the copy. ---
+    let plain = PlainServer::start(postgres, &work.join("plain"))?;
     plain.psql("postgres", "CREATE DATABASE bench")?;
     plain.psql("bench", &format!("{SCHEMA}{}", fill(rows)))?;
     let bytes: u64 = plain
@@ -128,37 +140,36 @@ fn main() -> anyhow::Result<()> {
     ensure!(mb >= 200.0, "only {mb:.0} MB of data: raise BACKUP_BENCH_ROWS");
     let dump = work.join("plain/bench.dump").display().to_string();
 
-    let mut settings = Settings::new(&chart, postgres.clone(), &work);
-    settings.hook_timeout = Duration::from_secs(1800);
-    let mut a = Cluster::new(settings.clone())?;
-    let manifest = a.install(&values(json!({"backup": {"enabled": true}})))?;
-    a.wait_all_ready(Duration::from_secs(300))?;
-    coordinator_psql(&a, &format!("{SCHEMA}{DISTRIBUTE}{}", fill(rows)))?;
-    let cron = manifest.get("CronJob", "my-citus-backup").context("no backup CronJob")?;
-    let job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "my-citus-backup-bench", "namespace": "citus"},
-        "spec": cron.pointer("/spec/jobTemplate/spec").context("no jobTemplate")?,
+    let a = Space::create(postgres, "bench-backup-a", None)?;
+    a.install(json!({"backup": {"enabled": true}}))?;
+    a.sql(&format!("{SCHEMA}{DISTRIBUTE}{}", fill(rows)))?;
+    let backups = a.volume_dir("my-citus-backup")?;
+    let b = Space::create(postgres, "bench-backup-b", None)?;
+    b.install(json!({}))?;
+    let claim = json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "old-backups"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     });
-    let backups = a.dir().join("claims/my-citus-backup");
-    let mut b = Cluster::new(settings)?;
-    b.install(&values(json!({})))?;
-    b.wait_all_ready(Duration::from_secs(300))?;
-    let restore_values = values(json!({"restore": {"enabled": true, "existingClaim": "old-backups"}}));
-    let rendered = b.render(&restore_values, false)?;
-    let restore_job = rendered.get("Job", "my-citus-restore").context("no restore Job")?.clone();
+    b.kubectl_with_input(&["apply", "-f", "-"], claim.to_string().as_bytes())?;
+    b.kubectl(&["wait", "--for=jsonpath={.status.phase}=Bound", "pvc/old-backups", "--timeout=60s"])?;
+    let copy = b.volume_dir("old-backups")?;
 
     // --- Rounds, each measurement next to its baseline; the best of each counts (other load on the
     // machine only ever adds time). ---------------------------------------------------------------------
     let mut best = [Duration::MAX; 4];
     for round in 1..=ROUNDS {
         println!("round {round}:");
+        let job = format!("backup-bench-{round}");
         let times = [
             timed("pg_dump -Fc (one server)", || {
                 as_postgres(&[&plain.tool("pg_dump"), "-h", &plain.socket, "-Fc", "-f", &dump, "bench"])
             })?,
-            timed("backup Job (chart, 1 + 3)", || Ok(a.run_job(&job)?))?,
+            timed("backup Job (chart, 1 + 3)", || {
+                a.kubectl(&["create", "job", &job, "--from=cronjob/my-citus-backup"])?;
+                a.kubectl(&["wait", "--for=condition=Complete", &format!("job/{job}"), "--timeout=1800s"])
+            })?,
             {
                 plain.psql("postgres", "DROP DATABASE IF EXISTS restored")?;
                 plain.psql("postgres", "CREATE DATABASE restored")?;
@@ -169,12 +180,12 @@ fn main() -> anyhow::Result<()> {
             {
                 if round == 1 {
                     let status =
-                        Command::new("cp").arg("-a").arg(&backups).arg(b.dir().join("claims/old-backups")).status()?;
+                        Command::new("cp").arg("-a").arg(format!("{}/.", backups.display())).arg(&copy).status()?;
                     ensure!(status.success(), "copying the backup volume");
                 } else {
-                    coordinator_psql(&b, "DROP TABLE events, kinds; DROP SCHEMA citus_chart CASCADE;")?;
+                    b.sql("DROP TABLE events, kinds; DROP SCHEMA citus_chart CASCADE;")?;
                 }
-                timed("restore Job (chart, 1 + 3)", || Ok(b.run_job(&restore_job)?))?
+                timed("restore hook (chart, 1 + 3, helm upgrade)", || b.upgrade_values(&restore_values()))?
             },
         ];
         for (best, time) in best.iter_mut().zip(times) {
@@ -182,7 +193,7 @@ fn main() -> anyhow::Result<()> {
         }
         let restored = plain.psql("restored", "SELECT count(*) FROM events")?;
         ensure!(restored.trim() == rows.to_string(), "pg_restore gave {restored} rows");
-        let restored = coordinator_psql(&b, "SELECT count(*) FROM events")?;
+        let restored = b.sql("SELECT count(*) FROM events")?;
         ensure!(restored == rows.to_string(), "the restore gave {restored} rows");
     }
     let plain_size = std::fs::metadata(&dump)?.len() as f64 / 1_048_576.0;

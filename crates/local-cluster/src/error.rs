@@ -1,4 +1,4 @@
-//! The one error type of the crate. Every variant names what failed (pod, job, command, path) and, where a
+//! The one error type of the crate. Every variant names what failed (pod, command, path) and, where a
 //! process was involved, carries the tail of its log so that a failing test explains itself.
 
 use std::time::Duration;
@@ -8,9 +8,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Helm could not render the chart.
-    #[error("rendering the chart failed")]
-    Render(#[source] helm_engine::Error),
     /// A rendered object is malformed or refers to something that does not exist.
     #[error("invalid manifest: {0}")]
     Manifest(String),
@@ -40,9 +37,6 @@ pub enum Error {
     /// A pod's container ended while something still needed it.
     #[error("pod {pod} exited ({status}) {during}{log_tail}")]
     PodExited { pod: String, status: String, during: String, log_tail: String },
-    /// A Job (or a hook Pod) did not succeed.
-    #[error("job {job} failed after {attempts} attempt(s): {reason}{log_tail}")]
-    JobFailed { job: String, attempts: u32, reason: String, log_tail: String },
     /// A call to the Kubernetes API server failed (node agent).
     #[error("API server: {what}: {source}")]
     Api {
@@ -53,15 +47,6 @@ pub enum Error {
     /// What went wrong in one pass of the node agent, one line per pod or namespace.
     #[error("{0}")]
     Agent(String),
-    /// A Helm hook failed; Helm stops the release operation there.
-    #[error("{phase} hook {kind}/{name} failed")]
-    Hook {
-        phase: String,
-        kind: String,
-        name: String,
-        #[source]
-        source: Box<Error>,
-    },
 }
 
 /// Adds context to io and nix results.

@@ -1,41 +1,26 @@
-//! Runs a rendered Helm chart on this machine without Kubernetes: every pod becomes process trees in its
-//! own network namespace, each container with its volumes in a private mount namespace, as the pod's uid.
-//! See README.md for what is emulated, what is not, and the image contracts.
+//! A node agent for a real Kubernetes control plane (issue 16): it registers this machine as a Node, runs the
+//! pods bound to it as process trees in their own network namespaces, each container with its volumes in a
+//! private mount namespace and as the pod's uid, with real PostgreSQL and Citus for the Citus images, and
+//! reports them back as a kubelet does. See README.md for what is real, what is the project's own, and the
+//! image contracts. The `testbed` crate starts the control plane and this agent for the scenarios and
+//! benchmarks.
 //!
 //! Layers, each depending only on those before it:
 //! - [`sandbox`]: the container runtime's OS part (namespaces, mounts, spawning); no Kubernetes types;
-//! - [`store`]: the API server's storage (objects by release);
+//! - [`store`]: the objects the node last read from the API server (Secrets, ConfigMaps, Services,
+//!   EndpointSlices);
 //! - [`kubelet`]: pods (containers, images, env, volumes, probes, restarts) and the node's name service;
-//! - [`controllers`]: StatefulSet and Job controllers;
-//! - `helm` (rendering, hooks) and [`Cluster`], the facade with Helm and kubectl verbs and faults;
-//! - [`agent`]: the same kubelet as a node of a real control plane (issue 16); every scenario runs there, and
-//!   the simulation above (`controllers`, `helm`, [`Cluster`]) remains only for the benchmarks.
-//!
-//! ```no_run
-//! # fn main() -> Result<(), local_cluster::Error> {
-//! use local_cluster::{Cluster, Postgres, Settings};
-//! let postgres = Postgres::from_pg_config("/usr/lib/postgresql/15/bin/pg_config".as_ref())?;
-//! let mut cluster = Cluster::new(Settings::new("charts/citus", postgres, "/var/tmp"))?;
-//! let values = serde_json::json!({"auth": {"postgresPassword": "a", "password": "b"}});
-//! let _manifest = cluster.install(&values)?;
-//! let out = cluster.exec("my-citus-coordinator-0", &["psql", "-c", "SELECT 1"], &[], None)?;
-//! # Ok(()) }
-//! ```
+//! - [`agent`]: the kubelet as a node of the control plane: Node and Lease, pod status, the kubelet API
+//!   (exec, logs, port-forward), Service virtual IPs, volume provisioning, and the faults scenarios inject.
+//! - [`host`]: what this machine must provide, as the reasons scenarios report when it does not.
 
 pub mod agent;
-mod cluster;
-pub mod controllers;
 mod error;
-mod helm;
 pub mod host;
 pub mod kubelet;
 pub mod sandbox;
 pub mod store;
 
-pub use cluster::{Cluster, Settings};
-pub use controllers::job::{JobReport, JobStatus};
 pub use error::{Error, Result};
-pub use helm::{HookObject, Manifest, RenderRequest};
-pub use k8s_objects::HookEvent;
 pub use kubelet::image::{Images, Postgres, IMAGES_ENV};
 pub use kubelet::pod::{ExecOutput, Pod};

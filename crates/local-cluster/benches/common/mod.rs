@@ -1,65 +1,29 @@
-//! What every benchmark of this crate needs: the chart, the host check, fixed passwords, psql on the
-//! coordinator and a timer that prints.
+//! What every benchmark of this crate needs: the host check, the testbed (the real control plane with this
+//! machine as its node) and a timer that prints.
 
 // Each benchmark compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context as _};
-use local_cluster::{Cluster, Postgres};
-use serde_json::{json, Value};
+use anyhow::Context as _;
+use local_cluster::Postgres;
 
-pub const COORDINATOR: &str = "my-citus-coordinator-0";
-
-/// The chart directory of this repository.
-pub fn chart() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus")
-}
-
-/// The PostgreSQL installation with Citus, or `None` after printing `skipped: <reason>`.
+/// The PostgreSQL installation with Citus, with the testbed set up to run on it; or `None` after printing
+/// `skipped: <reason>` when this machine lacks Citus, root or the control plane's binaries.
 pub fn citus_host() -> Option<Postgres> {
-    match local_cluster::host::check(local_cluster::host::Needs::Citus) {
-        Ok(host) => Some(host.postgres),
+    let host = local_cluster::host::check(local_cluster::host::Needs::Citus)
+        .and_then(|host| control_plane::Binaries::discover().map(|_| host));
+    match host {
+        Ok(host) => {
+            testbed::init(env!("CARGO_TARGET_TMPDIR"));
+            Some(host.postgres)
+        }
         Err(why) => {
             println!("skipped: {why}");
             None
         }
     }
-}
-
-/// Chart values with fixed passwords (a benchmark renders several times) and `extra` on top.
-pub fn values(extra: Value) -> Value {
-    let mut v = json!({"auth": {"postgresPassword": "bench-postgres", "password": "bench-app"}});
-    if let (Some(base), Value::Object(extra)) = (v.as_object_mut(), extra) {
-        base.extend(extra);
-    }
-    v
-}
-
-/// Runs `sql` as postgres in database citus on the coordinator pod; unaligned, tuples only.
-pub fn coordinator_psql(cluster: &Cluster, sql: &str) -> anyhow::Result<String> {
-    let argv = [
-        "psql",
-        "-X",
-        "-q",
-        "-t",
-        "-A",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        "/var/run/postgresql",
-        "-U",
-        "postgres",
-        "-d",
-        "citus",
-        "-f",
-        "-",
-    ];
-    let out = cluster.exec(COORDINATOR, &argv, &[], Some(sql.as_bytes()))?;
-    ensure!(out.status.success(), "psql on the coordinator: {}", out.stderr);
-    Ok(out.stdout.trim().to_owned())
 }
 
 /// Runs `f`, prints how long it took under `what`, returns the time.
@@ -69,4 +33,34 @@ pub fn timed<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Re
     let took = started.elapsed();
     println!("  {what}: {:.1} s", took.as_secs_f64());
     Ok(took)
+}
+
+/// Runs `act` (a Helm command) while asking `reached` every 100 ms, also after `act` returned, until it
+/// holds or [`testbed::READY`] passed; returns `act`'s time and the time until `reached` first held.
+pub fn timed_until(
+    act: impl FnOnce() -> anyhow::Result<()> + Send,
+    reached: impl Fn() -> bool + Sync,
+) -> anyhow::Result<(Duration, Duration)> {
+    let started = Instant::now();
+    let (result, at) = std::thread::scope(|s| {
+        let poller = s.spawn(|| loop {
+            if reached() {
+                return Some(started.elapsed());
+            }
+            if started.elapsed() > testbed::READY {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        });
+        let result = act().map(|()| started.elapsed());
+        (result, poller.join().ok().flatten())
+    });
+    Ok((result?, at.with_context(|| format!("not reached after {:?}", testbed::READY))?))
+}
+
+/// Whether every pod of `pods` is Ready.
+pub fn all_ready(space: &testbed::Space, pods: &[String]) -> bool {
+    let path = "{range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}";
+    let Ok(states) = space.jsonpath("pods", path) else { return false };
+    pods.iter().all(|pod| states.lines().any(|l| l == format!("{pod}=True")))
 }

@@ -1,8 +1,7 @@
 //! The node agent: this machine as a node of a real Kubernetes control plane. It registers a Node and
 //! renews its Lease, provisions volumes for claims of its StorageClass, and runs the pods the scheduler
-//! binds to it with the sandbox and the kubelet of this crate, reporting their status back. What the
-//! simulated cluster ([`crate::Cluster`]) does itself (objects, controllers, Helm) is the control plane's
-//! part here.
+//! binds to it with the sandbox and the kubelet of this crate, reporting their status back. Objects,
+//! controllers, the scheduler and Helm are the control plane's and libhelm's part.
 //!
 //! It polls rather than watches: a list of the node's pods every [`PERIOD`], which on a local API server
 //! costs a few milliseconds and never misses an event.
@@ -57,6 +56,8 @@ pub struct AgentSettings {
 struct Shared {
     kubelet: Mutex<pods::Kubelet>,
     stop: AtomicBool,
+    /// The node cannot reach the control plane (a fault): no heartbeat, no pod list, no status.
+    disconnected: AtomicBool,
     /// The last error of the loop, and how often one happened; a scenario that waits in vain shows it.
     last_error: Mutex<Option<String>>,
 }
@@ -86,12 +87,14 @@ pub struct Command<'a> {
 /// A running node agent; stops its pods when dropped.
 pub struct NodeAgent {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The pod loop and the heartbeat.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl NodeAgent {
     /// Registers the node and its StorageClass, then runs the agent's loop on a thread of its own.
     pub fn start(settings: AgentSettings) -> Result<NodeAgent> {
+        crate::sandbox::netns::remove_stale();
         let api = Arc::new(api::Clients::new(&settings.node_kubeconfig, &settings.provisioner_kubeconfig)?);
         let kubelet = pods::Kubelet::new(
             settings.node_name.clone(),
@@ -104,6 +107,7 @@ impl NodeAgent {
         let shared = Arc::new(Shared {
             kubelet: Mutex::new(kubelet),
             stop: AtomicBool::new(false),
+            disconnected: AtomicBool::new(false),
             last_error: Mutex::new(None),
         });
         let kubelet_port = kubelet_api::serve(&api, Arc::clone(&shared) as Arc<dyn kubelet_api::NodePods>)?;
@@ -124,12 +128,17 @@ impl NodeAgent {
         let volumes = settings.dir.join("volumes");
         std::fs::create_dir_all(&volumes)
             .map_err(|source| Error::Io { context: format!("creating {}", volumes.display()), source })?;
-        let loop_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("node-agent".into())
-            .spawn(move || run(&loop_shared, &api, &node, &volumes))
-            .map_err(|source| Error::Io { context: "starting the node agent".into(), source })?;
-        Ok(NodeAgent { shared, thread: Mutex::new(Some(thread)) })
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(body)
+                .map_err(|source| Error::Io { context: format!("starting the node agent's {name} thread"), source })
+        };
+        let (loop_shared, loop_api) = (Arc::clone(&shared), Arc::clone(&api));
+        let pods = spawn("node-agent", Box::new(move || run(&loop_shared, &loop_api, &volumes)))?;
+        let beat_shared = Arc::clone(&shared);
+        let heartbeat = spawn("node-heartbeat", Box::new(move || beat(&beat_shared, &api, &node)))?;
+        Ok(NodeAgent { shared, threads: Mutex::new(vec![pods, heartbeat]) })
     }
 
     /// Runs `argv` in a container of a pod (the first without `container`) with the container's env plus
@@ -197,6 +206,21 @@ impl NodeAgent {
         self.kubelet().heal(namespace, a, b)
     }
 
+    /// Fault: the node loses the control plane, as a kubelet behind a network partition: no Lease renewal,
+    /// no Node or pod status, no pod list, so the node lifecycle controller marks the node and its pods not
+    /// Ready after its grace period. The pods' processes go on running; the agent neither starts nor stops
+    /// nor restarts any until [`NodeAgent::reconnect`].
+    pub fn disconnect(&self) {
+        self.shared.disconnected.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends [`NodeAgent::disconnect`]: the next heartbeat reports the node Ready, the next pass every pod's
+    /// status again (the node lifecycle controller changed them meanwhile).
+    pub fn reconnect(&self) {
+        self.kubelet().forget_reports();
+        self.shared.disconnected.store(false, Ordering::SeqCst);
+    }
+
     /// The loop's last error, if any (it goes on after one, as a kubelet does).
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -209,8 +233,8 @@ impl NodeAgent {
     /// Stops the loop and every pod; the API objects stay, as when a kubelet dies.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ = thread.join(); // a panic of the loop was already reported on stderr
+        for thread in std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner)) {
+            let _ = thread.join(); // a panic of a loop was already reported on stderr
         }
         self.kubelet().stop_all();
     }
@@ -222,28 +246,50 @@ impl Drop for NodeAgent {
     }
 }
 
-fn run(shared: &Shared, api: &Arc<api::Clients>, node: &Registration, volumes: &std::path::Path) {
-    let mut heartbeat = Instant::now();
-    let report = |what: &str, e: Error| {
+impl Shared {
+    fn report(&self, what: &str, e: Error) {
         let text = format!("{what}: {e}");
         eprintln!("node agent: {text}");
-        *shared.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
-    };
+        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+    }
+
+    fn connected(&self) -> bool {
+        !self.disconnected.load(Ordering::SeqCst)
+    }
+}
+
+/// The pod loop: volumes to provision, pods to start, stop and report, every [`PERIOD`].
+fn run(shared: &Shared, api: &Arc<api::Clients>, volumes: &Path) {
     while !shared.stop.load(Ordering::SeqCst) {
         let started = Instant::now();
-        if heartbeat.elapsed() >= Duration::from_secs(registration::LEASE_SECONDS / 4) {
-            if let Err(e) = node.heartbeat(api) {
-                report("heartbeat", e);
+        if shared.connected() {
+            if let Err(e) = provisioner::sync(api, volumes) {
+                shared.report("provisioning", e);
             }
-            heartbeat = Instant::now();
-        }
-        if let Err(e) = provisioner::sync(api, volumes) {
-            report("provisioning", e);
-        }
-        let result = shared.kubelet.lock().unwrap_or_else(PoisonError::into_inner).sync(api);
-        if let Err(e) = result {
-            report("pods", e);
+            let result = shared.kubelet.lock().unwrap_or_else(PoisonError::into_inner).sync(api);
+            if let Err(e) = result {
+                shared.report("pods", e);
+            }
         }
         std::thread::sleep(PERIOD.saturating_sub(started.elapsed()));
+    }
+}
+
+/// The heartbeat, on a thread of its own as the kubelet's: a pass of the pod loop that starts a pod (an init
+/// container running to completion) must not delay the Lease, or the node would turn NotReady under load.
+fn beat(shared: &Shared, api: &api::Clients, node: &Registration) {
+    let every = Duration::from_secs(registration::LEASE_SECONDS / 4);
+    let mut last: Option<Instant> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        if shared.connected() && last.is_none_or(|t| t.elapsed() >= every) {
+            if let Err(e) = node.heartbeat(api) {
+                shared.report("heartbeat", e);
+            }
+            last = Some(Instant::now());
+        } else if !shared.connected() {
+            // Reconnected: beat at once.
+            last = None;
+        }
+        std::thread::sleep(PERIOD);
     }
 }

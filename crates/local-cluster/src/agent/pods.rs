@@ -18,7 +18,7 @@ use super::pod_status::{self, Observed};
 use super::services::ServiceProxy;
 use crate::error::{Error, Result};
 use crate::kubelet::image::Images;
-use crate::kubelet::node::{Node, ServiceNames};
+use crate::kubelet::node::Node;
 use crate::kubelet::pod::{ApiAccess, ExecTarget, KubeletConfig, Owner, PodConfig};
 use crate::kubelet::podspec::{PodSpec, RestartPolicy};
 use crate::store::Store;
@@ -190,6 +190,16 @@ impl Kubelet {
         self.faults.held.remove(&(namespace.to_owned(), pod.to_owned()));
     }
 
+    /// Forgets what was last reported of every pod, so that the next pass reports each again: after the node
+    /// was cut off, the node lifecycle controller has marked its pods not Ready in the meantime.
+    pub fn forget_reports(&mut self) {
+        for space in self.spaces.values_mut() {
+            space.running.values_mut().for_each(|r| r.reported = None);
+            space.retries.values_mut().for_each(|r| r.reported = None);
+            space.held.clear();
+        }
+    }
+
     /// Fault: SIGKILL to every process of the pod; its containers restart as its restart policy says.
     pub fn kill_pod(&mut self, namespace: &str, pod: &str) -> Result<()> {
         let space = self.spaces.get_mut(namespace).ok_or_else(|| no_pod(namespace, pod))?;
@@ -258,7 +268,6 @@ impl Kubelet {
                     ns.clone(),
                     self.init_timeout,
                 )?;
-                node.service_names = ServiceNames::EndpointSlices;
                 // Pods reach the API server at the `kubernetes` Service's virtual IP, as through kube-proxy.
                 let api_service = match self.api_service {
                     Some(a) => a,
@@ -416,14 +425,14 @@ impl Space {
     fn refresh(&mut self, api: &Clients, ns: &str, pods: &[ApiPod], objects_due: bool) -> Result<()> {
         let mut store = Store::default();
         for svc in api.services(ns)? {
-            store.put_extra(&to_value(&svc)?)?;
+            store.put(&to_value(&svc)?)?;
         }
         for slice in api.endpoint_slices(ns)? {
-            store.put_extra(&to_value(&slice)?)?;
+            store.put(&to_value(&slice)?)?;
         }
         if !objects_due {
             for object in self.store.of_kind("Secret").chain(self.store.of_kind("ConfigMap")) {
-                store.put_extra(object)?;
+                store.put(object)?;
             }
             self.store = store;
             return Ok(());
@@ -436,12 +445,12 @@ impl Space {
         }
         for name in secrets {
             if let Some(secret) = api.get_opt::<Secret>(ns, &name)? {
-                store.put_extra(&to_value(&secret)?)?;
+                store.put(&to_value(&secret)?)?;
             }
         }
         for name in maps {
             if let Some(map) = api.get_opt::<ConfigMap>(ns, &name)? {
-                store.put_extra(&to_value(&map)?)?;
+                store.put(&to_value(&map)?)?;
             }
         }
         self.store = store;
@@ -609,7 +618,7 @@ fn pod_config(
         bound_claims: bound_claims(api, ns, &spec)?,
         command_override: None,
         owner: Owner::ApiServer { uid: uid.to_owned() },
-        api_access: Some(api_access(api, pod, (ns, name, uid), api_service)?),
+        api_access: api_access(api, pod, (ns, name, uid), api_service)?,
         spec,
     };
     Ok((config, running))

@@ -177,7 +177,7 @@ mod tests {
             "endpoints": [{"addresses": ["10.231.0.5"], "conditions": {"ready": true}},
                           {"addresses": ["10.231.0.6"], "conditions": {"ready": false}}]});
         for v in [&service, &headless, &slice] {
-            store.put_extra(v).unwrap();
+            store.put(v).unwrap();
         }
         let wanted = service_backends(&store);
         // The metrics port has no endpoint port of its name: no listener, so connections are refused.

@@ -97,10 +97,8 @@ mod tests {
 
     fn store() -> Result<Store> {
         let mut store = Store::default();
-        store.set_release("r", &[
-            json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"pw": "c2VjcmV0", "user": "eA=="}, "stringData": {"user": "plain"}}),
-            json!({"kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"A": "from-cm", "B": "b"}}),
-        ])?;
+        store.put(&json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"pw": "c2VjcmV0", "user": "eA=="}, "stringData": {"user": "plain"}}))?;
+        store.put(&json!({"kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"A": "from-cm", "B": "b"}}))?;
         Ok(store)
     }
 

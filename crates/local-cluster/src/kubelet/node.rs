@@ -1,12 +1,12 @@
 //! The node: every pod of the cluster on this machine, the pod network and the name service (the cluster
 //! DNS stand-in: one hosts file bound over every pod's `/etc/hosts`, rewritten in place).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -17,31 +17,17 @@ use crate::sandbox::mounts::{Mount, Source};
 use crate::sandbox::netns::Network;
 use crate::store::{kind_and_name, Store};
 
-/// Faults a scenario asked for (see `Cluster`'s fault verbs).
+/// Faults a scenario asked for (the node agent's fault verbs).
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Pods that stay Pending when created: no address, no DNS name, no process.
-    pub pending: BTreeSet<String>,
     /// (pod, line): kill every process of the pod when its log first shows the line.
     pub kill_on_log: Vec<(String, String)>,
     /// Pairs of pods that cannot reach each other (in both directions).
     pub cuts: Vec<(String, String)>,
 }
 
-/// Where a Service name's addresses come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceNames {
-    /// The pods on this node that the Service selects, ready or not (the simulated cluster has no endpoints).
-    Selectors,
-    /// As cluster DNS answers: a ClusterIP Service its virtual IP, a headless one the ready endpoints of its
-    /// EndpointSlices (the endpoints controller's).
-    EndpointSlices,
-}
-
 pub struct Node {
     pub(crate) pods: BTreeMap<String, Pod>,
-    /// How Service names resolve.
-    pub service_names: ServiceNames,
     /// The `kubernetes` Service's virtual IP, when the pods have a real API server to reach.
     pub api_service: Option<Ipv4Addr>,
     pub(crate) faults: Faults,
@@ -64,7 +50,7 @@ impl Node {
         namespace: String,
         init_timeout: Duration,
     ) -> Result<Self> {
-        for sub in ["pods", "claims", "logs"] {
+        for sub in ["pods", "logs"] {
             fs::create_dir_all(dir.join(sub)).context(|| format!("creating {}", dir.join(sub).display()))?;
         }
         // No nameserver: glibc then asks 127.0.0.1, which refuses at once inside a pod's namespace.
@@ -72,7 +58,6 @@ impl Node {
         fs::write(dir.join("resolv.conf"), resolv).context(|| "writing resolv.conf".to_owned())?;
         Ok(Node {
             pods: BTreeMap::new(),
-            service_names: ServiceNames::Selectors,
             api_service: None,
             faults: Faults::default(),
             network: Network::new()?,
@@ -106,19 +91,10 @@ impl Node {
         self.pods.get_mut(name).ok_or_else(|| Error::Manifest(format!("no pod {name}")))
     }
 
-    /// Whether a pod is held Pending (a fault).
-    pub fn is_pending(&self, name: &str) -> bool {
-        self.faults.pending.contains(name) && !self.pods.contains_key(name)
-    }
-
-    /// Creates and starts a pod (its name and address join the hosts file first). A pod held Pending is
-    /// not started: it has no address and no DNS name until the hold is released.
+    /// Creates and starts a pod (its name and address join the hosts file first).
     pub fn create_pod(&mut self, config: PodConfig, store: &Store) -> Result<()> {
         if self.pods.contains_key(&config.name) {
             return Err(Error::Manifest(format!("pod {} already exists", config.name)));
-        }
-        if self.faults.pending.contains(&config.name) {
-            return Ok(());
         }
         let in_use: Vec<_> = self.pods.values().map(Pod::ip).collect();
         let net = self.network.add_pod(&in_use)?;
@@ -131,11 +107,7 @@ impl Node {
                 read_only: true,
             },
         ];
-        let dirs = ClusterDirs {
-            pods: &self.dir.join("pods"),
-            claims: &self.dir.join("claims"),
-            logs: &self.dir.join("logs"),
-        };
+        let dirs = ClusterDirs { pods: &self.dir.join("pods"), logs: &self.dir.join("logs") };
         let ctx = StartContext {
             store,
             images: &self.images,
@@ -155,13 +127,6 @@ impl Node {
                 Err(e)
             }
         }
-    }
-
-    /// Stops a pod and removes its namespace and non-persistent volumes.
-    pub fn delete_pod(&mut self, name: &str, store: &Store) -> Result<()> {
-        let pod = self.pods.remove(name).ok_or_else(|| Error::Manifest(format!("no pod {name}")))?;
-        pod.stop()?;
-        self.write_hosts(store)
     }
 
     /// One pass of the kubelet over every pod, and the log-triggered kills that are due.
@@ -192,27 +157,6 @@ impl Node {
             pod.sync()?;
         }
         Ok(())
-    }
-
-    /// Waits until the pod is ready, running the kubelet meanwhile; fails at once when it never will be.
-    pub fn wait_ready(&mut self, name: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.sync()?;
-            let pod = self.pod(name)?;
-            if pod.is_ready() {
-                return Ok(());
-            }
-            let why = pod.readiness_problem()?;
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: format!("pod {name} to become ready ({why})"),
-                    waited: timeout,
-                    log_tail: pod.log_tail(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     /// Blocks traffic between two pods both ways (and again whenever either is recreated).
@@ -253,7 +197,7 @@ impl Node {
 
     /// Rewrites the hosts file in place (its inode is bind-mounted into every pod): every pod under its
     /// hostname and, for StatefulSet pods, `<pod>.<service>[.<ns>[.svc[.<domain>]]]`; every Service under
-    /// `<svc>[.<ns>[.svc[.<domain>]]]` with its addresses as [`Node::service_names`] says (no virtual IPs).
+    /// `<svc>[.<ns>[.svc[.<domain>]]]` with its virtual IP or, headless, its ready endpoints.
     fn write_hosts_with(&self, store: &Store, new: Option<(&PodConfig, Ipv4Addr)>) -> Result<()> {
         let (ns, domain) = (&self.namespace, &self.cluster_domain);
         let names = |base: &str| {
@@ -275,14 +219,11 @@ impl Node {
         }
         for service in store.of_kind("Service") {
             let Ok((_, name)) = kind_and_name(service) else { continue };
-            let addresses = match self.service_names {
-                ServiceNames::Selectors => selected(service, &pods),
-                // A ClusterIP Service answers at its virtual IP (the agent's Service proxy), a headless one
-                // with its endpoints.
-                ServiceNames::EndpointSlices => match cluster_ip(service) {
-                    Some(ip) => vec![ip.to_string()],
-                    None => ready_endpoints(store, &name),
-                },
+            // As cluster DNS answers: a ClusterIP Service at its virtual IP (the agent's Service proxy), a
+            // headless one with the ready endpoints of its EndpointSlices.
+            let addresses = match cluster_ip(service) {
+                Some(ip) => vec![ip.to_string()],
+                None => ready_endpoints(store, &name),
             };
             for ip in addresses {
                 text.push_str(&format!("{ip}\t{}\n", names(&name)));
@@ -324,17 +265,6 @@ pub fn cluster_ip(service: &Value) -> Option<std::net::IpAddr> {
     service.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|ip| ip.parse().ok())
 }
 
-/// The addresses of the pods that `service` selects.
-fn selected(service: &Value, pods: &[(&PodConfig, Ipv4Addr)]) -> Vec<String> {
-    let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else { return Vec::new() };
-    pods.iter()
-        .filter(|(config, _)| {
-            selector.iter().all(|(k, v)| v.as_str().is_some_and(|v| config.labels.get(k).is_some_and(|l| l == v)))
-        })
-        .map(|(_, ip)| ip.to_string())
-        .collect()
-}
-
 /// The ready addresses of the EndpointSlices of Service `name` (a headless Service with
 /// `publishNotReadyAddresses` has its not-ready pods marked ready by the endpoints controller).
 fn ready_endpoints(store: &Store, name: &str) -> Vec<String> {
@@ -351,13 +281,4 @@ fn ready_endpoints(store: &Store, name: &str) -> Vec<String> {
     addresses.sort();
     addresses.dedup();
     addresses
-}
-
-/// Labels of a pod template (`metadata.labels`).
-pub(crate) fn template_labels(template: &Value) -> BTreeMap<String, String> {
-    template
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-        .unwrap_or_default()
 }

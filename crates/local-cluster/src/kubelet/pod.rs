@@ -37,15 +37,14 @@ pub struct PodConfig {
     pub subdomain: Option<String>,
     /// volume name -> claim name (volumeClaimTemplates).
     pub claim_templates: BTreeMap<String, String>,
-    /// claim name -> host directory of the volume bound to it (a node agent's provisioned volumes); a claim
-    /// not listed lives in the cluster's claims directory under its own name.
+    /// claim name -> host directory of the volume bound to it (the agent's provisioned volumes).
     pub bound_claims: BTreeMap<String, PathBuf>,
     /// `kubectl debug --copy-to`-style replacement of the first container's command and args.
     pub command_override: Option<Vec<String>>,
     /// Who created the pod.
     pub owner: Owner,
-    /// How the pod reaches a real API server (a node agent's pods); None in the simulated cluster.
-    pub api_access: Option<ApiAccess>,
+    /// How the pod reaches the API server.
+    pub api_access: ApiAccess,
 }
 
 /// What a kubelet gives every pod of its API server.
@@ -91,7 +90,6 @@ pub struct KubeletConfig {
 /// Where the cluster keeps files.
 pub struct ClusterDirs<'a> {
     pub pods: &'a Path,
-    pub claims: &'a Path,
     pub logs: &'a Path,
 }
 
@@ -269,10 +267,9 @@ impl Pod {
         let fields = PodFields { name: &config.name, namespace: &config.namespace, ip: &ip };
         let dir = ctx.dirs.pods.join(format!("{}-{}", config.name, net.netns.name()));
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-        let api = config.api_access.clone().unwrap_or_default();
+        let api = &config.api_access;
         let volume_dirs = VolumeDirs {
             pod: &dir,
-            claims: ctx.dirs.claims,
             claim_templates: &config.claim_templates,
             bound_claims: &config.bound_claims,
             fields: &fields,

@@ -28,11 +28,9 @@ use crate::store::Store;
 pub struct VolumeDirs<'a> {
     /// Per pod; removed with the pod.
     pub pod: &'a Path,
-    /// Per cluster; claims live here across pod restarts.
-    pub claims: &'a Path,
     /// volume name -> claim name, from the StatefulSet's volumeClaimTemplates.
     pub claim_templates: &'a BTreeMap<String, String>,
-    /// claim name -> the host directory of its bound volume, where it has one of its own.
+    /// claim name -> the host directory of its bound volume (the agent provisions host paths).
     pub bound_claims: &'a BTreeMap<String, PathBuf>,
     /// What the downward API projects.
     pub fields: &'a PodFields<'a>,
@@ -58,7 +56,7 @@ pub fn prepare(owner: &str, spec: &PodSpec, store: &Store, dirs: &VolumeDirs) ->
         let dir = match spec.volumes.iter().find(|v| v.name == m.name) {
             Some(volume) => volume_dir(owner, volume, spec, store, dirs)?,
             None => match dirs.claim_templates.get(&m.name) {
-                Some(claim) => claim_dir(claim_path(dirs, claim), spec)?,
+                Some(claim) => claim_dir(claim_path(dirs, claim)?, spec)?,
                 None => {
                     return Err(Error::Manifest(format!("{owner} mounts volume {} that it does not define", m.name)))
                 }
@@ -142,7 +140,7 @@ fn volume_dir(owner: &str, v: &Volume, spec: &PodSpec, store: &Store, dirs: &Vol
             Ok(dir)
         }
         (None, None, Some(e), None) => Err(Error::Unsupported(format!("{owner}: emptyDir medium {}", e.medium))),
-        (None, None, None, Some(c)) => claim_dir(claim_path(dirs, &c.claim_name), spec),
+        (None, None, None, Some(c)) => claim_dir(claim_path(dirs, &c.claim_name)?, spec),
         _ => Err(Error::Unsupported(format!(
             "{owner}: volume {} is not exactly one of configMap, secret, emptyDir, persistentVolumeClaim, projected",
             v.name
@@ -283,9 +281,12 @@ fn write_files(
     set_owner_mode(dir, fs_group, 0o755)
 }
 
-/// A persistent volume: created on first use, then the fsGroup ownership change of the mount.
-fn claim_path(dirs: &VolumeDirs, claim: &str) -> PathBuf {
-    dirs.bound_claims.get(claim).cloned().unwrap_or_else(|| dirs.claims.join(claim))
+/// The host directory of the volume bound to `claim`; the scheduler binds a pod only once its claims are.
+fn claim_path(dirs: &VolumeDirs, claim: &str) -> Result<PathBuf> {
+    dirs.bound_claims
+        .get(claim)
+        .cloned()
+        .ok_or_else(|| Error::Manifest(format!("claim {claim} is not bound to a volume")))
 }
 
 fn claim_dir(dir: PathBuf, spec: &PodSpec) -> Result<PathBuf> {

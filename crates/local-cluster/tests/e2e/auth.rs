@@ -6,13 +6,13 @@ use anyhow::{bail, ensure, Context as _};
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, load_tables};
-use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, Login, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, POSTGRES_PASSWORD};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node: tcp_requires_scram_passwords_from_other_pods_and_from_loopback, existing_secret_as_password_files_forms_the_same_cluster, a_worker_with_another_password_fails_the_job_naming_it, a_role_of_the_users_own_runs_multi_shard_queries_once_its_password_is_in_pg_dist_authinfo);
 
 fn tcp_requires_scram_passwords_from_other_pods_and_from_loopback(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "auth-scram", Some("restricted"))?;
+    let space = Space::create(env.postgres()?, "auth-scram", Some("restricted"))?;
     space.install(json!({"worker": {"replicaCount": 1}}))?;
     space.wait_ready(&NODES[..2], util::READY)?;
     space.wait_serving(util::SERVING)?;
@@ -40,7 +40,7 @@ fn tcp_requires_scram_passwords_from_other_pods_and_from_loopback(env: &Env) -> 
 }
 
 fn existing_secret_as_password_files_forms_the_same_cluster(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "auth-existing-secret", Some("restricted"))?;
+    let space = Space::create(env.postgres()?, "auth-existing-secret", Some("restricted"))?;
     let secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -64,7 +64,7 @@ fn existing_secret_as_password_files_forms_the_same_cluster(env: &Env) -> anyhow
 /// A worker's superuser password changed by hand (or a data directory from elsewhere): the next registration
 /// fails on that worker only, names it and the reason, after the attempts `backoffLimit` allows.
 fn a_worker_with_another_password_fails_the_job_naming_it(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "auth-other-password", None)?;
+    let space = Space::create(env.postgres()?, "auth-other-password", None)?;
     let values = json!({"workerRegistration": {"backoffLimit": 1, "activeDeadlineSeconds": 180}});
     space.install(values.clone())?;
     space.sql_in(
@@ -91,7 +91,7 @@ fn a_worker_with_another_password_fails_the_job_naming_it(env: &Env) -> anyhow::
 fn a_role_of_the_users_own_runs_multi_shard_queries_once_its_password_is_in_pg_dist_authinfo(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "auth-own-role", None)?;
+    let space = Space::create(env.postgres()?, "auth-own-role", None)?;
     space.install(json!({"worker": {"replicaCount": 2}}))?;
     space.wait_ready(&NODES[..3], util::READY)?;
     space.wait_serving(util::SERVING)?;

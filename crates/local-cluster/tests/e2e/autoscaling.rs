@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use serde_json::json;
 
-use crate::node_agent::Space;
 use crate::util::{self, Env};
+use testbed::Space;
 
 crate::scenarios!(Node: enabling_autoscaling_keeps_every_worker_running);
 
@@ -21,7 +21,7 @@ fn postmaster_pids(space: &Space, n: u32) -> anyhow::Result<Vec<String>> {
     (0..n)
         .map(|i| {
             let pod = format!("{WORKERS}-{i}");
-            let out = util::Pods::run(space, &pod, &["sh", "-c", "head -1 \"$PGDATA/postmaster.pid\""], &[], None)?;
+            let out = space.run(&pod, &["sh", "-c", "head -1 \"$PGDATA/postmaster.pid\""], &[], None)?;
             ensure!(out.status.success() && !out.stdout.trim().is_empty(), "{pod}: no postmaster.pid: {}", out.stderr);
             Ok(format!("{pod}={}", out.stdout.trim()))
         })
@@ -56,7 +56,7 @@ fn replicas(space: &Space) -> anyhow::Result<String> {
 }
 
 fn enabling_autoscaling_keeps_every_worker_running(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "autoscaling-on", None)?;
+    let space = Space::create(env.postgres()?, "autoscaling-on", None)?;
     space.install(json!({"worker": {"replicaCount": 4}}))?;
     space.sql(
         "CREATE TABLE spread (id bigint PRIMARY KEY, payload text NOT NULL);\n\

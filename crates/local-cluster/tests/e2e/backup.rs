@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _};
 use serde_json::{json, Value};
 
-use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node: backup_of_every_citus_kind_restores_into_a_new_release);
 
@@ -222,7 +222,7 @@ fn restore_failure(space: &Space, result: anyhow::Result<()>, what: &str) -> any
 
 fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::Result<()> {
     // --- Release A: every kind, then its backup. ---------------------------------------------------------
-    let a = Space::create(env, "backup-a", None)?;
+    let a = Space::create(env.postgres()?, "backup-a", None)?;
     a.install(json!({"backup": {"enabled": true}}))?;
     a.sql(FIXTURE).context("creating the fixture in A")?;
     let worker_keys = a.sql_in("my-citus-worker-0", THROUGH_WORKER)?;
@@ -311,7 +311,7 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
     );
 
     // --- Release B: the backup volume of A, copied through the node onto a claim of B's namespace. ---------
-    let b = Space::create(env, "backup-b", None)?;
+    let b = Space::create(env.postgres()?, "backup-b", None)?;
     let old_backups = json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",

@@ -7,17 +7,17 @@ use std::fmt::Write as _;
 use anyhow::{ensure, Context as _};
 use serde_json::json;
 
-use crate::node_agent::{Space, NODES};
-use crate::util::{self, Env, Pods, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, POSTGRES_PASSWORD, SOCKET};
+use crate::util::{self, Env, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE, POSTGRES_PASSWORD, SOCKET};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node: install_registers_workers_serves_tables_and_survives_rerun_and_restart, shard_moves_work_as_postgres_and_as_the_application_user);
 
 pub const ROWS: u32 = 10_000;
 
 /// pg_dist_node must hold the coordinator and `workers` active workers, all under their DNS names.
-pub fn assert_registered(cluster: &dyn Pods, workers: u32) -> anyhow::Result<Vec<String>> {
-    let nodes = util::dist_nodes(cluster)?;
-    let ns = cluster.namespace();
+pub fn assert_registered(space: &Space, workers: u32) -> anyhow::Result<Vec<String>> {
+    let nodes = util::dist_nodes(space)?;
+    let ns = space.ns.as_str();
     let mut expected = vec![format!("{}:5432 0 true primary", util::coordinator_host(ns))];
     expected.extend((0..workers).map(|n| format!("{}:5432 {} true primary", util::worker_host(ns, n), n + 1)));
     let mut sorted = nodes.clone();
@@ -29,7 +29,7 @@ pub fn assert_registered(cluster: &dyn Pods, workers: u32) -> anyhow::Result<Vec
 
 /// As the application user over TCP through the coordinator Service: a distributed and a reference table
 /// with ROWS rows each, loaded with COPY and read back.
-pub fn load_tables(cluster: &dyn Pods) -> anyhow::Result<()> {
+pub fn load_tables(space: &Space) -> anyhow::Result<()> {
     let login = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
     let mut sql = String::from(
         "CREATE TABLE events (id bigint PRIMARY KEY, kind int NOT NULL, payload text NOT NULL);\n\
@@ -46,23 +46,23 @@ pub fn load_tables(cluster: &dyn Pods) -> anyhow::Result<()> {
         writeln!(sql, "{kind}\tkind-{kind}")?;
     }
     sql.push_str("\\.\n");
-    util::psql(cluster, COORDINATOR, &login, &sql)?;
-    check_tables(cluster)
+    util::psql(space, COORDINATOR, &login, &sql)?;
+    check_tables(space)
 }
 
 /// The rows of [`load_tables`] are all there, through a distributed join with the reference table.
-pub fn check_tables(cluster: &dyn Pods) -> anyhow::Result<()> {
+pub fn check_tables(space: &Space) -> anyhow::Result<()> {
     let login = util::tcp(COORDINATOR_SERVICE, "citus", APP_PASSWORD);
     let sql = "SELECT count(*), sum(e.id), count(DISTINCT k.name), sum(length(e.payload)) FROM events e JOIN kinds k USING (kind)";
-    let got = util::psql(cluster, COORDINATOR, &login, sql)?;
+    let got = util::psql(space, COORDINATOR, &login, sql)?;
     let payload_len: u64 = (1..=u64::from(ROWS)).map(|id| format!("payload-{id}").len() as u64).sum();
     let n = u64::from(ROWS);
     let expected = format!("{n}|{}|10|{payload_len}", n * (n + 1) / 2);
     ensure!(got == expected, "events join kinds: {got}, expected {expected}");
-    let kinds = util::psql(cluster, COORDINATOR, &login, "SELECT count(*), sum(kind) FROM kinds")?;
+    let kinds = util::psql(space, COORDINATOR, &login, "SELECT count(*), sum(kind) FROM kinds")?;
     ensure!(kinds == format!("{n}|{}", n * (n - 1) / 2), "kinds: {kinds}");
     let spread = util::psql(
-        cluster,
+        space,
         COORDINATOR,
         &SOCKET,
         "SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 'events'::regclass",
@@ -72,7 +72,7 @@ pub fn check_tables(cluster: &dyn Pods) -> anyhow::Result<()> {
 }
 
 fn install_registers_workers_serves_tables_and_survives_rerun_and_restart(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "citus-install", None)?;
+    let space = Space::create(env.postgres()?, "citus-install", None)?;
     space.install(json!({}))?;
     space.wait_ready(&NODES, util::READY)?;
     space.wait_serving(util::SERVING)?;
@@ -116,27 +116,23 @@ fn install_registers_workers_serves_tables_and_survives_rerun_and_restart(env: &
 }
 
 /// Moves one shard of `events` from worker-0 to worker-1 as `user`; returns the moved shard.
-fn move_shard(cluster: &dyn Pods, user: &str, password: &str) -> anyhow::Result<String> {
-    let ns = cluster.namespace();
+fn move_shard(space: &Space, user: &str, password: &str) -> anyhow::Result<String> {
+    let ns = space.ns.as_str();
     let (from, to) = (util::worker_host(ns, 0), util::worker_host(ns, 1));
     let pick = format!("SELECT shardid FROM citus_shards WHERE table_name = 'events'::regclass AND nodename = '{from}' ORDER BY shardid LIMIT 1");
-    let shard = util::psql(cluster, COORDINATOR, &SOCKET, &pick)?;
+    let shard = util::psql(space, COORDINATOR, &SOCKET, &pick)?;
     ensure!(!shard.is_empty(), "no shard of events on {from}");
     let login = util::tcp(COORDINATOR_SERVICE, user, password);
     let sql = format!("SELECT citus_move_shard_placement({shard}, '{from}', 5432, '{to}', 5432)");
-    util::psql(cluster, COORDINATOR, &login, &sql).with_context(|| format!("moving shard {shard} as {user}"))?;
-    let placed = util::psql(
-        cluster,
-        COORDINATOR,
-        &SOCKET,
-        &format!("SELECT nodename FROM citus_shards WHERE shardid = {shard}"),
-    )?;
+    util::psql(space, COORDINATOR, &login, &sql).with_context(|| format!("moving shard {shard} as {user}"))?;
+    let placed =
+        util::psql(space, COORDINATOR, &SOCKET, &format!("SELECT nodename FROM citus_shards WHERE shardid = {shard}"))?;
     ensure!(placed == to, "shard {shard} is on {placed} after the move as {user}");
     Ok(shard)
 }
 
 fn shard_moves_work_as_postgres_and_as_the_application_user(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "citus-shard-moves", None)?;
+    let space = Space::create(env.postgres()?, "citus-shard-moves", None)?;
     space.install(json!({}))?;
     space.wait_ready(&NODES, util::READY)?;
     space.wait_serving(util::SERVING)?;

@@ -16,8 +16,8 @@ use anyhow::{bail, ensure, Context as _};
 use helm_engine::ReleaseOptions;
 use serde_json::{json, Value};
 
-use crate::node_agent::Space;
-use crate::util::{self, Env, Pods, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE};
+use crate::util::{self, Env, APP_PASSWORD, COORDINATOR, COORDINATOR_SERVICE};
+use testbed::Space;
 
 crate::scenarios!(Node: a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluster);
 
@@ -117,7 +117,7 @@ fn a_randomized_day_2_run_keeps_every_acknowledged_write_and_a_consistent_cluste
     let steps: u32 =
         std::env::var("DAY2_STEPS").ok().map(|s| s.parse()).transpose().context("DAY2_STEPS")?.unwrap_or(8);
     let mut model = Model { rng: Rng(seed), workers: 3, work_mem: 4, backups: 0, revisions: Vec::new() };
-    let space = Space::create(env, "day2", None)?;
+    let space = Space::create(env.postgres()?, "day2", None)?;
     let values = model.values(3);
     space.install_values(&values)?;
     model.revisions.push(values);

@@ -5,8 +5,8 @@
 use anyhow::ensure;
 use serde_json::json;
 
-use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, Login, COORDINATOR, COORDINATOR_SERVICE};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node: edge_names_and_the_connection_floor_form_a_working_cluster);
 
@@ -15,7 +15,7 @@ const DATABASE: &str = "Citus-DB_1.v2";
 const PASSWORD: &str = "p:a\\ss w'o\"rd$#€ ";
 
 fn edge_names_and_the_connection_floor_form_a_working_cluster(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "edge-values", Some("restricted"))?;
+    let space = Space::create(env.postgres()?, "edge-values", Some("restricted"))?;
     space.install(json!({
         "auth": {"username": USER, "database": DATABASE, "password": PASSWORD},
         // 4 nodes: 3 reserved slots, one connection from each node's maintenance daemon, one for the jobs,

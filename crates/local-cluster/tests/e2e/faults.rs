@@ -15,8 +15,8 @@ use helm_engine::{Helm, RenderOptions};
 use serde_json::{json, Value};
 
 use crate::citus_cluster::assert_registered;
-use crate::node_agent::Space;
-use crate::util::{self, Env, Pods, COORDINATOR, SOCKET};
+use crate::util::{self, Env, COORDINATOR, SOCKET};
+use testbed::Space;
 
 crate::scenarios!(Node: a_change_that_deletes_no_worker_goes_through_while_the_coordinator_is_down, a_reference_table_without_primary_key_does_not_stop_a_scale_out, a_reference_table_that_cannot_be_copied_now_does_not_hold_the_scale_out, a_worker_added_while_a_rebalance_runs_gets_shards_too, a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice, a_changed_database_name_is_refused_naming_the_value, a_worker_that_lost_its_volume_stops_the_next_registration, a_drain_held_up_by_an_open_transaction_names_it_and_goes_on_once_it_ends);
 
@@ -33,7 +33,7 @@ fn values(workers: u32) -> Value {
 /// A release with `workers` workers holding a distributed table `items` (32 shards, ROWS rows, primary key)
 /// and a reference table `kinds`; returns it with the checksum of items.
 fn loaded(env: &Env, ns: &str, workers: u32) -> anyhow::Result<(Space, String)> {
-    let space = Space::create(env, ns, None)?;
+    let space = Space::create(env.postgres()?, ns, None)?;
     space.install(values(workers))?;
     space.sql(&format!(
         "SET citus.shard_count = 32;\n\
@@ -294,7 +294,7 @@ fn a_changed_cluster_domain_is_refused_before_any_node_is_registered_twice(env: 
 }
 
 fn a_changed_database_name_is_refused_naming_the_value(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "faults-database-name", None)?;
+    let space = Space::create(env.postgres()?, "faults-database-name", None)?;
     space.install(values(1))?;
     let mut changed = util::values(values(1));
     changed["auth"]["database"] = json!("shop");

@@ -11,8 +11,8 @@ use helm_engine::{Helm, RenderOptions};
 use k8s_objects::Document;
 use serde_json::{json, Value};
 
-use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, COORDINATOR, COORDINATOR_SERVICE, SOCKET};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node: first_argo_sync_runs_the_pre_upgrade_hooks_before_the_secret_exists, password_rotation_through_the_secret_leaves_a_working_cluster, password_rotation_by_editing_an_existing_secret_leaves_a_working_cluster; Helm: renders_without_cluster_access_keep_given_passwords);
 
@@ -69,7 +69,7 @@ fn wait_complete(space: &Space, jobs: &[String]) -> anyhow::Result<()> {
 }
 
 fn first_argo_sync_runs_the_pre_upgrade_hooks_before_the_secret_exists(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "gitops-first-sync", Some("restricted"))?;
+    let space = Space::create(env.postgres()?, "gitops-first-sync", Some("restricted"))?;
     let options =
         RenderOptions { namespace: space.ns.clone(), kube_version: Some("v1.36.2".into()), ..RenderOptions::default() };
     let docs = Helm::discover()?.render(&util::chart_dir(), &util::values(json!({})), &options)?.documents()?;
@@ -162,7 +162,7 @@ const LOG_EVERYTHING: &str =
 /// (and `metrics.password`). The post-upgrade registration Job, which logs in to every node with the new
 /// Secret, must pass, and no pod may restart; with every statement logged, no password reaches a log.
 fn password_rotation_through_the_secret_leaves_a_working_cluster(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "gitops-rotate-values", None)?;
+    let space = Space::create(env.postgres()?, "gitops-rotate-values", None)?;
     // The exporter stand-in is Debian's 0.11.1: the tag says so (see the scrape scenario in harness.rs).
     let installed = json!({
         "metrics": {"enabled": true, "password": OLD.monitoring, "image": {"tag": "v0.11.1"}},
@@ -222,7 +222,7 @@ fn assert_no_password_logged(space: &Space, sets: &[Passwords]) -> anyhow::Resul
 /// The README's second way: with `auth.existingSecret`, edit that Secret (`kubectl edit secret`); here with
 /// `auth.usePasswordFiles`, the other way the nodes read their passwords at start.
 fn password_rotation_by_editing_an_existing_secret_leaves_a_working_cluster(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "gitops-rotate-secret", None)?;
+    let space = Space::create(env.postgres()?, "gitops-rotate-secret", None)?;
     let secret = "citus-credentials";
     let object = json!({
         "apiVersion": "v1",

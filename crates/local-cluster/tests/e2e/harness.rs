@@ -11,8 +11,8 @@ use nix::sys::signal::{kill, Signal};
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, load_tables};
-use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, SOCKET};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node:
     metrics_sidecar_is_scraped_with_pg_up_on_every_node,
@@ -36,7 +36,7 @@ fn restarts(space: &Space, pod: &str) -> anyhow::Result<u32> {
 }
 
 fn metrics_sidecar_is_scraped_with_pg_up_on_every_node(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-metrics", Some("restricted"))?;
+    let space = Space::create(env.postgres()?, "node-metrics", Some("restricted"))?;
     // The stand-in for the exporter image is Debian's exporter 0.11.1: the tag says so, so that the chart
     // passes it the flags that version knows.
     space.install(json!({"metrics": {"enabled": true, "image": {"tag": "v0.11.1"}}}))?;
@@ -87,7 +87,7 @@ fn volume_permissions_init_container_fixes_a_root_owned_claim(env: &Env) -> anyh
         "workerRegistration": {"backoffLimit": 0, "activeDeadlineSeconds": 30},
     });
     {
-        let space = Space::create(env, "node-no-fsgroup", None)?;
+        let space = Space::create(env.postgres()?, "node-no-fsgroup", None)?;
         if space.install(no_fs_group.clone()).is_ok() {
             bail!("the release installed although PGDATA cannot be created in a root-owned volume");
         }
@@ -95,7 +95,7 @@ fn volume_permissions_init_container_fixes_a_root_owned_claim(env: &Env) -> anyh
             .jsonpath(&format!("pod/{}", util::COORDINATOR), "{.status.conditions[?(@.type==\"Ready\")].status}")?;
         ensure!(ready != "True", "PGDATA was created in a root-owned volume without fsGroup or volumePermissions");
     }
-    let space = Space::create(env, "node-volume-permissions", None)?;
+    let space = Space::create(env.postgres()?, "node-volume-permissions", None)?;
     let mut values = no_fs_group;
     values["volumePermissions"] = json!({"enabled": true});
     space.install(values)?;
@@ -110,7 +110,7 @@ fn volume_permissions_init_container_fixes_a_root_owned_claim(env: &Env) -> anyh
 }
 
 fn two_releases_run_side_by_side(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-two-releases", None)?;
+    let space = Space::create(env.postgres()?, "node-two-releases", None)?;
     space.install(small())?;
     let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
     space
@@ -143,7 +143,7 @@ fn two_releases_run_side_by_side(env: &Env) -> anyhow::Result<()> {
 }
 
 fn a_worker_scaled_outside_helm_gets_its_pod(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-scaled", None)?;
+    let space = Space::create(env.postgres()?, "node-scaled", None)?;
     space.install(small())?;
     space.kubectl(&["scale", "statefulset", "my-citus-worker", "--replicas=2"])?;
     space.kubectl(&["rollout", "status", "statefulset/my-citus-worker", "--timeout=180s"])?;
@@ -159,7 +159,7 @@ fn a_worker_scaled_outside_helm_gets_its_pod(env: &Env) -> anyhow::Result<()> {
 }
 
 fn a_failing_liveness_probe_restarts_the_container(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-liveness", None)?;
+    let space = Space::create(env.postgres()?, "node-liveness", None)?;
     // An impatient liveness probe, kept off the first start (initdb) by a startup probe, as it should be.
     let liveness = json!({"initialDelaySeconds": 1, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2});
     let startup = json!({"enabled": true, "initialDelaySeconds": 1, "periodSeconds": 1, "failureThreshold": 300});
@@ -190,7 +190,7 @@ fn a_failing_liveness_probe_restarts_the_container(env: &Env) -> anyhow::Result<
 }
 
 fn a_pending_pod_has_no_address_and_starts_when_released(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-pending", None)?;
+    let space = Space::create(env.postgres()?, "node-pending", None)?;
     space.install(json!({"worker": {"replicaCount": 2}}))?;
     let pod = "my-citus-worker-1";
     space.agent.hold_pending(&space.ns, pod);
@@ -210,7 +210,7 @@ fn a_pending_pod_has_no_address_and_starts_when_released(env: &Env) -> anyhow::R
     };
     ensure!(address.is_none(), "a Pending pod has an address: {address:?}");
     let name = util::worker_host(&space.ns, 1);
-    let lookup = util::Pods::run(&space, util::COORDINATOR, &["getent", "hosts", &name], &[], None)?;
+    let lookup = space.run(util::COORDINATOR, &["getent", "hosts", &name], &[], None)?;
     ensure!(!lookup.status.success(), "a Pending pod has a DNS name: {}", lookup.stdout);
     let waited = space.wait_ready(&[pod], Duration::from_secs(5));
     ensure!(waited.is_err(), "a Pending pod reported Ready");
@@ -220,7 +220,7 @@ fn a_pending_pod_has_no_address_and_starts_when_released(env: &Env) -> anyhow::R
 }
 
 fn a_network_cut_stops_traffic_between_two_pods_until_healed(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-network-cut", None)?;
+    let space = Space::create(env.postgres()?, "node-network-cut", None)?;
     space.install(json!({"worker": {"replicaCount": 2}}))?;
     let coordinator = util::coordinator_host(&space.ns);
     let reach = |worker: u32| -> anyhow::Result<bool> {
@@ -248,7 +248,7 @@ fn a_network_cut_stops_traffic_between_two_pods_until_healed(env: &Env) -> anyho
 
 fn an_image_tag_maps_to_its_citus_build(env: &Env) -> anyhow::Result<()> {
     let tag = env.upgrade_tag.as_deref().context("no upgrade tag")?;
-    let space = Space::create(env, "node-image-tag", None)?;
+    let space = Space::create(env.postgres()?, "node-image-tag", None)?;
     space.install(json!({"worker": {"replicaCount": 1}, "image": {"tag": tag}}))?;
     for pod in &NODES[..2] {
         let version = space.sql_in(pod, "SELECT citus_version()")?;

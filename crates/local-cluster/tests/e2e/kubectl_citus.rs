@@ -8,7 +8,9 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context as _};
 use serde_json::{json, Value};
 
-use crate::node_agent::{worker_names, Space};
+use testbed::Space;
+
+use crate::node_agent::worker_names;
 use crate::util::{self, Env};
 
 crate::scenarios!(Node:
@@ -73,7 +75,7 @@ fn kubectl_citus_in_cluster_mode_reports_drains_rebalances_backs_up_lists_and_wr
     env: &Env,
 ) -> anyhow::Result<()> {
     let plugins = plugin_dir()?;
-    let space = Space::create(env, "node-plugin", None)?;
+    let space = Space::create(env.postgres()?, "node-plugin", None)?;
     space.install(json!({"backup": {"enabled": true}}))?;
     space.sql(
         "CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id');

@@ -7,8 +7,8 @@ use anyhow::{ensure, Context as _};
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, check_tables, load_tables};
-use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, SOCKET};
+use testbed::{Space, NODES};
 
 crate::scenarios!(
     Node: a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time,
@@ -18,7 +18,7 @@ crate::scenarios!(
 );
 
 fn a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "lifecycle-first-start", None)?;
+    let space = Space::create(env.postgres()?, "lifecycle-first-start", None)?;
     // initdb's output goes nowhere; the line before it is logged when it starts, and the kill comes within
     // one pass of the node agent, while initdb runs. worker-1 dies later, while the role, database and
     // extension are being created.
@@ -47,7 +47,7 @@ fn a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time(env
 /// role, no password in any process's arguments, and Ready only after the setup server (which listens on no
 /// TCP address) made way for PostgreSQL.
 fn a_first_start_creates_scram_roles_and_the_database_before_it_listens(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "lifecycle-first", None)?;
+    let space = Space::create(env.postgres()?, "lifecycle-first", None)?;
     space.install(
         json!({"worker": {"replicaCount": 1}, "postgresql": {"maxConnections": 123, "walLevel": "replica"}}),
     )?;
@@ -89,7 +89,7 @@ fn a_first_start_creates_scram_roles_and_the_database_before_it_listens(env: &En
 }
 
 fn a_restart_reuses_the_data_directory_without_initdb(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "lifecycle-restart", None)?;
+    let space = Space::create(env.postgres()?, "lifecycle-restart", None)?;
     space.install(json!({"worker": {"replicaCount": 1}}))?;
     space.wait_ready(&NODES[..2], util::READY)?;
     let pod = util::COORDINATOR;
@@ -111,7 +111,7 @@ fn a_restart_reuses_the_data_directory_without_initdb(env: &Env) -> anyhow::Resu
 
 fn a_citus_minor_upgrade_updates_every_node_coordinator_first(env: &Env) -> anyhow::Result<()> {
     let tag = env.upgrade_tag.as_deref().context("no upgrade tag")?;
-    let space = Space::create(env, "lifecycle-citus-upgrade", None)?;
+    let space = Space::create(env.postgres()?, "lifecycle-citus-upgrade", None)?;
     space.install(json!({}))?;
     space.wait_ready(&NODES, util::READY)?;
     space.wait_serving(util::SERVING)?;

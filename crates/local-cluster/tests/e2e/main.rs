@@ -28,13 +28,19 @@ mod upgrade;
 mod util;
 
 use std::process::ExitCode;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use util::Scenario;
 
+/// How long each scenario that ran took, to tell where the suite's time goes.
+static TIMES: Mutex<Vec<(Duration, &'static str)>> = Mutex::new(Vec::new());
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
+    testbed::init(env!("CARGO_TARGET_TMPDIR"));
     let scenarios: Vec<Scenario> = [
         rendered::SCENARIOS,
         citus_cluster::SCENARIOS,
@@ -66,7 +72,10 @@ fn main() -> ExitCode {
             let available = util::available(s.needs);
             let trial = Trial::test(s.name, move || {
                 let env = util::available(s.needs).map_err(|why| Failed::from(format!("not runnable: {why}")))?;
-                (s.run)(&env).map_err(|e| Failed::from(format!("{e:#}")))
+                let started = Instant::now();
+                let result = (s.run)(&env).map_err(|e| Failed::from(format!("{e:#}")));
+                TIMES.lock().unwrap_or_else(PoisonError::into_inner).push((started.elapsed(), s.name));
+                result
             })
             .with_kind(s.needs.label());
             match available {
@@ -82,6 +91,20 @@ fn main() -> ExitCode {
         eprintln!("scenarios marked [{label}] are ignored: {why}");
     }
     let conclusion = libtest_mimic::run(&args, trials);
-    util::stop_control_plane();
+    testbed::stop();
+    print_slowest(10);
     conclusion.exit_code()
+}
+
+fn print_slowest(n: usize) {
+    let mut times = std::mem::take(&mut *TIMES.lock().unwrap_or_else(PoisonError::into_inner));
+    if times.is_empty() {
+        return;
+    }
+    let total: Duration = times.iter().map(|(t, _)| *t).sum();
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    eprintln!("{} scenarios ran for {:.0} s in all; the slowest:", times.len(), total.as_secs_f64());
+    for (took, name) in times.iter().take(n) {
+        eprintln!("  {:>6.1} s  {name}", took.as_secs_f64());
+    }
 }

@@ -3,17 +3,15 @@
 //! do their part; the node agent runs the pods with real PostgreSQL and Citus and reports them back. Each
 //! scenario has a namespace of its own, deleted at its end.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use control_plane::ControlPlane;
-use helm_engine::{Helm, ReleaseOptions, Releases, RenderOptions};
-use local_cluster::agent::{Command, NodeAgent, STORAGE_CLASS};
-use local_cluster::ExecOutput;
+use helm_engine::{Helm, ReleaseOptions, RenderOptions};
+use local_cluster::agent::STORAGE_CLASS;
 use serde_json::{json, Value};
+
+use testbed::{Space, NODES};
 
 use crate::util::{self, Env};
 
@@ -26,315 +24,6 @@ crate::scenarios!(Node:
     a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it,
     a_pod_that_mounts_its_service_account_token_reaches_the_api_server_as_that_account,
     a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps_every_acknowledged_row);
-
-pub(crate) const NODES: [&str; 4] = [util::COORDINATOR, "my-citus-worker-0", "my-citus-worker-1", "my-citus-worker-2"];
-
-/// Scenarios share the node; one that cordons or drains it has it alone.
-static NODE: RwLock<()> = RwLock::new(());
-
-/// A scenario's hold on the node, released when its namespace is gone.
-struct NodeUse {
-    _shared: Option<RwLockReadGuard<'static, ()>>,
-    _alone: Option<RwLockWriteGuard<'static, ()>>,
-}
-
-/// A namespace on the run's control plane, with Helm pointed at it; deleted (and its pods gone) on drop.
-pub(crate) struct Space {
-    _node: NodeUse,
-    pub(crate) plane: &'static ControlPlane,
-    pub(crate) agent: &'static NodeAgent,
-    pub(crate) ns: String,
-    pub(crate) helm: Releases,
-}
-
-impl Space {
-    /// The namespace, enforcing Pod Security `level` when given.
-    pub(crate) fn create(env: &Env, ns: &str, level: Option<&str>) -> anyhow::Result<Space> {
-        let node = NodeUse { _shared: Some(NODE.read().unwrap_or_else(PoisonError::into_inner)), _alone: None };
-        Self::create_using(env, ns, level, node)
-    }
-
-    /// The namespace, on a node no other scenario uses meanwhile.
-    fn create_alone(env: &Env, ns: &str) -> anyhow::Result<Space> {
-        let node = NodeUse { _shared: None, _alone: Some(NODE.write().unwrap_or_else(PoisonError::into_inner)) };
-        Self::create_using(env, ns, None, node)
-    }
-
-    fn create_using(env: &Env, ns: &str, level: Option<&str>, node: NodeUse) -> anyhow::Result<Space> {
-        let plane = util::control_plane()?;
-        let agent = util::node_agent(env)?;
-        plane.kubectl(&["create", "namespace", ns], None)?;
-        let helm = Helm::discover()?.releases(&plane.kubeconfig(), ns)?;
-        let space = Space { _node: node, plane, agent, ns: ns.to_owned(), helm };
-        if let Some(level) = level {
-            space.kubectl(&["label", "namespace", ns, &format!("pod-security.kubernetes.io/enforce={level}")])?;
-        }
-        Ok(space)
-    }
-
-    pub(crate) fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        // The namespace first: after `--` it would be the command's.
-        let args: Vec<&str> = ["-n", self.ns.as_str()].into_iter().chain(args.iter().copied()).collect();
-        Ok(self.plane.kubectl(&args, None)?.0)
-    }
-
-    /// `kubectl exec <pod> -c postgresql -- sh -c <script>`: its standard output.
-    pub(crate) fn shell(&self, pod: &str, script: &str) -> anyhow::Result<String> {
-        self.kubectl(&["exec", pod, "-c", "postgresql", "--", "sh", "-c", script])
-    }
-
-    pub(crate) fn kubectl_with_input(&self, args: &[&str], input: &[u8]) -> anyhow::Result<String> {
-        let args: Vec<&str> = ["-n", self.ns.as_str()].into_iter().chain(args.iter().copied()).collect();
-        Ok(self.plane.kubectl(&args, Some(input))?.0)
-    }
-
-    pub(crate) fn jsonpath(&self, what: &str, path: &str) -> anyhow::Result<String> {
-        self.kubectl(&["get", what, "-o", &format!("jsonpath={path}")])
-    }
-
-    /// `helm install my-citus` with the scenario's passwords plus `extra`; Helm returns once the post-install
-    /// registration Job has completed on the node.
-    pub(crate) fn install(&self, extra: Value) -> anyhow::Result<()> {
-        self.install_values(&util::values(extra))
-    }
-
-    /// `helm install my-citus` with exactly `values`.
-    pub(crate) fn install_values(&self, values: &Value) -> anyhow::Result<()> {
-        let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
-        self.helm.install(&util::chart_dir(), "my-citus", values, &options).with_context(|| self.diagnose())?;
-        Ok(())
-    }
-
-    /// `helm upgrade my-citus` with the scenario's passwords plus `extra`; Helm returns once its hooks completed.
-    pub(crate) fn upgrade(&self, extra: Value) -> anyhow::Result<()> {
-        self.upgrade_values(&util::values(extra))
-    }
-
-    /// `helm upgrade my-citus` with exactly `values`.
-    pub(crate) fn upgrade_values(&self, values: &Value) -> anyhow::Result<()> {
-        let options = ReleaseOptions { timeout_seconds: Some(600), ..ReleaseOptions::default() };
-        self.helm.upgrade(&util::chart_dir(), "my-citus", values, &options).with_context(|| self.diagnose())?;
-        Ok(())
-    }
-
-    /// `GET http://<pod>:<port><path>` from inside the coordinator, as a scraper in the cluster does.
-    pub(crate) fn http_get(&self, pod: &str, port: u16, path: &str) -> anyhow::Result<String> {
-        let ip = self.jsonpath(&format!("pod/{pod}"), "{.status.podIP}")?;
-        let url = format!("http://{ip}:{port}{path}");
-        self.kubectl(&["exec", util::COORDINATOR, "--", "curl", "-sSf", "--max-time", "10", &url])
-    }
-
-    /// `kubectl rollout status` of the coordinator and worker StatefulSets: Helm returns before a changed pod
-    /// template has rolled out (the chart's releases run without `--wait`).
-    pub(crate) fn wait_rolled_out(&self, timeout: Duration) -> anyhow::Result<()> {
-        for set in ["statefulset/my-citus-coordinator", "statefulset/my-citus-worker"] {
-            self.kubectl(&["rollout", "status", set, &format!("--timeout={}s", timeout.as_secs())])
-                .with_context(|| self.diagnose())?;
-        }
-        Ok(())
-    }
-
-    /// The directory on this node of the volume bound to `claim` (the agent provisions host paths).
-    pub(crate) fn volume_dir(&self, claim: &str) -> anyhow::Result<std::path::PathBuf> {
-        let volume = self.jsonpath(&format!("pvc/{claim}"), "{.spec.volumeName}")?;
-        ensure!(!volume.is_empty(), "claim {claim} is not bound");
-        Ok(self.jsonpath(&format!("pv/{volume}"), "{.spec.hostPath.path}")?.into())
-    }
-
-    /// Whether the API server has the pod (whatever its phase).
-    pub(crate) fn has_pod(&self, pod: &str) -> anyhow::Result<bool> {
-        Ok(self.jsonpath("pods", "{.items[*].metadata.name}")?.split_whitespace().any(|p| p == pod))
-    }
-
-    /// Waits until the API server no longer has the pod (its controller removed it, the node stopped it).
-    pub(crate) fn wait_gone(&self, pod: &str, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.has_pod(pod)? {
-            ensure!(Instant::now() < deadline, "{pod} still exists after {timeout:?}\n{}", self.diagnose());
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        Ok(())
-    }
-
-    /// Waits until the pod exists (its controller creates it) and is Ready.
-    pub(crate) fn wait_ready_when_created(&self, pod: &str, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while !self.has_pod(pod)? {
-            ensure!(Instant::now() < deadline, "{pod} was not created in {timeout:?}\n{}", self.diagnose());
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        self.wait_ready(&[pod], deadline.saturating_duration_since(Instant::now()))
-    }
-
-    /// The logs of every pod of every Job whose name starts with `prefix` (all attempts of all revisions of
-    /// a hook Job that Helm has not deleted).
-    pub(crate) fn job_logs(&self, prefix: &str) -> anyhow::Result<String> {
-        let jobs = self.jsonpath("jobs", "{.items[*].metadata.name}")?;
-        let mut all = String::new();
-        for job in jobs.split_whitespace().filter(|j| j.starts_with(prefix)) {
-            let selector = format!("batch.kubernetes.io/job-name={job}");
-            all.push_str(&self.kubectl(&["logs", "-l", &selector, "--tail=-1", "--all-containers"])?);
-        }
-        ensure!(!all.is_empty(), "no log of a Job {prefix}*: jobs {jobs}");
-        Ok(all)
-    }
-
-    /// Runs `act` while noting, every half second, the pods of Job `job`; returns `act`'s result and the log
-    /// of each pod seen, read from the node afterwards: Helm deletes a hook Job that succeeded, and with it
-    /// what `kubectl logs` could show.
-    pub(crate) fn reading_job_logs<T>(&self, job: &str, act: impl FnOnce() -> T) -> (T, BTreeMap<String, String>) {
-        let done = AtomicBool::new(false);
-        let (result, seen) = std::thread::scope(|s| {
-            let watcher = s.spawn(|| {
-                let selector = format!("batch.kubernetes.io/job-name={job}");
-                let mut seen = std::collections::BTreeSet::new();
-                loop {
-                    let last = done.load(Ordering::SeqCst);
-                    let pods =
-                        self.kubectl(&["get", "pods", "-l", &selector, "-o", "jsonpath={.items[*].metadata.name}"]);
-                    seen.extend(pods.unwrap_or_default().split_whitespace().map(str::to_owned));
-                    if last {
-                        return seen;
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            });
-            let result = act();
-            done.store(true, Ordering::SeqCst);
-            (result, watcher.join().unwrap_or_default())
-        });
-        let logs =
-            seen.into_iter().map(|pod| (pod.clone(), self.agent.log(&self.ns, &pod).unwrap_or_default())).collect();
-        (result, logs)
-    }
-
-    /// Waits until `pod` is Ready again as another pod than the one `old` (its `{.metadata.uid} ...` before)
-    /// described: its controller recreated it after a deletion.
-    pub(crate) fn wait_recreated(&self, pod: &str, old: &str, timeout: Duration) -> anyhow::Result<()> {
-        let old_uid = old.split_whitespace().next().unwrap_or_default();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let now = self
-                .jsonpath(&format!("pod/{pod}"), "{.metadata.uid} {.status.conditions[?(@.type==\"Ready\")].status}");
-            match now {
-                Ok(now) if !now.starts_with(old_uid) && now.ends_with(" True") => return Ok(()),
-                _ if Instant::now() > deadline => {
-                    bail!("{pod} not recreated and Ready after {timeout:?}\n{}", self.diagnose())
-                }
-                _ => std::thread::sleep(Duration::from_millis(500)),
-            }
-        }
-    }
-
-    /// SQL as postgres over the coordinator's socket: Ok(stdout) or Err(stderr).
-    pub(crate) fn try_sql(&self, sql: &str) -> anyhow::Result<Result<String, String>> {
-        util::try_psql(self, util::COORDINATOR, &util::SOCKET, sql)
-    }
-
-    pub(crate) fn sql(&self, sql: &str) -> anyhow::Result<String> {
-        match self.try_sql(sql)? {
-            Ok(out) => Ok(out),
-            Err(stderr) => bail!("psql in {}/{} failed: {stderr}\nSQL: {sql}", self.ns, util::COORDINATOR),
-        }
-    }
-
-    /// SQL as postgres over the socket of `pod` (the coordinator or a worker).
-    pub(crate) fn sql_in(&self, pod: &str, sql: &str) -> anyhow::Result<String> {
-        util::psql(self, pod, &util::SOCKET, sql).with_context(|| format!("in namespace {}", self.ns))
-    }
-
-    /// Waits until the pods report Ready to the API server.
-    pub(crate) fn wait_ready(&self, pods: &[&str], timeout: Duration) -> anyhow::Result<()> {
-        let mut args =
-            vec!["wait".to_owned(), "--for=condition=Ready".to_owned(), format!("--timeout={}s", timeout.as_secs())];
-        args.extend(pods.iter().map(|p| format!("pod/{p}")));
-        self.kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>()).with_context(|| self.diagnose())?;
-        Ok(())
-    }
-
-    /// Waits until the coordinator Service answers from inside the coordinator: as with kube-proxy, a Service
-    /// follows its pods' readiness a moment later.
-    pub(crate) fn wait_serving(&self, timeout: Duration) -> anyhow::Result<()> {
-        let argv =
-            ["pg_isready", "-t", "2", "-h", util::COORDINATOR_SERVICE, "-p", "5432", "-U", "postgres", "-d", "citus"];
-        let deadline = Instant::now() + timeout;
-        loop {
-            let out = util::Pods::run(self, util::COORDINATOR, &argv, &[], None)?;
-            if out.status.success() {
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the coordinator Service does not answer after {timeout:?}: {}{}",
-                out.stdout,
-                out.stderr
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// `name=uid,restarts` of the coordinator and worker pods, to tell a restart.
-    pub(crate) fn identities(&self) -> anyhow::Result<String> {
-        let all = self.jsonpath(
-            "pods",
-            "{range .items[*]}{.metadata.name}={.metadata.uid},{.status.containerStatuses[0].restartCount}{\"\\n\"}{end}",
-        )?;
-        Ok(all
-            .lines()
-            .filter(|l| NODES.iter().any(|p| l.starts_with(&format!("{p}="))))
-            .map(|l| format!("{l}\n"))
-            .collect())
-    }
-
-    /// What the API server and the agent say of the namespace, for a failure's message.
-    pub(crate) fn diagnose(&self) -> String {
-        let get = |args: &[&str]| self.kubectl(args).unwrap_or_else(|e| e.to_string());
-        let mut text = format!(
-            "objects:\n{}\nevents:\n{}\nlast agent error: {}\n",
-            get(&["get", "pods,pvc,jobs,statefulsets,endpointslices", "-o", "wide"]),
-            get(&["get", "events", "--sort-by=.lastTimestamp"]),
-            self.agent.last_error().unwrap_or_else(|| "none".into())
-        );
-        for pod in get(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]).split_whitespace() {
-            if let Ok(log) = self.agent.log(&self.ns, pod) {
-                let lines: Vec<&str> = log.lines().collect();
-                text.push_str(&format!("--- {pod} ---\n{}\n", lines[lines.len().saturating_sub(15)..].join("\n")));
-            }
-        }
-        text
-    }
-}
-
-impl Drop for Space {
-    fn drop(&mut self) {
-        // The next scenario should not share the node's two cores with this one's pods.
-        let _ = self.plane.kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            match self.jsonpath("pods", "{.items[*].metadata.name}") {
-                Ok(left) if left.trim().is_empty() => return,
-                Err(_) => return,
-                Ok(_) => std::thread::sleep(Duration::from_millis(500)),
-            }
-        }
-        eprintln!("namespace {}: pods still there 120 s after its deletion", self.ns);
-    }
-}
-
-impl util::Pods for Space {
-    fn namespace(&self) -> &str {
-        &self.ns
-    }
-
-    fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput> {
-        let command = Command { container: None, argv, env, stdin, timeout: Duration::from_secs(120) };
-        Ok(self.agent.exec(&self.ns, pod, &command)?)
-    }
-
-    fn diagnose(&self) -> String {
-        Space::diagnose(self)
-    }
-}
 
 /// The three default workers as `pg_dist_node` names them in namespace `ns`.
 pub(crate) fn worker_names(ns: &str) -> Vec<String> {
@@ -353,7 +42,7 @@ fn registered_workers(space: &Space) -> anyhow::Result<String> {
 fn helm_install_under_pod_security_restricted_registers_every_worker_passes_helm_test_and_uninstall_stops_every_pod(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-install", Some("restricted"))?;
+    let space = Space::create(env.postgres()?, "node-install", Some("restricted"))?;
     space.install(json!({}))?;
     let ns = space.ns.as_str();
     let workers = registered_workers(&space)?;
@@ -499,7 +188,7 @@ impl Writes {
 }
 
 fn a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-restart", None)?;
+    let space = Space::create(env.postgres()?, "node-restart", None)?;
     space.install(json!({}))?;
     space.sql("CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id')")?;
     space.wait_ready(&NODES, Duration::from_secs(60))?;
@@ -533,7 +222,7 @@ fn a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row(env
 }
 
 fn kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_allow(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create_alone(env, "node-drain")?;
+    let space = Space::create_alone(env.postgres()?, "node-drain")?;
     space.install(json!({}))?;
     space.sql(
         "CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id');
@@ -579,7 +268,7 @@ fn kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_a
 }
 
 fn the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-gitops", Some("restricted"))?;
+    let space = Space::create(env.postgres()?, "node-gitops", Some("restricted"))?;
     let options =
         RenderOptions { namespace: space.ns.clone(), kube_version: Some("v1.36.2".into()), ..RenderOptions::default() };
     let stream = Helm::discover()?.render(&util::chart_dir(), &util::values(json!({})), &options)?.to_yaml_stream();
@@ -611,7 +300,7 @@ fn the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothin
 fn a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-rollback", None)?;
+    let space = Space::create(env.postgres()?, "node-rollback", None)?;
     let chart = util::chart_dir();
     let values = |workers: u32, conf: &str| {
         util::values(json!({
@@ -690,7 +379,7 @@ fn a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_
 fn a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-cut", None)?;
+    let space = Space::create(env.postgres()?, "node-cut", None)?;
     let chart = util::chart_dir();
     let values = |workers: u32| {
         util::values(json!({"worker": {"replicaCount": workers}, "workerRegistration": {"activeDeadlineSeconds": 60}}))
@@ -738,7 +427,7 @@ fn a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_
 /// projected `kube-api-access-*` volume; the pod reaches the API server at the `kubernetes` Service's address
 /// with that token and is known there as its service account (which the chart grants nothing: 403).
 fn a_pod_that_mounts_its_service_account_token_reaches_the_api_server_as_that_account(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-token", Some("restricted"))?;
+    let space = Space::create(env.postgres()?, "node-token", Some("restricted"))?;
     space.install(json!({"coordinator": {"serviceAccount": {"automountServiceAccountToken": true}}}))?;
     let account = space.jsonpath(&format!("pod/{}", util::COORDINATOR), "{.spec.serviceAccountName}")?;
     let script = r#"d=/var/run/secrets/kubernetes.io/serviceaccount
@@ -790,7 +479,7 @@ curl -sS --max-time 10 --cacert $d/ca.crt -H "Authorization: Bearer $(cat $d/tok
 fn a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps_every_acknowledged_row(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-scale-out", None)?;
+    let space = Space::create(env.postgres()?, "node-scale-out", None)?;
     space.install(json!({}))?;
     space.sql(
         "CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id');

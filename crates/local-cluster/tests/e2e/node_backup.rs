@@ -9,8 +9,8 @@ use helm_engine::ReleaseOptions;
 use serde_json::json;
 
 use crate::backup::{FACTS, FIXTURE};
-use crate::node_agent::Space;
 use crate::util::{self, Env};
+use testbed::Space;
 
 crate::scenarios!(Node:
     the_readmes_backup_and_restore_carry_every_citus_kind_into_a_new_release_after_the_old_one_is_uninstalled);
@@ -22,7 +22,7 @@ fn facts(space: &Space, coordinator: &str) -> anyhow::Result<Vec<String>> {
 fn the_readmes_backup_and_restore_carry_every_citus_kind_into_a_new_release_after_the_old_one_is_uninstalled(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-backup", None)?;
+    let space = Space::create(env.postgres()?, "node-backup", None)?;
     space.install(json!({"backup": {"enabled": true}}))?;
     space.sql(FIXTURE).context("creating the fixture")?;
     let expected = facts(&space, util::COORDINATOR)?;

@@ -1,6 +1,6 @@
 //! Faults on the real control plane (issue 16): the node agent kills a pod's processes, on demand or when its
-//! log shows a line, and holds pods Pending; the real Job and StatefulSet controllers, Helm and the API server
-//! react as they do in production.
+//! log shows a line, holds pods Pending, and loses the control plane; the real Job, StatefulSet and node
+//! lifecycle controllers, Helm and the API server react as they do in production.
 
 use std::time::{Duration, Instant};
 
@@ -8,18 +8,21 @@ use anyhow::{bail, ensure, Context as _};
 use helm_engine::ReleaseOptions;
 use serde_json::{json, Value};
 
-use crate::node_agent::{under_writer, Space};
+use testbed::Space;
+
+use crate::node_agent::under_writer;
 use crate::util::{self, Env, COORDINATOR};
 
 crate::scenarios!(Node:
     the_registration_names_a_coordinator_that_never_listens_before_its_deadline,
     a_drain_whose_hook_pod_is_killed_fails_the_upgrade_and_the_revision_that_keeps_the_workers_reopens_them,
-    a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowledged_row);
+    a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowledged_row,
+    a_node_cut_off_from_the_control_plane_keeps_its_pods_and_rows_and_serves_again_when_it_returns);
 
 /// The coordinator held Pending at install: the registration Job gives up, naming the node, before
 /// `activeDeadlineSeconds` would end it without a word.
 fn the_registration_names_a_coordinator_that_never_listens_before_its_deadline(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "faults-no-coordinator", None)?;
+    let space = Space::create(env.postgres()?, "faults-no-coordinator", None)?;
     space.agent.hold_pending(&space.ns, COORDINATOR);
     let values =
         json!({"worker": {"replicaCount": 1}, "workerRegistration": {"backoffLimit": 0, "activeDeadlineSeconds": 30}});
@@ -81,7 +84,7 @@ fn wait_rebalance(space: &Space) -> anyhow::Result<()> {
 fn a_drain_whose_hook_pod_is_killed_fails_the_upgrade_and_the_revision_that_keeps_the_workers_reopens_them(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-drain-kill", None)?;
+    let space = Space::create(env.postgres()?, "node-drain-kill", None)?;
     let options = ReleaseOptions { timeout_seconds: Some(300), ..ReleaseOptions::default() };
     space.helm.install(&util::chart_dir(), "my-citus", &values(4), &options).with_context(|| space.diagnose())?;
     space.sql(&format!(
@@ -137,7 +140,7 @@ fn a_drain_whose_hook_pod_is_killed_fails_the_upgrade_and_the_revision_that_keep
 fn a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowledged_row(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "node-kill", None)?;
+    let space = Space::create(env.postgres()?, "node-kill", None)?;
     space.install(json!({}))?;
     space.sql("CREATE TABLE items (id bigint PRIMARY KEY, v text); SELECT create_distributed_table('items', 'id')")?;
     space.wait_ready(&[COORDINATOR], Duration::from_secs(60))?;
@@ -171,5 +174,57 @@ fn a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowl
     // Writes during the restart fail; every acknowledged one survived crash recovery.
     ensure!(writes.failed > 0, "no write failed while the coordinator was down: was it killed?");
     writes.assert_kept(&space, "in a crash of the coordinator")?;
+    Ok(())
+}
+
+/// The node loses the control plane (a partition between kubelet and API server) for longer than the node
+/// lifecycle controller's grace period: the node turns NotReady, its pods not Ready, the coordinator
+/// Service's endpoints not ready, and no controller starts a second copy of a pod. PostgreSQL goes on on the
+/// node and takes writes from inside; when the node returns, the same pods (no restart, no recreation) are
+/// Ready and served again with every row.
+fn a_node_cut_off_from_the_control_plane_keeps_its_pods_and_rows_and_serves_again_when_it_returns(
+    env: &Env,
+) -> anyhow::Result<()> {
+    // The whole node goes: no other scenario may run on it meanwhile.
+    let space = Space::create_alone(env.postgres()?, "faults-node-partition")?;
+    space.install(json!({}))?;
+    space.wait_ready(&testbed::NODES, util::READY)?;
+    space.sql(
+        "CREATE TABLE kept (id int PRIMARY KEY);\n\
+         SELECT create_distributed_table('kept', 'id') \\g /dev/null\n\
+         INSERT INTO kept SELECT generate_series(1, 1000);",
+    )?;
+    let before = space.identities()?;
+    let node = format!("node/{}", control_plane::NODE_NAME);
+    space.agent.disconnect();
+    let partitioned = (|| -> anyhow::Result<()> {
+        // The controller's grace period is 50 s; its next look at most 5 s later.
+        space.kubectl(&["wait", "--for=condition=Ready=Unknown", &node, "--timeout=120s"])?;
+        space.kubectl(&["wait", "--for=condition=Ready=false", &format!("pod/{COORDINATOR}"), "--timeout=60s"])?;
+        let slices = "endpointslices";
+        let ready = space.kubectl(&[
+            "get",
+            slices,
+            "-l",
+            &format!("kubernetes.io/service-name={}", util::COORDINATOR_SERVICE),
+            "-o",
+            "jsonpath={.items[*].endpoints[*].conditions.ready}",
+        ])?;
+        ensure!(!ready.contains("true"), "the coordinator Service still has a ready endpoint: {ready}");
+        space.sql("INSERT INTO kept SELECT generate_series(1001, 2000)")?;
+        let during = space.identities()?;
+        ensure!(during == before, "pods changed while the node was away:\n{before}\nthen\n{during}");
+        Ok(())
+    })();
+    space.agent.reconnect();
+    partitioned?;
+    space.kubectl(&["wait", "--for=condition=Ready", &node, "--timeout=60s"])?;
+    space.wait_ready(&testbed::NODES, Duration::from_secs(60))?;
+    space.wait_serving(util::SERVING)?;
+    let after = space.identities()?;
+    ensure!(after == before, "pods restarted or were recreated:\n{before}\nthen\n{after}");
+    let login = util::tcp(util::COORDINATOR_SERVICE, "postgres", util::POSTGRES_PASSWORD);
+    let count = util::psql(&space, COORDINATOR, &login, "SELECT count(*), sum(id) FROM kept")?;
+    ensure!(count == "2000|2001000", "rows through the coordinator Service after the partition: {count}");
     Ok(())
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure};
 use serde_json::json;
 
-use crate::node_agent::{Space, NODES};
-use crate::util::{self, Env, Pods, COORDINATOR, POSTGRES_PASSWORD, SOCKET};
+use crate::util::{self, Env, COORDINATOR, POSTGRES_PASSWORD, SOCKET};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node: a_node_deleted_with_sessions_open_stops_at_once_and_starts_without_recovery, a_citus_library_older_than_the_data_stops_the_node_naming_both_versions);
 
@@ -17,7 +17,7 @@ const WORKER: &str = "my-citus-worker-0";
 const RESTARTS: &str = "{.status.containerStatuses[?(@.name==\"postgresql\")].restartCount}";
 
 fn a_node_deleted_with_sessions_open_stops_at_once_and_starts_without_recovery(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "stop-sessions", None)?;
+    let space = Space::create(env.postgres()?, "stop-sessions", None)?;
     space.install(json!({"worker": {"replicaCount": 1}}))?;
     space.wait_ready(&NODES[..2], util::READY)?;
 
@@ -93,7 +93,7 @@ fn assert_no_crash_recovery(space: &Space) -> anyhow::Result<()> {
 }
 
 fn a_citus_library_older_than_the_data_stops_the_node_naming_both_versions(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "stop-old-library", None)?;
+    let space = Space::create(env.postgres()?, "stop-old-library", None)?;
     space.install(json!({"worker": {"replicaCount": 1}}))?;
     space.wait_ready(&NODES[..2], util::READY)?;
     // The data as a newer Citus left it (what a rollback of a Citus upgrade meets): its extension version is

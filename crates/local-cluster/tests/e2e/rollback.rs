@@ -11,8 +11,8 @@ use helm_engine::ReleaseOptions;
 use serde_json::{json, Value};
 
 use crate::citus_cluster::assert_registered;
-use crate::node_agent::Space;
-use crate::util::{self, Env, Pods, COORDINATOR, POSTGRES_PASSWORD, SOCKET};
+use crate::util::{self, Env, COORDINATOR, POSTGRES_PASSWORD, SOCKET};
+use testbed::Space;
 
 crate::scenarios!(Node: helm_rollback_to_fewer_workers_drains_them_first, a_helm_retry_during_a_drain_waits_for_it_instead_of_interrupting_it, a_retried_helm_rollback_replaces_the_drain_job_but_waits_for_its_running_drain);
 
@@ -115,7 +115,7 @@ fn logged_at<'a>(log: &'a str, text: &str) -> anyhow::Result<&'a str> {
 /// Revision 1 with 3 workers and the data, revision 2 with 5 (the rebalance onto workers 3 and 4 finished).
 /// Returns the namespace and the data's checksum.
 fn three_then_five_workers(env: &Env, ns: &str) -> anyhow::Result<(Space, String)> {
-    let space = Space::create(env, ns, None)?;
+    let space = Space::create(env.postgres()?, ns, None)?;
     space.install(values(3))?;
     load(&space)?;
     let sums = checksum(&space)?;
@@ -274,7 +274,7 @@ fn job_pods(space: &Space, job: &str) -> anyhow::Result<Vec<String>> {
 }
 
 fn a_helm_retry_during_a_drain_waits_for_it_instead_of_interrupting_it(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "rollback-retry", None)?;
+    let space = Space::create(env.postgres()?, "rollback-retry", None)?;
     space.install(values(5))?;
     load(&space)?;
     let sums = checksum(&space)?;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure};
 use serde_json::{json, Value};
 
-use crate::node_agent::Space;
 use crate::util::{self, Env, SOCKET};
+use testbed::Space;
 
 crate::scenarios!(Node: scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_drains_with_block_writes, scale_in_with_a_leaving_worker_without_address_is_refused_and_removes_nothing, workers_added_outside_helm_under_autoscaling_are_registered_within_a_minute);
 
@@ -29,7 +29,7 @@ fn should_have_shards(space: &Space) -> anyhow::Result<String> {
 fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_drains_with_block_writes(
     env: &Env,
 ) -> anyhow::Result<()> {
-    let space = Space::create(env, "scale-in-modes", None)?;
+    let space = Space::create(env.postgres()?, "scale-in-modes", None)?;
     let no_retry = json!({"backoffLimit": 0});
     space.install(json!({"worker": {"replicaCount": 4}, "workerRegistration": no_retry}))?;
     space.sql(
@@ -111,7 +111,7 @@ fn scale_in_refuses_auto_without_replica_identity_restores_after_failure_and_dra
 }
 
 fn scale_in_with_a_leaving_worker_without_address_is_refused_and_removes_nothing(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "scale-in-unreachable", None)?;
+    let space = Space::create(env.postgres()?, "scale-in-unreachable", None)?;
     let values = |workers: u32| -> Value {
         json!({"worker": {"replicaCount": workers}, "workerRegistration": {"backoffLimit": 0}})
     };
@@ -157,7 +157,7 @@ fn scale_in_with_a_leaving_worker_without_address_is_refused_and_removes_nothing
 }
 
 fn workers_added_outside_helm_under_autoscaling_are_registered_within_a_minute(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "scale-outside-helm", None)?;
+    let space = Space::create(env.postgres()?, "scale-outside-helm", None)?;
     space.install(json!({"worker": {"autoscaling": {"enabled": true, "minReplicas": 3, "maxReplicas": 5}}}))?;
     space.sql(
         "CREATE TABLE hpa (id bigint PRIMARY KEY);\n\

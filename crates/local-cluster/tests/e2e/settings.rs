@@ -8,8 +8,8 @@ use anyhow::{bail, ensure};
 use serde_json::json;
 
 use crate::citus_cluster::assert_registered;
-use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, APP_PASSWORD, COORDINATOR, POSTGRES_PASSWORD};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node: global_timeouts_cancel_the_applications_statements_but_not_a_scale_out_or_scale_in, a_preload_library_the_image_lacks_is_named_in_the_nodes_log);
 
@@ -30,7 +30,7 @@ fn global_timeouts_cancel_the_applications_statements_but_not_a_scale_out_or_sca
             "postgresql": {"extraConfiguration": "statement_timeout = '1s'\nlock_timeout = '1s'\nidle_in_transaction_session_timeout = '2s'\nidle_session_timeout = '5s'"}
         })
     };
-    let space = Space::create(env, "settings-timeouts", None)?;
+    let space = Space::create(env.postgres()?, "settings-timeouts", None)?;
     space.install(values(2))?;
     space.wait_ready(&NODES[..3], util::READY)?;
     let coordinator = util::coordinator_host(&space.ns);
@@ -73,7 +73,7 @@ fn global_timeouts_cancel_the_applications_statements_but_not_a_scale_out_or_sca
 }
 
 fn a_preload_library_the_image_lacks_is_named_in_the_nodes_log(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "settings-preload", None)?;
+    let space = Space::create(env.postgres()?, "settings-preload", None)?;
     let values = json!({
         "worker": {"replicaCount": 1},
         "workerRegistration": {"backoffLimit": 0, "activeDeadlineSeconds": 30},

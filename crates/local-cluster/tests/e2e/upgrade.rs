@@ -7,13 +7,13 @@ use anyhow::ensure;
 use serde_json::json;
 
 use crate::citus_cluster::{assert_registered, check_tables, load_tables};
-use crate::node_agent::{Space, NODES};
 use crate::util::{self, Env, SOCKET};
+use testbed::{Space, NODES};
 
 crate::scenarios!(Node: upgrade_with_extra_configuration_is_live_on_every_node, scale_out_then_in_drains_the_removed_worker_before_its_pod_goes);
 
 fn upgrade_with_extra_configuration_is_live_on_every_node(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "upgrade-settings", None)?;
+    let space = Space::create(env.postgres()?, "upgrade-settings", None)?;
     space.install(json!({}))?;
     space.wait_ready(&NODES, util::READY)?;
     space.wait_serving(util::SERVING)?;
@@ -42,7 +42,7 @@ fn upgrade_with_extra_configuration_is_live_on_every_node(env: &Env) -> anyhow::
 }
 
 fn scale_out_then_in_drains_the_removed_worker_before_its_pod_goes(env: &Env) -> anyhow::Result<()> {
-    let space = Space::create(env, "upgrade-scale", None)?;
+    let space = Space::create(env.postgres()?, "upgrade-scale", None)?;
     space.install(json!({}))?;
     space.wait_ready(&NODES, util::READY)?;
     space.wait_serving(util::SERVING)?;

@@ -1,24 +1,14 @@
-//! Shared pieces of the scenarios: what a scenario needs and the check of it, the run's control plane and
-//! node agent, chart values with known passwords, psql through `kubectl exec`.
+//! Shared pieces of the scenarios: what a scenario needs and the check of it, Citus facts several scenarios
+//! read. What they run on (the control plane, the node, a namespace with Helm, psql) is the `testbed` crate's.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use control_plane::ControlPlane;
-use local_cluster::agent::{AgentSettings, Capacity, NodeAgent};
-use local_cluster::kubelet::pod::KubeletConfig;
-use local_cluster::{host, ExecOutput, Images, Postgres};
-use serde_json::{json, Value};
-
-pub const POSTGRES_PASSWORD: &str = "pg-super:secret\\1";
-pub const APP_PASSWORD: &str = "app secret 'two'";
-pub const COORDINATOR: &str = "my-citus-coordinator-0";
-pub const COORDINATOR_SERVICE: &str = "my-citus-coordinator";
-pub const READY: Duration = Duration::from_secs(180);
-/// How long a Service may take to follow its pods' readiness on the node agent.
-pub const SERVING: Duration = Duration::from_secs(10);
+use local_cluster::{host, Postgres};
+pub use testbed::{
+    chart_dir, control_plane, psql, psql_argv, tcp, try_psql, values, Login, Space, APP_PASSWORD, COORDINATOR,
+    COORDINATOR_SERVICE, POSTGRES_PASSWORD, READY, SERVING, SOCKET,
+};
 
 /// The name under which the coordinator registers worker `n` of release my-citus in namespace `ns`.
 pub fn worker_host(ns: &str, n: u32) -> String {
@@ -28,10 +18,6 @@ pub fn worker_host(ns: &str, n: u32) -> String {
 /// The coordinator's own name in `pg_dist_node` in namespace `ns`.
 pub fn coordinator_host(ns: &str) -> String {
     format!("my-citus-coordinator-0.my-citus-coordinator-headless.{ns}.svc.cluster.local")
-}
-
-pub fn chart_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/citus")
 }
 
 /// What a scenario needs from this machine.
@@ -121,141 +107,10 @@ pub fn available(needs: Needs) -> Result<Env, String> {
     Ok(Env { postgres: Some(host.postgres), upgrade_tag: host.upgrade_tag })
 }
 
-/// The run's control plane, started by the first scenario that needs it and stopped by [`stop_control_plane`].
-static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-
-pub fn control_plane() -> anyhow::Result<&'static ControlPlane> {
-    let started = CONTROL_PLANE.get_or_init(|| {
-        let bins = control_plane::Binaries::discover()?;
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("control-plane-{}", std::process::id()));
-        let plane = ControlPlane::start(&bins, &dir).map_err(|e| e.to_string())?;
-        eprintln!(
-            "control plane at {} started in {:.1} s ({})",
-            plane.server(),
-            plane.started_in.as_secs_f64(),
-            dir.display()
-        );
-        Ok(plane)
-    });
-    started.as_ref().map_err(|e| anyhow::anyhow!("the control plane did not start: {e}"))
-}
-
-/// Stops the run's control plane, if one was started, and removes its files unless `LOCAL_CLUSTER_KEEP` is set.
-pub fn stop_control_plane() {
-    if let Some(Ok(agent)) = NODE_AGENT.get() {
-        agent.stop();
-    }
-    if let Some(Ok(plane)) = CONTROL_PLANE.get() {
-        plane.stop();
-        if std::env::var_os("LOCAL_CLUSTER_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(plane.dir());
-        }
-    }
-}
-
-/// The run's node agent: this machine as the control plane's node, started by the first scenario that
-/// needs it and stopped by [`stop_control_plane`].
-static NODE_AGENT: OnceLock<Result<NodeAgent, String>> = OnceLock::new();
-
-pub fn node_agent(env: &Env) -> anyhow::Result<&'static NodeAgent> {
-    let plane = control_plane()?;
-    let postgres = env.postgres()?.clone();
-    let started = NODE_AGENT.get_or_init(|| {
-        let settings = AgentSettings {
-            node_name: control_plane::NODE_NAME.to_owned(),
-            node_kubeconfig: plane.node_kubeconfig(),
-            provisioner_kubeconfig: plane.kubeconfig(),
-            dir: plane.dir().join("node"),
-            images: Images::from_env(postgres).map_err(|e| e.to_string())?,
-            kubelet: KubeletConfig { restart_backoff: Duration::from_secs(10) },
-            init_timeout: Duration::from_secs(300),
-            // The scenarios test behaviour, not sizing: the chart's default requests (2.1 CPUs with the
-            // registration Job) exceed this 2-core machine, so the node offers more than it has.
-            capacity: Capacity { cpu: "16".into(), memory: "64Gi".into() },
-            service_cidr: control_plane::SERVICE_CIDR.to_owned(),
-        };
-        NodeAgent::start(settings).map_err(|e| e.to_string())
-    });
-    started.as_ref().map_err(|e| anyhow::anyhow!("the node agent did not start: {e}"))
-}
-
-/// Chart values: known passwords plus `extra`, merged (objects recursively).
-pub fn values(extra: Value) -> Value {
-    let mut base = json!({"auth": {"postgresPassword": POSTGRES_PASSWORD, "password": APP_PASSWORD}});
-    merge(&mut base, extra);
-    base
-}
-
-fn merge(base: &mut Value, extra: Value) {
-    match (base, extra) {
-        (Value::Object(b), Value::Object(e)) => {
-            for (k, v) in e {
-                merge(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, e) => *b = e,
-    }
-}
-
-/// How psql connects.
-pub struct Login<'a> {
-    pub host: &'a str,
-    pub user: &'a str,
-    pub password: Option<&'a str>,
-    pub database: &'a str,
-}
-
-/// Local socket as postgres (trust inside the pod).
-pub const SOCKET: Login = Login { host: "/var/run/postgresql", user: "postgres", password: None, database: "citus" };
-
-pub fn tcp<'a>(host: &'a str, user: &'a str, password: &'a str) -> Login<'a> {
-    Login { host, user, password: Some(password), database: "citus" }
-}
-
-/// psql reading SQL from stdin, never prompting for a password, stopping at the first error, rows unaligned.
-pub fn psql_argv<'a>(login: &Login<'a>) -> [&'a str; 16] {
-    let Login { host, user, database, .. } = *login;
-    ["psql", "-X", "-w", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", host, "-U", user, "-d", database, "-f", "-"]
-}
-
-/// The pods a scenario runs commands in: a cluster of the simulator, or its namespace on the control plane.
-pub trait Pods {
-    /// The namespace of the pods.
-    fn namespace(&self) -> &str;
-
-    /// `kubectl exec` of `argv` in `pod` with `env` added to the container's and `stdin` fed to it.
-    fn run(&self, pod: &str, argv: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> anyhow::Result<ExecOutput>;
-
-    /// What the cluster says of itself, for a failure's message.
-    fn diagnose(&self) -> String {
-        String::new()
-    }
-}
-
-/// Runs SQL with psql in `pod` (never prompting for a password); Ok(stdout) or Err(stderr) by exit status.
-pub fn try_psql(pods: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow::Result<Result<String, String>> {
-    let argv = psql_argv(login);
-    let mut env = vec![("PGCONNECT_TIMEOUT", "10")];
-    if let Some(p) = login.password {
-        env.push(("PGPASSWORD", p));
-    }
-    let out = pods.run(pod, &argv, &env, Some(sql.as_bytes()))?;
-    Ok(if out.status.success() { Ok(out.stdout.trim().to_owned()) } else { Err(out.stderr) })
-}
-
-pub fn psql(cluster: &dyn Pods, pod: &str, login: &Login, sql: &str) -> anyhow::Result<String> {
-    match try_psql(cluster, pod, login, sql)? {
-        Ok(out) => Ok(out),
-        Err(stderr) => {
-            bail!("psql in {pod} as {}@{} failed: {stderr}\nSQL: {sql}\n{}", login.user, login.host, cluster.diagnose())
-        }
-    }
-}
-
 /// pg_dist_node as "nodename:port group active role" lines, by nodeid.
-pub fn dist_nodes(cluster: &dyn Pods) -> anyhow::Result<Vec<String>> {
+pub fn dist_nodes(space: &Space) -> anyhow::Result<Vec<String>> {
     let sql = "SELECT nodename || ':' || nodeport || ' ' || groupid || ' ' || isactive || ' ' || noderole FROM pg_dist_node ORDER BY nodeid";
-    Ok(psql(cluster, COORDINATOR, &SOCKET, sql)?.lines().map(str::to_owned).collect())
+    Ok(psql(space, COORDINATOR, &SOCKET, sql)?.lines().map(str::to_owned).collect())
 }
 
 /// What a test checks on a pod's process.
@@ -285,9 +140,9 @@ pub fn process_facts(pid: i32, needle: &str) -> anyhow::Result<Option<ProcessFac
 
 /// Waits for the newest background rebalance (the registration's; an older one it replaced may have been
 /// cancelled); fails when it did not finish.
-pub fn wait_rebalance(cluster: &dyn Pods, timeout: Duration) -> anyhow::Result<()> {
+pub fn wait_rebalance(space: &Space, timeout: Duration) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
-    let sql = |query: &str| psql(cluster, COORDINATOR, &SOCKET, query);
+    let sql = |query: &str| psql(space, COORDINATOR, &SOCKET, query);
     loop {
         let state = sql(
             "SELECT coalesce((SELECT state::text FROM pg_dist_background_job WHERE job_type = 'rebalance' ORDER BY job_id DESC LIMIT 1), '')",
