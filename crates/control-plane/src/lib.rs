@@ -249,9 +249,27 @@ impl Drop for ControlPlane {
     }
 }
 
+/// A port free now, below the kernel's ephemeral range: the port is closed again until its component starts
+/// seconds later, and a port of that range could meanwhile become the local end of some outgoing connection
+/// (etcd's own, the API server's to etcd), which then refuses the component its listener.
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::Port)?;
-    Ok(listener.local_addr().map_err(Error::Port)?.port())
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral: u16 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral.max(10_100));
+    // Where to start looking: differs between processes and calls, so that runs side by side rarely meet.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed =
+        std::process::id().wrapping_mul(7919).wrapping_add(NEXT.fetch_add(97, std::sync::atomic::Ordering::SeqCst));
+    let span = u32::from(high - low);
+    let mut last = None;
+    for i in 0..span {
+        let port = low + ((seed.wrapping_add(i)) % span) as u16;
+        match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            Ok(_) => return Ok(port),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Port(last.unwrap_or_else(|| std::io::Error::other("no port to try"))))
 }
 
 fn write_kubeconfig(path: &Path, server: &str, ca: &Path, client: &Client) -> Result<()> {

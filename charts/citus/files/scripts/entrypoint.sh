@@ -271,6 +271,13 @@ wait_for_coordinator_update() {
 # as alive while it does.
 setup_database() {
     : > "$STATE_DIR/setup-server.log"
+    # CREATE EXTENSION citus writes ssl = on to postgresql.auto.conf at once (outside its transaction), then
+    # the certificate: a first setup killed between the two leaves a server that cannot start. Without the
+    # setting the data directory is as before the extension's creation, which the setup then runs again.
+    if [ ! -e "$INIT_DONE" ] && [ ! -e "$PGDATA/server.crt" ] && grep -q "^ssl = 'on'" "$PGDATA/postgresql.auto.conf" 2>/dev/null; then
+        log "an earlier setup stopped after citus turned ssl on but before it wrote the certificate: setting ssl back, citus's creation runs again"
+        sed -i "/^ssl = 'on'\$/d" "$PGDATA/postgresql.auto.conf"
+    fi
     pg_ctl -D "$PGDATA" -w -t 86400 start -l "$STATE_DIR/setup-server.log" \
         -o "-c config_file=$CONF_FILE -c listen_addresses= -c unix_socket_directories=$SOCKET_DIR -c log_statement=none $(setup_options)" \
         || { cat "$STATE_DIR/setup-server.log" >&2; setup_start_failed "$STATE_DIR/setup-server.log"; }

@@ -3,6 +3,8 @@
 //! control plane), and a Citus minor upgrade (an image tag mapped to another Citus build) updates the extension
 //! on every node, coordinator first, with the data intact.
 
+use std::time::Duration;
+
 use anyhow::{ensure, Context as _};
 use serde_json::json;
 
@@ -12,6 +14,7 @@ use testbed::{Space, NODES};
 
 crate::scenarios!(
     Node: a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time,
+        a_first_setup_killed_after_citus_turned_ssl_on_but_before_its_certificate_starts_next_time,
         a_first_start_creates_scram_roles_and_the_database_before_it_listens,
         a_restart_reuses_the_data_directory_without_initdb;
     TwoCitus: a_citus_minor_upgrade_updates_every_node_coordinator_first
@@ -39,6 +42,51 @@ fn a_first_start_killed_during_initdb_or_setup_initialises_cleanly_next_time(env
     ensure!(log.matches("initialising a new data directory").count() >= 2, "worker-0 did not initialise again:\n{log}");
     assert_registered(&space, 3)?;
     load_tables(&space)?;
+    Ok(())
+}
+
+/// `CREATE EXTENSION citus` writes `ssl = on` to postgresql.auto.conf at once (outside its transaction), then
+/// the certificate. A first setup killed between the two leaves exactly this: the setting, no certificate, no
+/// extension, no mark of a finished setup; the scenario above met it by chance. The node must start again, with
+/// TLS and a certificate of its own.
+fn a_first_setup_killed_after_citus_turned_ssl_on_but_before_its_certificate_starts_next_time(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let space = Space::create(env.postgres()?, "lifecycle-setup-ssl", None)?;
+    let pods = &NODES[..2];
+    space.install(json!({"worker": {"replicaCount": 1}}))?;
+    space.wait_ready(pods, util::READY)?;
+    let worker = pods[1];
+    let left = space.shell(
+        worker,
+        "psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -U postgres -d citus -c 'DROP EXTENSION citus CASCADE' \
+         && rm \"$PGDATA/server.crt\" \"$PGDATA/server.key\" \"$PGDATA/citus-chart-init.done\" \
+         && grep '^ssl = ' \"$PGDATA/postgresql.auto.conf\"",
+    )?;
+    ensure!(left.trim() == "ssl = 'on'", "postgresql.auto.conf does not turn ssl on: {left}");
+    let extension = util::psql(&space, worker, &SOCKET, "SELECT count(*) FROM pg_extension WHERE extname = 'citus'")?;
+    ensure!(extension == "0", "the citus extension is still there");
+    space.agent.kill_pod(&space.ns, worker)?;
+    let restarted = |n: &str| format!("{{.status.containerStatuses[?(@.name==\"postgresql\")].restartCount}}={n}");
+    space.kubectl(&[
+        "wait",
+        &format!("--for=jsonpath={}", restarted("1")),
+        &format!("pod/{worker}"),
+        "--timeout=60s",
+    ])?;
+    space.wait_ready(&[worker], Duration::from_secs(120))?;
+    let settings = "SELECT current_setting('ssl') || ' ' || current_setting('citus.node_conninfo') || ' ' || \
+                    (SELECT count(*) FROM pg_extension WHERE extname = 'citus')";
+    let (restarted, coordinator) = (util::psql(&space, worker, &SOCKET, settings)?, space.sql(settings)?);
+    ensure!(
+        restarted == coordinator && restarted.starts_with("on "),
+        "ssl, node_conninfo and the extension after the restart ({restarted}) are not the coordinator's ({coordinator})"
+    );
+    let log = space.agent.log(&space.ns, worker)?;
+    ensure!(log.contains("before it wrote the certificate"), "the repair is not logged:\n{log}");
+    let files = space
+        .shell(worker, "ls \"$PGDATA/server.crt\" \"$PGDATA/server.key\" \"$PGDATA/citus-chart-init.done\" | wc -l")?;
+    ensure!(files.trim() == "3", "certificate, key and the setup's mark: {files} of 3");
     Ok(())
 }
 

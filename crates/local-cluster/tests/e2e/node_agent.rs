@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
+use base64::Engine as _;
 use helm_engine::{Helm, ReleaseOptions, RenderOptions};
 use local_cluster::agent::STORAGE_CLASS;
 use serde_json::{json, Value};
@@ -23,7 +24,8 @@ crate::scenarios!(Node:
     a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down,
     a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it,
     a_pod_that_mounts_its_service_account_token_reaches_the_api_server_as_that_account,
-    a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps_every_acknowledged_row);
+    a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps_every_acknowledged_row,
+    the_readmes_kubectl_port_forward_to_the_coordinator_service_carries_concurrent_psql_sessions);
 
 /// The three default workers as `pg_dist_node` names them in namespace `ns`.
 pub(crate) fn worker_names(ns: &str) -> Vec<String> {
@@ -505,5 +507,128 @@ fn a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps
     writes.assert_kept(&space, "in a scale-out from 3 to 5 workers")?;
     let seeded = space.sql("SELECT count(*) FROM items WHERE id > 1000000")?;
     ensure!(seeded == "20000", "seed rows after the rebalance: {seeded}");
+    Ok(())
+}
+
+/// A `kubectl port-forward` that prints where it listens, stopped when dropped.
+struct PortForward {
+    child: std::process::Child,
+    port: u16,
+    /// kubectl's standard error, for a failure's message.
+    stderr: std::path::PathBuf,
+}
+
+impl PortForward {
+    /// `kubectl port-forward <target> :<remote> -n <ns>`: the README's command with a free local port. Its
+    /// output goes to a file: it writes a line per connection, and a closed pipe would end it.
+    fn start(space: &Space, target: &str, remote: u16) -> anyhow::Result<PortForward> {
+        let output = |what: &str| space.plane.dir().join(format!("{}-port-forward.{what}", space.ns));
+        let (stdout, stderr) = (output("stdout"), output("stderr"));
+        let mut child = std::process::Command::new(space.plane.kubectl_path())
+            .args(["port-forward", target, &format!(":{remote}"), "-n", &space.ns])
+            .env("KUBECONFIG", space.plane.kubeconfig())
+            .stdout(std::fs::File::create(&stdout)?)
+            .stderr(std::fs::File::create(&stderr)?)
+            .spawn()
+            .context("running kubectl port-forward")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // "Forwarding from 127.0.0.1:40123 -> 5432"
+            let printed = std::fs::read_to_string(&stdout).unwrap_or_default();
+            let port = printed
+                .lines()
+                .find_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|p| p.parse().ok());
+            if let Some(port) = port {
+                return Ok(PortForward { child, port, stderr });
+            }
+            if Instant::now() > deadline || child.try_wait()?.is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "kubectl port-forward did not listen: {printed}{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The host's psql through the forward as postgres; Ok(stdout) or the error with stderr.
+    fn psql(&self, password: &str, sql: &str) -> anyhow::Result<String> {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-w", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-p", &self.port.to_string(), "-d", "citus", "-c", sql])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .context("running psql")?;
+        ensure!(
+            out.status.success(),
+            "psql through the port-forward: {}kubectl port-forward said: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The README's "连接集群": the password read from `my-citus-secret`, `kubectl port-forward
+/// svc/my-citus-coordinator 5432:5432`, psql as postgres on 127.0.0.1, and its SQL example. Real kubectl
+/// tunnels SPDY through the API server to the node; several sessions at once, and one carrying megabytes
+/// each way, share the forward.
+fn the_readmes_kubectl_port_forward_to_the_coordinator_service_carries_concurrent_psql_sessions(
+    env: &Env,
+) -> anyhow::Result<()> {
+    let space = Space::create(env.postgres()?, "node-port-forward", None)?;
+    space.install(json!({}))?;
+    let encoded = space.jsonpath("secret/my-citus-secret", "{.data.postgres-password}")?;
+    let password = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded.trim())?)?;
+    ensure!(password == util::POSTGRES_PASSWORD, "my-citus-secret holds another postgres-password");
+    let forward = PortForward::start(&space, "svc/my-citus-coordinator", 5432)?;
+    forward.psql(
+        &password,
+        "CREATE TABLE events (id bigserial, device_id bigint, data jsonb, PRIMARY KEY (device_id, id));\n\
+         SELECT create_distributed_table('events', 'device_id');",
+    )?;
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let sessions: Vec<_> = (0..4)
+            .map(|n| {
+                let (forward, password) = (&forward, &password);
+                s.spawn(move || {
+                    forward.psql(
+                        password,
+                        &format!(
+                            "INSERT INTO events (device_id, data) SELECT g % 16, jsonb_build_object('n', {n}, 'pad', \
+                             repeat('x', 1000)) FROM generate_series(1, 2000) g"
+                        ),
+                    )
+                })
+            })
+            .collect();
+        for session in sessions {
+            session.join().map_err(|_| anyhow::anyhow!("a psql session panicked"))??;
+        }
+        Ok(())
+    })?;
+    let counted = forward.psql(&password, "SELECT count(*), count(DISTINCT data->>'n') FROM events")?;
+    ensure!(counted == "8000|4", "rows through the port-forward: {counted}");
+    // About 8 MB back in one result: many SPDY frames, in order, as the coordinator's own socket gives it.
+    let query = "SELECT string_agg(data::text, ',' ORDER BY device_id, id) FROM events";
+    let (forwarded, local) = (forward.psql(&password, query)?, space.sql(query)?);
+    ensure!(
+        forwarded.len() > 8_000_000 && forwarded == local,
+        "{} bytes through the port-forward, {} on the coordinator's socket, or not the same",
+        forwarded.len(),
+        local.len()
+    );
     Ok(())
 }

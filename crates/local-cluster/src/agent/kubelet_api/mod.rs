@@ -1,13 +1,14 @@
 //! The kubelet's HTTPS API on 127.0.0.1, what the API server proxies `kubectl logs`, `kubectl exec` and
 //! port-forwards to: `GET /containerLogs/<namespace>/<pod>/<container>` (with `tailLines`), and `exec` and
 //! `portForward` over WebSocket (the node declares `ExtendWebSocketsToKubelet`, so the API server passes
-//! kubectl's WebSocket through instead of turning it into SPDY). The pod's log holds every container's
+//! kubectl's WebSocket through: exec in the channel protocols, port-forward also as SPDY tunnelled inside). The pod's log holds every container's
 //! output, so each container's log is the pod's. The serving certificate is self-signed: the test API server
 //! is not told to verify kubelets (`--kubelet-certificate-authority`), and the API accepts any client on the
 //! loopback address.
 
 mod exec;
 mod port_forward;
+mod spdy;
 mod websocket;
 
 use std::convert::Infallible;
@@ -137,16 +138,18 @@ async fn answer(mut req: Request<Incoming>, pods: Arc<dyn NodePods>) -> Result<R
         }
         ["portForward", ns, pod] | ["portForward", ns, pod, _] => {
             let (ns, pod) = (ns.to_string(), pod.to_string());
-            match (
-                port_forward::ports(&query(&req, "port")),
-                off_runtime(&pods, move |p| p.exec_target(&ns, &pod, None)).await,
-            ) {
+            // SPDY's streams name their ports; the channel protocol takes them from the query.
+            let ports = match port_forward::ports(&query(&req, "port")) {
+                Err(_) if websocket::offers(&req, spdy::TUNNEL_PROTOCOL) => Ok(Vec::new()),
+                ports => ports,
+            };
+            match (ports, off_runtime(&pods, move |p| p.exec_target(&ns, &pod, None)).await) {
                 (Err(e), _) => text(StatusCode::BAD_REQUEST, e),
                 (_, Err(e)) => text(StatusCode::NOT_FOUND, e.to_string()),
                 (Ok(ports), Ok(target)) => {
                     let (netns, pod) = (target.netns(), target.pod().to_owned());
-                    websocket::upgrade(&mut req, port_forward::PROTOCOLS, move |ws, _| {
-                        port_forward::serve(ws, netns, pod, ports)
+                    websocket::upgrade(&mut req, port_forward::PROTOCOLS, move |ws, protocol| {
+                        port_forward::serve(ws, protocol, netns, pod, ports)
                     })
                 }
             }

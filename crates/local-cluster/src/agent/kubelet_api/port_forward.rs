@@ -1,7 +1,13 @@
-//! A port-forward on the node: for the `i`-th port asked for, a TCP connection to `localhost:<port>` inside
-//! the pod's network namespace, its bytes on WebSocket channel `2i` and its errors on `2i+1`; each channel
-//! first carries the port number (two bytes, little-endian), as the kubelet sends it.
+//! A port-forward on the node: TCP connections to `localhost:<port>` inside the pod's network namespace, in
+//! either of the two protocols kubelets speak over WebSocket:
+//! - `v4.channel.k8s.io` (kube-rs, `kubectl citus`): the ports in the query, for the `i`-th a connection whose
+//!   bytes go on channel `2i` and errors on `2i+1`; each channel first carries the port number (two bytes,
+//!   little-endian);
+//! - `SPDY/3.1+portforward.k8s.io` (`kubectl port-forward`): SPDY inside the WebSocket; per connection the
+//!   client opens an error and a data stream, both naming the port and a request id, and the node answers
+//!   each, forwards the data stream, and ends both when the connection ends, errors on the error stream.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,10 +17,11 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::spdy::{self, Frame};
 use super::websocket::{close, frame, Ws};
 use crate::sandbox::netns::dial_in;
 
-pub const PROTOCOLS: &[&str] = &["v4.channel.k8s.io"];
+pub const PROTOCOLS: &[&str] = &["v4.channel.k8s.io", spdy::TUNNEL_PROTOCOL];
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,8 +47,18 @@ async fn dial(netns: PathBuf, port: u16) -> Result<tokio::net::TcpStream, String
     tokio::net::TcpStream::from_std(std).map_err(|e| e.to_string())
 }
 
+/// Serves the port-forward in the protocol the upgrade agreed on; `ports` are the query's, which only
+/// `v4.channel.k8s.io` uses (checked before the upgrade).
+pub async fn serve(ws: Ws, protocol: &str, netns: PathBuf, pod: String, ports: Vec<u16>) {
+    if protocol == spdy::TUNNEL_PROTOCOL {
+        serve_spdy(ws, netns, pod).await
+    } else {
+        serve_channels(ws, netns, pod, ports).await
+    }
+}
+
 /// Forwards until every connection to the pod has ended or the client has gone.
-pub async fn serve(ws: Ws, netns: PathBuf, pod: String, ports: Vec<u16>) {
+async fn serve_channels(ws: Ws, netns: PathBuf, pod: String, ports: Vec<u16>) {
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(16);
     let mut writers: Vec<Option<OwnedWriteHalf>> = Vec::new();
@@ -108,4 +125,154 @@ pub async fn serve(ws: Ws, netns: PathBuf, pod: String, ports: Vec<u16>) {
         }
     }
     close(&mut sink).await;
+}
+
+/// One connection of a SPDY port-forward: its two streams as they arrive.
+#[derive(Default)]
+struct Pair {
+    port: Option<u16>,
+    error: Option<u32>,
+    data: Option<u32>,
+}
+
+/// The request id that pairs the two streams; clients before Kubernetes 1.6 sent none (then the error stream's
+/// id, the data stream's minus 2).
+fn request_id(headers: &BTreeMap<String, String>, stream: u32, kind: &str) -> String {
+    match headers.get("requestid") {
+        Some(id) => id.clone(),
+        None if kind == "data" => stream.saturating_sub(2).to_string(),
+        None => stream.to_string(),
+    }
+}
+
+/// SPDY inside the WebSocket, until the client goes: every stream answered, each complete pair forwarded.
+async fn serve_spdy(ws: Ws, netns: PathBuf, pod: String) {
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let sender = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                break;
+            }
+        }
+        close(&mut sink).await;
+    });
+    let mut decoder = spdy::Decoder::default();
+    let mut encoder = spdy::Encoder::default();
+    let mut pairs: BTreeMap<String, Pair> = BTreeMap::new();
+    // data stream id -> the write half of its connection to the pod, and the task reading the other half.
+    let mut writers: BTreeMap<u32, OwnedWriteHalf> = BTreeMap::new();
+    let mut readers: BTreeMap<u32, tokio::task::AbortHandle> = BTreeMap::new();
+    let mut last_stream = 0;
+    'client: while let Some(Ok(message)) = source.next().await {
+        let Message::Binary(bytes) = message else {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+            continue;
+        };
+        decoder.push(&bytes);
+        loop {
+            let frame = match decoder.next() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("node agent: port-forward to {pod}: {e}");
+                    let _ = tx.send(spdy::go_away(last_stream, spdy::PROTOCOL_ERROR)).await;
+                    break 'client;
+                }
+            };
+            match frame {
+                Frame::Open { id, headers } => {
+                    last_stream = id;
+                    if tx.send(encoder.reply(id)).await.is_err() {
+                        break 'client;
+                    }
+                    let kind = headers.get("streamtype").cloned().unwrap_or_default();
+                    let port = headers.get("port").and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
+                    let pair = pairs.entry(request_id(&headers, id, &kind)).or_default();
+                    pair.port = pair.port.or(port);
+                    match kind.as_str() {
+                        "error" => pair.error = Some(id),
+                        "data" => pair.data = Some(id),
+                        _ => {
+                            let _ = tx.send(spdy::reset(id, spdy::CANCEL)).await;
+                            continue;
+                        }
+                    }
+                    if let (Some(error), Some(data)) = (pair.error, pair.data) {
+                        let port = pair.port;
+                        pairs.retain(|_, p| p.error != Some(error));
+                        let Some(port) = port else {
+                            let message = "a port-forward stream without a valid \"port\" header (1-65535)";
+                            let _ = tx
+                                .send(
+                                    [spdy::data(error, true, message.as_bytes()), spdy::data(data, true, b"")].concat(),
+                                )
+                                .await;
+                            continue;
+                        };
+                        match dial(netns.clone(), port).await {
+                            Ok(stream) => {
+                                let (read, write) = stream.into_split();
+                                writers.insert(data, write);
+                                let task = tokio::spawn(pod_to_client(read, tx.clone(), data, error));
+                                readers.insert(data, task.abort_handle());
+                            }
+                            Err(e) => {
+                                let message = format!("error forwarding port {port} to pod {pod}: {e}");
+                                let _ = tx
+                                    .send(
+                                        [spdy::data(error, true, message.as_bytes()), spdy::data(data, true, b"")]
+                                            .concat(),
+                                    )
+                                    .await;
+                            }
+                        }
+                    }
+                }
+                Frame::Data { id, fin, data } => {
+                    if let Some(write) = writers.get_mut(&id) {
+                        if write.write_all(&data).await.is_err() || fin {
+                            // Dropping the write half shuts down that direction: the pod sees the end.
+                            writers.remove(&id);
+                        }
+                    }
+                }
+                Frame::Reset { id } => {
+                    writers.remove(&id);
+                    if let Some(reader) = readers.remove(&id) {
+                        reader.abort();
+                    }
+                }
+                Frame::Ping(id) => {
+                    if tx.send(spdy::ping(id)).await.is_err() {
+                        break 'client;
+                    }
+                }
+                Frame::GoAway => break 'client,
+                Frame::Ignored => {}
+            }
+        }
+    }
+    writers.clear();
+    readers.values().for_each(tokio::task::AbortHandle::abort);
+    drop(tx);
+    let _ = sender.await;
+}
+
+/// The pod's side of one connection, as DATA frames on stream `data`; at its end, FIN on both streams.
+async fn pod_to_client(mut read: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<Vec<u8>>, data: u32, error: u32) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx.send(spdy::data(data, false, &buf[..n])).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send([spdy::data(data, true, b""), spdy::data(error, true, b"")].concat()).await;
 }

@@ -39,6 +39,22 @@ pub fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(bytes.into())
 }
 
+/// Whether the client offers WebSocket subprotocol `protocol`.
+pub fn offers(req: &Request<Incoming>, protocol: &str) -> bool {
+    offered(req).contains(&protocol)
+}
+
+fn offered(req: &Request<Incoming>) -> Vec<&str> {
+    req.headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// Answers the upgrade with the first of `supported` (best first) that the client offers, or with no
 /// subprotocol when the client names none, and hands the WebSocket to `serve` once the upgrade is done.
 /// A SPDY upgrade or a client that offers only other subprotocols gets 400 naming what is served.
@@ -62,15 +78,7 @@ where
     let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes())) else {
         return text(StatusCode::BAD_REQUEST, "a WebSocket upgrade without Sec-WebSocket-Key".into());
     };
-    let offered: Vec<&str> = req
-        .headers()
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
+    let offered = offered(req);
     let protocol = if offered.is_empty() {
         ""
     } else {
