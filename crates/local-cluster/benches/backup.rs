@@ -146,15 +146,7 @@ fn run(postgres: &Postgres) -> anyhow::Result<()> {
     let backups = a.volume_dir("my-citus-backup")?;
     let b = Space::create(postgres, "bench-backup-b", None)?;
     b.install(json!({}))?;
-    let claim = json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "old-backups"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    });
-    b.kubectl_with_input(&["apply", "-f", "-"], claim.to_string().as_bytes())?;
-    b.kubectl(&["wait", "--for=jsonpath={.status.phase}=Bound", "pvc/old-backups", "--timeout=60s"])?;
-    let copy = b.volume_dir("old-backups")?;
+    let copy = b.bound_claim("old-backups")?;
 
     // --- Rounds, each measurement next to its baseline; the best of each counts (other load on the
     // machine only ever adds time). ---------------------------------------------------------------------

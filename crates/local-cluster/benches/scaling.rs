@@ -90,7 +90,7 @@ fn upgrade_in_steps(space: &Space, workers: u32, rebalance: bool) -> anyhow::Res
     let values = chart_values(workers, rebalance);
     if workers == 4 {
         let host = format!("{NEW_POD}.my-citus-worker-headless.{}.svc.cluster.local", space.ns);
-        let argv = ["pg_isready", "-q", "-t", "1", "-h", host.as_str(), "-p", "5432"];
+        let argv = ["pg_isready", "-q", "-t", "1", "-h", host.as_str(), "-p", "5432", "-U", "postgres", "-d", "citus"];
         let accepts = || space.run(testbed::COORDINATOR, &argv, &[], None).is_ok_and(|out| out.status.success());
         let (whole, accepting) = common::timed_until(|| space.upgrade_values(&values), accepts)
             .with_context(|| format!("{NEW_POD} accepting connections"))?;

@@ -121,6 +121,20 @@ impl Space {
         Ok(())
     }
 
+    /// A claim of 1 GiB named `name` on the node's StorageClass, once bound; returns its volume's directory
+    /// on this node (to fill it as a user would copy data onto a volume).
+    pub fn bound_claim(&self, name: &str) -> anyhow::Result<std::path::PathBuf> {
+        let claim = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        });
+        self.kubectl_with_input(&["apply", "-f", "-"], claim.to_string().as_bytes())?;
+        self.kubectl(&["wait", "--for=jsonpath={.status.phase}=Bound", &format!("pvc/{name}"), "--timeout=60s"])?;
+        self.volume_dir(name)
+    }
+
     /// The directory on this node of the volume bound to `claim` (the agent provisions host paths).
     pub fn volume_dir(&self, claim: &str) -> anyhow::Result<std::path::PathBuf> {
         let volume = self.jsonpath(&format!("pvc/{claim}"), "{.spec.volumeName}")?;

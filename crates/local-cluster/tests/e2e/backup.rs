@@ -312,15 +312,7 @@ fn backup_of_every_citus_kind_restores_into_a_new_release(env: &Env) -> anyhow::
 
     // --- Release B: the backup volume of A, copied through the node onto a claim of B's namespace. ---------
     let b = Space::create(env.postgres()?, "backup-b", None)?;
-    let old_backups = json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "old-backups"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    });
-    b.kubectl_with_input(&["apply", "-f", "-"], old_backups.to_string().as_bytes())?;
-    b.kubectl(&["wait", "--for=jsonpath={.status.phase}=Bound", "pvc/old-backups", "--timeout=60s"])?;
-    let claim = b.volume_dir("old-backups")?;
+    let claim = b.bound_claim("old-backups")?;
     std::fs::create_dir_all(&claim)?;
     copy_dir(&backups.join("."), &claim)?;
     drop(a);

@@ -19,13 +19,13 @@ use crate::util::{self, Env};
 crate::scenarios!(Node:
     helm_install_under_pod_security_restricted_registers_every_worker_passes_helm_test_and_uninstall_stops_every_pod,
     a_rollout_restart_of_the_workers_under_a_writer_loses_no_acknowledged_row,
-    kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_allow,
     the_gitops_path_applies_the_render_twice_and_the_second_apply_restarts_nothing,
     a_rollback_to_a_revision_rendered_with_fewer_live_workers_keeps_every_worker_while_the_coordinator_is_down,
     a_scale_out_to_a_worker_the_coordinator_cannot_reach_fails_naming_it_and_the_retry_after_healing_registers_it,
     a_pod_that_mounts_its_service_account_token_reaches_the_api_server_as_that_account,
     a_helm_upgrade_from_3_to_5_workers_under_a_writer_rebalances_online_and_keeps_every_acknowledged_row,
-    the_readmes_kubectl_port_forward_to_the_coordinator_service_carries_concurrent_psql_sessions);
+    the_readmes_kubectl_port_forward_to_the_coordinator_service_carries_concurrent_psql_sessions;
+    WholeNode: kubectl_drain_of_the_node_evicts_no_more_than_the_charts_disruption_budgets_allow);
 
 /// The three default workers as `pg_dist_node` names them in namespace `ns`.
 pub(crate) fn worker_names(ns: &str) -> Vec<String> {

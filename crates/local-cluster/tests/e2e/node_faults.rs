@@ -16,8 +16,8 @@ use crate::util::{self, Env, COORDINATOR};
 crate::scenarios!(Node:
     the_registration_names_a_coordinator_that_never_listens_before_its_deadline,
     a_drain_whose_hook_pod_is_killed_fails_the_upgrade_and_the_revision_that_keeps_the_workers_reopens_them,
-    a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowledged_row,
-    a_node_cut_off_from_the_control_plane_keeps_its_pods_and_rows_and_serves_again_when_it_returns);
+    a_coordinator_killed_under_a_writer_restarts_in_place_and_keeps_every_acknowledged_row;
+    WholeNode: a_node_cut_off_from_the_control_plane_keeps_its_pods_and_rows_and_serves_again_when_it_returns);
 
 /// The coordinator held Pending at install: the registration Job gives up, naming the node, before
 /// `activeDeadlineSeconds` would end it without a word.

@@ -30,6 +30,9 @@ pub enum Needs {
     /// The control plane with this machine as its node (the node agent), running Citus: root (namespaces,
     /// mounts, uid changes), iproute2, PostgreSQL, nss_wrapper, `citus.so` in `pg_config --pkglibdir`.
     Node,
+    /// The node as [`Needs::Node`], with no other scenario on it meanwhile (it drains or disconnects the
+    /// whole node): such scenarios run first, before the others hold the node.
+    WholeNode,
     /// Also a second Citus build mapped to a `citusdata/citus` tag by `LOCAL_CLUSTER_IMAGES`.
     TwoCitus,
 }
@@ -41,6 +44,7 @@ impl Needs {
             Needs::TwoCitus => "two citus versions",
             Needs::ControlPlane => "control plane",
             Needs::Node => "control plane node",
+            Needs::WholeNode => "control plane node, alone",
         }
     }
 }
@@ -92,7 +96,7 @@ pub fn available(needs: Needs) -> Result<Env, String> {
             control_plane::Binaries::discover()?;
             return Ok(Env { postgres: None, upgrade_tag: None });
         }
-        Needs::Node => {
+        Needs::Node | Needs::WholeNode => {
             helm_engine::Helm::discover().map_err(|e| e.to_string())?;
             control_plane::Binaries::discover()?;
             host::Needs::Citus
