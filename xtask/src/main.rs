@@ -36,7 +36,8 @@ enum Task {
     Package(package::Args),
     /// Regenerate charts/citus/values.schema.json from the @param/@schema comments of values.yaml.
     Schema,
-    /// Install everything, then run `cargo test --workspace` with the tools' locations set.
+    /// Install everything, check formatting and clippy (warnings are errors), then run `cargo test --workspace`
+    /// with the tools' locations set.
     Test {
         /// Extra arguments for cargo test (after `--`).
         #[arg(last = true)]
@@ -81,6 +82,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Task::Test { cargo_args } => {
             setup::run(&root, None)?;
+            let lints = lint(&root)?;
             // --no-fail-fast: a failing test binary must not hide the results of the ones after it.
             let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .current_dir(&root)
@@ -99,9 +101,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let status = child.wait().context("waiting for cargo test")?;
             println!("xtask test: {totals}");
-            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            if !lints.is_empty() {
+                println!("xtask test: failed before the tests ran: {}", lints.join("; "));
+            }
+            Ok(if status.success() && lints.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// `cargo fmt --check` and clippy with warnings as errors over every target; returns the commands that
+/// failed (the tests run anyway, so that one run shows everything).
+fn lint(root: &Path) -> Result<Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut failed = Vec::new();
+    for args in [
+        &["fmt", "--all", "--", "--check"][..],
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"][..],
+    ] {
+        let status = Command::new(&cargo)
+            .current_dir(root)
+            .args(args)
+            .status()
+            .with_context(|| format!("running cargo {}", args.join(" ")))?;
+        if !status.success() {
+            failed.push(format!("`cargo {}` ({status})", args.join(" ")));
+        }
+    }
+    Ok(failed)
 }
 
 fn workspace_root() -> PathBuf {
