@@ -205,11 +205,7 @@ async fn serve_spdy(ws: Ws, netns: PathBuf, pod: String) {
                         pairs.retain(|_, p| p.error != Some(error));
                         let Some(port) = port else {
                             let message = "a port-forward stream without a valid \"port\" header (1-65535)";
-                            let _ = tx
-                                .send(
-                                    [spdy::data(error, true, message.as_bytes()), spdy::data(data, true, b"")].concat(),
-                                )
-                                .await;
+                            let _ = tx.send(end_streams(data, error, message)).await;
                             continue;
                         };
                         match dial(netns.clone(), port).await {
@@ -221,12 +217,7 @@ async fn serve_spdy(ws: Ws, netns: PathBuf, pod: String) {
                             }
                             Err(e) => {
                                 let message = format!("error forwarding port {port} to pod {pod}: {e}");
-                                let _ = tx
-                                    .send(
-                                        [spdy::data(error, true, message.as_bytes()), spdy::data(data, true, b"")]
-                                            .concat(),
-                                    )
-                                    .await;
+                                let _ = tx.send(end_streams(data, error, &message)).await;
                             }
                         }
                     }
@@ -261,7 +252,10 @@ async fn serve_spdy(ws: Ws, netns: PathBuf, pod: String) {
     let _ = sender.await;
 }
 
-/// The pod's side of one connection, as DATA frames on stream `data`; at its end, FIN on both streams.
+/// The pod's side of one connection, as DATA frames on stream `data`; at its end, FIN on both streams. A
+/// read error ends it the same way, unreported: PostgreSQL resets a connection whose client left with data
+/// unread, and kubectl ends the whole port-forward, every other session with it, on any message on an error
+/// stream.
 async fn pod_to_client(mut read: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<Vec<u8>>, data: u32, error: u32) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -274,5 +268,11 @@ async fn pod_to_client(mut read: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sende
             }
         }
     }
-    let _ = tx.send([spdy::data(data, true, b""), spdy::data(error, true, b"")].concat()).await;
+    let _ = tx.send(end_streams(data, error, "")).await;
+}
+
+/// FIN on both streams of a connection, `message` (when not empty) on its error stream, which the client
+/// prints.
+fn end_streams(data: u32, error: u32, message: &str) -> Vec<u8> {
+    [spdy::data(data, true, b""), spdy::data(error, true, message.as_bytes())].concat()
 }
